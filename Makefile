@@ -1,0 +1,93 @@
+# temporal-lua: a Temporal client for Lua 5.4 on the gRPC C core and protobuf-c.
+# make            build build/temporal/core.so and build/temporal-lua
+# make test       install what is missing, start the real test bed, run the specs
+# make demo       start a dev server and the sample worker, run examples/ with temporal-lua
+# make deps       install the Debian packages (as root), or print the command
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BUILD    := build
+LUA_VER  := 5.4
+# PROTO_DIR: a Temporal API checkout (holding temporal/api/...). Default: the pinned package.
+PROTO_PKG := $(BUILD)/proto
+PROTO_DIR ?= $(PROTO_PKG)/api_upstream
+PROTO_EXTRA_DIR ?= $(PROTO_PKG)
+GEN      := $(BUILD)/gen
+
+DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
+  protobuf-compiler libprotobuf-dev lua-cjson libssl-dev lua-busted libreadline-dev \
+  pkg-config npm python3-venv openssl
+
+WARN     := -Wall -Wextra -Werror
+# -Ulinux: one Temporal message has a field named "linux", a predefined macro in GNU C.
+BASE_CFLAGS := -std=gnu11 -fPIC -Ulinux -D_GNU_SOURCE -I/usr/include/lua$(LUA_VER) -Isrc -I$(GEN)
+CFLAGS   ?= -O2 -g
+LDLIBS   := -lgrpc -lgpr -lprotobuf-c -lpthread
+
+CORE_SRCS := src/core.c src/runtime.c src/channel.c src/call.c src/pb.c src/registry.c src/json.c
+CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
+LUA_MODS  := $(wildcard lua/temporal/*.lua)
+
+.PHONY: all deps proto test demo install clean bench check-deps
+all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua
+
+deps:
+	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "deps: missing packages; run as root:"; echo "  apt-get install -y $$missing"; exit 1; fi
+
+$(PROTO_PKG)/.pin: proto/pin.txt proto/fetch.sh
+	@if [ "$(PROTO_DIR)" = "$(PROTO_PKG)/api_upstream" ] || [ "$(PROTO_EXTRA_DIR)" = "$(PROTO_PKG)" ]; then proto/fetch.sh $(PROTO_PKG); else mkdir -p $(PROTO_PKG) && touch $@; fi
+
+$(GEN)/registry.inc: $(PROTO_PKG)/.pin proto/files.txt tools/genproto.sh
+	tools/genproto.sh $(PROTO_DIR) $(PROTO_EXTRA_DIR) $(GEN)
+
+proto: $(GEN)/registry.inc
+
+# The generated sources are only known after generation: build them with a sub-make.
+$(BUILD)/gen.a: $(GEN)/registry.inc
+	@$(MAKE) --no-print-directory -f tools/gen.mk GEN=$(GEN) OUT=$(BUILD)/obj/gen CC="$(CC)" CFLAGS="$(CFLAGS) -fPIC -Ulinux -I$(GEN)" LIB=$@
+
+$(BUILD)/obj/%.o: src/%.c src/temporal_lua.h $(GEN)/registry.inc
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/temporal/core.so: $(CORE_OBJS) $(BUILD)/gen.a
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(CORE_OBJS) $(BUILD)/gen.a $(LDLIBS)
+
+# temporal-lua embeds the pure-Lua modules so it runs from anywhere.
+$(GEN)/embedded.c: tools/embed.lua $(LUA_MODS)
+	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS)
+
+$(BUILD)/obj/embedded.o: $(GEN)/embedded.c
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) $(BUILD)/gen.a
+	$(CC) -rdynamic -o $@ $^ -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@spec/run.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@examples/run-demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run.sh
+
+LUA_CDIR  := $(PREFIX)/lib/lua/$(LUA_VER)
+LUA_LDIR  := $(PREFIX)/share/lua/$(LUA_VER)
+install: all
+	install -d $(DESTDIR)$(LUA_CDIR)/temporal $(DESTDIR)$(LUA_LDIR)/temporal $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/temporal/core.so $(DESTDIR)$(LUA_CDIR)/temporal/core.so
+	install -m 644 $(LUA_MODS) $(DESTDIR)$(LUA_LDIR)/temporal/
+	install -m 755 $(BUILD)/temporal-lua $(DESTDIR)$(PREFIX)/bin/temporal-lua
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/temporal $(BUILD)/temporal-lua $(BUILD)/gen.a $(GEN)

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Generate protobuf-c sources for every proto listed in proto/files.txt into $3,
+# plus registry.inc: one X(descriptor) line per message, enum and service, which
+# src/registry.c turns into lookup tables (protobuf-c has no registry by name).
+#   genproto.sh API_ROOT EXTRA_ROOT OUT
+set -eu
+api=$1 extra=$2 out=$3
+list=$(dirname "$0")/../proto/files.txt
+rm -rf "$out"; mkdir -p "$out"
+api_files= extra_files= wkt_files=
+for line in $(grep -v '^#' "$list"); do
+  case "$line" in
+    wkt:*) wkt_files="$wkt_files ${line#wkt:}" ;;
+    extra:*) extra_files="$extra_files ${line#extra:}" ;;
+    *'**') api_files="$api_files $(cd "$api" && find "${line%/\*\*}" -name '*.proto' | sort | tr '\n' ' ')" ;;
+    *) api_files="$api_files $line" ;;
+  esac
+done
+# -I/usr/include first so the well-known types match the installed protoc.
+(cd /usr/include && protoc-c -I/usr/include --c_out="$out" $wkt_files)
+(cd "$extra" && protoc-c -I/usr/include -I. --c_out="$out" $extra_files)
+(cd "$api" && protoc-c -I/usr/include -I. --c_out="$out" $api_files)
+find "$out" -name '*.pb-c.h' | sort | sed "s|^$out/||" | sed 's|.*|#include "&"|' > "$out/all.h"
+find "$out" -name '*.pb-c.h' | sort | xargs grep -hoE 'extern const ProtobufC(Message|Enum|Service)Descriptor [a-z0-9_]+__descriptor' \
+  | sed -E 's/extern const ProtobufC(Message|Enum|Service)Descriptor ([a-z0-9_]+)/X_\1(\2)/' > "$out/registry.inc"
+echo "generated $(find "$out" -name '*.pb-c.c' | wc -l) protobuf-c sources, $(wc -l < "$out/registry.inc") descriptors"
