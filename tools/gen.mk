@@ -3,7 +3,7 @@ SRCS := $(shell find $(GEN) -name '*.pb-c.c')
 OBJS := $(SRCS:$(GEN)/%.c=$(OUT)/%.o)
 $(LIB): $(OBJS)
 	@rm -f $@
-	ar rcs $@ $(OBJS)
+	@ar rcs $@ $(OBJS)
 $(OUT)/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
 	@$(CC) $(CFLAGS) -c $< -o $@

@@ -4,7 +4,8 @@
 # src/registry.c turns into lookup tables (protobuf-c has no registry by name).
 #   genproto.sh API_ROOT EXTRA_ROOT OUT
 set -eu
-api=$1 extra=$2 out=$3
+mkdir -p "$3"
+api=$(cd "$1" && pwd) extra=$(cd "$2" && pwd) out=$(cd "$3" && pwd)
 list=$(dirname "$0")/../proto/files.txt
 rm -rf "$out"; mkdir -p "$out"
 api_files= extra_files= wkt_files=

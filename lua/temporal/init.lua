@@ -1,0 +1,27 @@
+--- temporal: a Temporal client for Lua 5.4.
+--
+--   local temporal = require("temporal")
+--   local client = temporal.connect("127.0.0.1:7233", { namespace = "default" })
+--   print(client.workflow_service:get_system_info{}.server_version)
+local core = require("temporal.core")
+local scheduler = require("temporal.scheduler")
+local errors = require("temporal.errors")
+local client = require("temporal.client")
+
+local M = {
+  VERSION = core.version,
+  core = core,
+  errors = errors,
+  Client = client.Client,
+  connect = client.connect,
+  -- tasks and the host-loop protocol (see temporal.scheduler)
+  spawn = scheduler.spawn,
+  sleep = scheduler.sleep,
+  step = scheduler.step,
+  run = scheduler.run,
+  pollfd = scheduler.pollfd,
+  events = scheduler.events,
+  timeout = scheduler.timeout,
+}
+
+return M

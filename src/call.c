@@ -1,0 +1,330 @@
+/*
+ * Unary calls. core.unary(channel, service, method, request, timeout, metadata) starts
+ * one batch of six ops and returns a Call object at once; the runtime reports it done
+ * and call:result() then decodes the response or the failure (status, message and the
+ * typed details of grpc-status-details-bin). The Lua facade decides whether to block
+ * or to yield - C never yields.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include "rpc.h"
+
+#define TL_CALL_MT "temporal.Call"
+#define TL_ANCHORS_KEY "temporal.call_anchors"
+
+typedef struct { tl_call *c; } call_ud;
+
+static const char *const status_names[] = {
+  "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+  "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+  "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+  "UNAUTHENTICATED"};
+
+void tl_call_free(tl_call *c) {
+  if (!c) return;
+  for (size_t i = 0; i < c->n_send_md; i++) {
+    grpc_slice_unref(c->send_md[i].key);
+    grpc_slice_unref(c->send_md[i].value);
+  }
+  free(c->send_md);
+  grpc_metadata_array_destroy(&c->recv_initial_md);
+  grpc_metadata_array_destroy(&c->recv_trailing_md);
+  if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
+  if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
+  grpc_slice_unref(c->status_details);
+  free(c->method);
+  free(c);
+}
+
+static call_ud *check_call(lua_State *L, int idx) { return luaL_checkudata(L, idx, TL_CALL_MT); }
+
+static int call_gc(lua_State *L) {
+  call_ud *u = check_call(L, 1);
+  tl_call *c = u->c;
+  u->c = NULL;
+  if (!c) return 0;
+  if (c->rt && !c->done) {
+    /* Still in flight (only at lua_close: in-flight calls are anchored otherwise):
+     * the runtime frees it when its completion is drained. */
+    c->orphaned = 1;
+    if (c->call) grpc_call_cancel(c->call, NULL);
+  } else {
+    tl_call_free(c);
+  }
+  return 0;
+}
+
+void tl_call_push_completed(lua_State *L, tl_call *c) {
+  lua_getfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY);
+  lua_pushlightuserdata(L, c);
+  lua_rawget(L, -2);
+  lua_pushlightuserdata(L, c);
+  lua_pushnil(L);
+  lua_rawset(L, -4);
+  lua_remove(L, -2);
+}
+
+static int valid_md_key(const char *k, size_t len) {
+  if (len == 0 || k[0] == ':') return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = k[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.')) return 0;
+  }
+  return 1;
+}
+
+static int valid_md_value(const char *v, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e) return 0;
+  return 1;
+}
+
+static void add_md(lua_State *L, tl_call *c, size_t *cap, int kidx, int vidx) {
+  size_t klen, vlen;
+  const char *k = lua_tolstring(L, kidx, &klen);
+  if (lua_type(L, vidx) != LUA_TSTRING)
+    luaL_error(L, "rpc_metadata['%s']: expected a string value, got %s", k, luaL_typename(L, vidx));
+  const char *v = lua_tolstring(L, vidx, &vlen);
+  int bin = klen > 4 && strcmp(k + klen - 4, "-bin") == 0;
+  if (!bin && !valid_md_value(v, vlen))
+    luaL_error(L, "rpc_metadata['%s']: value must be printable ASCII (use a '-bin' key for bytes)", k);
+  if (c->n_send_md == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 8;
+    grpc_metadata *m = realloc(c->send_md, ncap * sizeof(*m));
+    if (!m) luaL_error(L, "out of memory");
+    c->send_md = m;
+    *cap = ncap;
+  }
+  grpc_metadata *m = &c->send_md[c->n_send_md++];
+  memset(m, 0, sizeof(*m));
+  m->key = grpc_slice_from_copied_buffer(k, klen);
+  m->value = grpc_slice_from_copied_buffer(v, vlen);
+}
+
+/* metadata: { key = "value" | { "v1", "v2" } }; keys lowercase, "-bin" keys carry bytes. */
+static void collect_metadata(lua_State *L, int idx, tl_call *c) {
+  size_t cap = 0;
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    size_t klen;
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "rpc_metadata: keys must be strings, got %s", luaL_typename(L, -2));
+    const char *k = lua_tolstring(L, -2, &klen);
+    if (!valid_md_key(k, klen))
+      luaL_error(L, "rpc_metadata: invalid key '%s' (lowercase letters, digits, '-', '_', '.')", k);
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+      for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        add_md(L, c, &cap, -3, -1);
+        lua_pop(L, 1);
+      }
+    } else {
+      add_md(L, c, &cap, -2, -1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* core.unary(channel, service, method, request, timeout_seconds|nil, metadata|nil) -> Call */
+static int l_unary(lua_State *L) {
+  tl_channel *ch = tl_channel_check(L, 1);
+  const char *service = luaL_checkstring(L, 2);
+  const char *method = luaL_checkstring(L, 3);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  double timeout = luaL_optnumber(L, 5, -1);
+  tl_runtime *rt = tl_runtime_get(L);
+  const ProtobufCServiceDescriptor *sd = tl_service_by_name(service);
+  if (!sd) return luaL_error(L, "unknown service '%s'", service);
+  const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(sd, method);
+  if (!md) return luaL_error(L, "%s has no method '%s'", service, method);
+
+  /* The object owns the heap call from here on, so any error below frees it. */
+  call_ud *u = lua_newuserdatauv(L, sizeof(*u), 0);
+  u->c = NULL;
+  luaL_setmetatable(L, TL_CALL_MT);
+  int ud_idx = lua_gettop(L);
+  tl_call *c = calloc(1, sizeof(*c));
+  if (!c) return luaL_error(L, "out of memory");
+  u->c = c;
+  c->output = md->output;
+  c->status_details = grpc_empty_slice();
+  grpc_metadata_array_init(&c->recv_initial_md);
+  grpc_metadata_array_init(&c->recv_trailing_md);
+  size_t plen = strlen(service) + strlen(method) + 3;
+  c->method = malloc(plen);
+  if (!c->method) return luaL_error(L, "out of memory");
+  snprintf(c->method, plen, "/%s/%s", service, method);
+  collect_metadata(L, 6, c);
+
+  tl_arena *a = tl_arena_new(L);
+  ProtobufCMessage *req = tl_pb_from_lua(L, 4, md->input, a);
+  size_t n = protobuf_c_message_get_packed_size(req);
+  grpc_slice payload = grpc_slice_malloc(n);
+  protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
+  tl_arena_reset(a);
+  lua_pop(L, 1);
+  c->send_buf = grpc_raw_byte_buffer_create(&payload, 1);
+  grpc_slice_unref(payload);
+
+  gpr_timespec deadline = gpr_inf_future(GPR_CLOCK_REALTIME);
+  if (timeout >= 0)
+    deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)(timeout * 1e6), GPR_TIMESPAN));
+  grpc_slice path = grpc_slice_from_copied_string(c->method);
+  c->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, rt->cq, path, NULL, deadline, NULL);
+  grpc_slice_unref(path);
+  if (!c->call) return luaL_error(L, "cannot create a call to %s", c->method);
+
+  grpc_op ops[6];
+  memset(ops, 0, sizeof(ops));
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].data.send_initial_metadata.count = c->n_send_md;
+  ops[0].data.send_initial_metadata.metadata = c->send_md;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = c->send_buf;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &c->recv_initial_md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &c->recv_buf;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.trailing_metadata = &c->recv_trailing_md;
+  ops[5].data.recv_status_on_client.status = &c->status;
+  ops[5].data.recv_status_on_client.status_details = &c->status_details;
+  grpc_call_error err = grpc_call_start_batch(c->call, ops, 6, c, NULL);
+  if (err != GRPC_CALL_OK) {
+    grpc_call_unref(c->call);
+    c->call = NULL;
+    return luaL_error(L, "%s: gRPC refused the call (grpc_call_error %d)", c->method, (int)err);
+  }
+  tl_runtime_add(rt, c);
+  /* Anchor the object while in flight: the completion must find it. */
+  lua_getfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY);
+  lua_pushlightuserdata(L, c);
+  lua_pushvalue(L, ud_idx);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_pushvalue(L, ud_idx);
+  return 1;
+}
+
+/* Decodes the response held by a finished call onto the stack. */
+static void push_response(lua_State *L, tl_call *c) {
+  grpc_byte_buffer *b = c->recv_buf;
+  if (!b) { lua_newtable(L); return; }
+  if (b->type == GRPC_BB_RAW && b->data.raw.compression == GRPC_COMPRESS_NONE &&
+      b->data.raw.slice_buffer.count == 1) {
+    grpc_slice s = b->data.raw.slice_buffer.slices[0];
+    tl_pb_decode_push(L, c->output, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+    return;
+  }
+  grpc_byte_buffer_reader r;
+  if (!grpc_byte_buffer_reader_init(&r, b)) luaL_error(L, "%s: cannot read the response", c->method);
+  grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+  grpc_byte_buffer_reader_destroy(&r);
+  /* Copy into a Lua string so a raised decode error cannot leak the slice. */
+  lua_pushlstring(L, (const char *)GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+  grpc_slice_unref(s);
+  size_t len;
+  const char *data = lua_tolstring(L, -1, &len);
+  tl_pb_decode_push(L, c->output, (const uint8_t *)data, len);
+  lua_remove(L, -2);
+}
+
+/* { code = 6, status = "ALREADY_EXISTS", message = "...", method = "/...",
+ *   details = { { ["@type"] = "temporal.api.errordetails.v1....", ... } }, metadata = {...} } */
+static void push_failure(lua_State *L, tl_call *c) {
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, c->status);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, (unsigned)c->status < 17 ? status_names[c->status] : "UNKNOWN");
+  lua_setfield(L, -2, "status");
+  lua_pushlstring(L, (const char *)GRPC_SLICE_START_PTR(c->status_details), GRPC_SLICE_LENGTH(c->status_details));
+  lua_setfield(L, -2, "message");
+  lua_pushstring(L, c->method);
+  lua_setfield(L, -2, "method");
+  lua_newtable(L);  /* metadata (text keys only) */
+  for (size_t i = 0; i < c->recv_trailing_md.count; i++) {
+    grpc_metadata *m = &c->recv_trailing_md.metadata[i];
+    size_t klen = GRPC_SLICE_LENGTH(m->key);
+    const char *k = (const char *)GRPC_SLICE_START_PTR(m->key);
+    if (klen == 23 && memcmp(k, "grpc-status-details-bin", 23) == 0) {
+      const ProtobufCMessageDescriptor *sd = tl_message_by_name("google.rpc.Status");
+      tl_pb_decode_push(L, sd, GRPC_SLICE_START_PTR(m->value), GRPC_SLICE_LENGTH(m->value));
+      lua_getfield(L, -1, "details");
+      if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_newtable(L); }
+      lua_setfield(L, -4, "details");
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushlstring(L, k, klen);
+    lua_pushlstring(L, (const char *)GRPC_SLICE_START_PTR(m->value), GRPC_SLICE_LENGTH(m->value));
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "metadata");
+  if (lua_getfield(L, -1, "details") == LUA_TNIL) { lua_newtable(L); lua_setfield(L, -3, "details"); }
+  lua_pop(L, 1);
+}
+
+/* call:result() -> response table | nil, failure table */
+static int call_result(lua_State *L) {
+  call_ud *u = check_call(L, 1);
+  tl_call *c = u->c;
+  if (!c) return luaL_error(L, "call object is closed");
+  if (!c->done) return luaL_error(L, "%s: call still in flight", c->method);
+  if (c->status == GRPC_STATUS_OK) {
+    push_response(L, c);
+    return 1;
+  }
+  lua_pushnil(L);
+  push_failure(L, c);
+  return 2;
+}
+
+static int call_done(lua_State *L) {
+  call_ud *u = check_call(L, 1);
+  lua_pushboolean(L, u->c == NULL || u->c->done);
+  return 1;
+}
+
+static int call_cancel(lua_State *L) {
+  call_ud *u = check_call(L, 1);
+  if (u->c && !u->c->done && u->c->call) grpc_call_cancel(u->c->call, NULL);
+  return 0;
+}
+
+static int call_tostring(lua_State *L) {
+  call_ud *u = check_call(L, 1);
+  if (!u->c) lua_pushliteral(L, "temporal.Call(closed)");
+  else if (!u->c->done) lua_pushfstring(L, "temporal.Call(%s, in flight)", u->c->method);
+  else lua_pushfstring(L, "temporal.Call(%s, %s)", u->c->method,
+                       (unsigned)u->c->status < 17 ? status_names[u->c->status] : "UNKNOWN");
+  return 1;
+}
+
+void tl_call_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"result", call_result}, {"done", call_done}, {"cancel", call_cancel}, {NULL, NULL}};
+  if (luaL_newmetatable(L, TL_CALL_MT)) {
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, call_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, call_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pushcfunction(L, l_unary);
+  lua_setfield(L, -2, "unary");
+}

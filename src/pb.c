@@ -1,0 +1,683 @@
+/*
+ * The one converter between Lua values and protobuf-c messages, driven by the
+ * generated descriptors: no per-message code anywhere.
+ *
+ * Lua shape of a message:
+ *  - a table keyed by the proto field names (snake_case); unknown keys are errors;
+ *  - scalars as Lua numbers (64-bit integers exact), booleans and strings; bytes as
+ *    Lua strings; enums by name (full "EVENT_TYPE_X" or short "X") or number, decoded
+ *    to the short name; repeated fields as sequences; maps as tables;
+ *  - a oneof is whichever one of its fields is set (two set is an error);
+ *  - well-known types: Timestamp and Duration as seconds (number; a {seconds=,nanos=}
+ *    table is accepted too), wrappers as their scalar, Empty as {}, FieldMask as a
+ *    list of paths, Any as a table of the packed message plus ["@type"] = full name.
+ * Decoding leaves out fields that hold their default (proto3 has no presence for
+ * scalars), so absent and zero read the same: nil.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "temporal_lua.h"
+#include "google/protobuf/timestamp.pb-c.h"
+#include "google/protobuf/duration.pb-c.h"
+#include "google/protobuf/any.pb-c.h"
+#include "google/protobuf/empty.pb-c.h"
+#include "google/protobuf/field_mask.pb-c.h"
+#include "google/protobuf/wrappers.pb-c.h"
+
+#define TL_ARENA_MT "temporal.arena"
+#define TL_PB_MAX_DEPTH 100
+
+/* ------------------------------------------------------------------ arena */
+
+struct tl_arena_block {
+  tl_arena_block *next;
+  size_t size, used;
+  max_align_t data[];
+};
+
+static void *arena_alloc_cb(void *data, size_t n) { return tl_arena_alloc(data, n); }
+static void arena_free_cb(void *data, void *p) { (void)data; (void)p; }
+
+void *tl_arena_alloc(tl_arena *a, size_t n) {
+  n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+  if (n == 0) n = sizeof(max_align_t);
+  tl_arena_block *b = a->blocks;
+  if (!b || b->size - b->used < n) {
+    size_t size = 8192;
+    if (a->total > size) size = a->total;  /* grow geometrically */
+    if (size < n) size = n;
+    b = malloc(sizeof(*b) + size);
+    if (!b) return NULL;
+    b->size = size; b->used = 0; b->next = a->blocks;
+    a->blocks = b;
+    a->total += size;
+  }
+  void *p = (char *)b->data + b->used;
+  b->used += n;
+  return p;
+}
+
+void tl_arena_reset(tl_arena *a) {
+  while (a->blocks) {
+    tl_arena_block *next = a->blocks->next;
+    free(a->blocks);
+    a->blocks = next;
+  }
+  a->total = 0;
+}
+
+static int arena_gc(lua_State *L) {
+  tl_arena_reset(luaL_checkudata(L, 1, TL_ARENA_MT));
+  return 0;
+}
+
+tl_arena *tl_arena_new(lua_State *L) {
+  tl_arena *a = lua_newuserdatauv(L, sizeof(*a), 0);
+  memset(a, 0, sizeof(*a));
+  a->allocator.alloc = arena_alloc_cb;
+  a->allocator.free = arena_free_cb;
+  a->allocator.allocator_data = a;
+  if (luaL_newmetatable(L, TL_ARENA_MT)) {
+    lua_pushcfunction(L, arena_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, arena_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  return a;
+}
+
+static void *arena_need(lua_State *L, tl_arena *a, size_t n) {
+  void *p = tl_arena_alloc(a, n);
+  if (!p) luaL_error(L, "out of memory converting a protobuf message");
+  return p;
+}
+
+/* ------------------------------------------------------------------ paths for errors */
+
+/* The path of the value being converted ("request.input.payloads[2].data"), kept as a
+ * chain of frames on the C stack so the happy path costs nothing. */
+typedef struct path_frame {
+  const struct path_frame *parent;
+  const char *name;   /* field name, or NULL for an index */
+  lua_Integer index;
+} path_frame;
+
+static void path_push(lua_State *L, const path_frame *f) {
+  if (!f) { lua_pushliteral(L, "value"); return; }
+  const path_frame *chain[TL_PB_MAX_DEPTH * 2 + 4];
+  int n = 0;
+  for (; f && n < (int)(sizeof(chain) / sizeof(chain[0])); f = f->parent) chain[n++] = f;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = n - 1; i >= 0; i--) {
+    if (chain[i]->name) {
+      if (i != n - 1) luaL_addchar(&b, '.');
+      luaL_addstring(&b, chain[i]->name);
+    } else {
+      char tmp[32];
+      snprintf(tmp, sizeof(tmp), "[%lld]", (long long)chain[i]->index);
+      luaL_addstring(&b, tmp);
+    }
+  }
+  luaL_pushresult(&b);
+}
+
+static int path_error(lua_State *L, const path_frame *f, const char *fmt, ...) {
+  va_list ap;
+  path_push(L, f);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+  return lua_error(L);
+}
+
+/* ------------------------------------------------------------------ UTF-8 */
+
+int tl_utf8_valid(const char *s, size_t len);
+int tl_utf8_valid(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s, *e = p + len;
+  while (p < e) {
+    unsigned c = *p;
+    if (c < 0x80) { p++; continue; }
+    int n; unsigned cp;
+    if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
+    else return 0;
+    if (e - p <= n) return 0;
+    for (int i = 1; i <= n; i++) {
+      if ((p[i] & 0xC0) != 0x80) return 0;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    p += n + 1;
+  }
+  return 1;
+}
+
+/* ------------------------------------------------------------------ enums */
+
+/* Length of the common prefix of an enum's names ("EVENT_TYPE_"), taken from the
+ * zero value "<PREFIX>UNSPECIFIED" that every Temporal enum has; 0 when absent. */
+static size_t enum_prefix_len(const ProtobufCEnumDescriptor *ed) {
+  for (unsigned i = 0; i < ed->n_values; i++) {
+    if (ed->values[i].value == 0) {
+      const char *n = ed->values[i].name;
+      size_t len = strlen(n);
+      if (len > 11 && strcmp(n + len - 11, "UNSPECIFIED") == 0) return len - 11;
+      return 0;
+    }
+  }
+  return 0;
+}
+
+static const ProtobufCEnumValue *enum_by_name(const ProtobufCEnumDescriptor *ed, const char *name) {
+  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(ed, name);
+  if (v) return v;
+  size_t plen = enum_prefix_len(ed);
+  if (plen == 0) return NULL;
+  for (unsigned i = 0; i < ed->n_values; i++)
+    if (strcmp(ed->values[i].name + plen, name) == 0) return &ed->values[i];
+  return NULL;
+}
+
+static void push_enum(lua_State *L, const ProtobufCEnumDescriptor *ed, int value) {
+  const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(ed, value);
+  if (!v) { lua_pushinteger(L, value); return; }  /* a value newer than our protos */
+  lua_pushstring(L, v->name + enum_prefix_len(ed));
+}
+
+/* ------------------------------------------------------------------ Lua -> message */
+
+static ProtobufCMessage *message_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor *d,
+                                          tl_arena *a, const path_frame *path, int depth);
+
+static const char *type_name_at(lua_State *L, int idx) { return luaL_typename(L, idx); }
+
+static lua_Integer check_integer(lua_State *L, int idx, const path_frame *path, lua_Integer lo, lua_Integer hi) {
+  int isnum;
+  lua_Integer v = lua_tointegerx(L, idx, &isnum);
+  if (!isnum || lua_type(L, idx) != LUA_TNUMBER) {
+    if (lua_type(L, idx) == LUA_TNUMBER) path_error(L, path, "expected an integer, got %s", lua_tostring(L, idx));
+    path_error(L, path, "expected an integer, got %s", type_name_at(L, idx));
+  }
+  if (v < lo || v > hi) path_error(L, path, "integer %I out of range", v);
+  return v;
+}
+
+static double check_number(lua_State *L, int idx, const path_frame *path) {
+  if (lua_type(L, idx) != LUA_TNUMBER) path_error(L, path, "expected a number, got %s", type_name_at(L, idx));
+  return lua_tonumber(L, idx);
+}
+
+static const char *check_string(lua_State *L, int idx, const path_frame *path, size_t *len) {
+  if (lua_type(L, idx) != LUA_TSTRING) path_error(L, path, "expected a string, got %s", type_name_at(L, idx));
+  return lua_tolstring(L, idx, len);
+}
+
+/* Seconds (number) or {seconds=, nanos=} into a Timestamp/Duration-shaped pair. */
+static void seconds_from_lua(lua_State *L, int idx, const path_frame *path, int64_t *sec, int32_t *nanos) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    if (lua_isinteger(L, idx)) { *sec = lua_tointeger(L, idx); *nanos = 0; return; }
+    double v = lua_tonumber(L, idx);
+    if (!isfinite(v) || fabs(v) > 9.2e18) path_error(L, path, "seconds value %f out of range", v);
+    double whole = floor(v);
+    int64_t s = (int64_t)whole;
+    int64_t ns = (int64_t)llround((v - whole) * 1e9);
+    if (ns >= 1000000000) { s++; ns -= 1000000000; }
+    *sec = s; *nanos = (int32_t)ns;
+    return;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE) path_error(L, path, "expected seconds (a number), got %s", type_name_at(L, idx));
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  *sec = 0; *nanos = 0;
+  while (lua_next(L, idx)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    path_frame f = { path, k ? k : "?", 0 };
+    if (k && strcmp(k, "seconds") == 0) *sec = check_integer(L, -1, &f, LUA_MININTEGER, LUA_MAXINTEGER);
+    else if (k && strcmp(k, "nanos") == 0) *nanos = (int32_t)check_integer(L, -1, &f, -999999999, 999999999);
+    else path_error(L, path, "unknown field '%s' (expected seconds, nanos)", k ? k : luaL_typename(L, -2));
+    lua_pop(L, 1);
+  }
+}
+
+/* Writes one scalar/enum/string/bytes/message value at idx into dst (the storage of one
+ * element of the field's type). */
+static void value_from_lua(lua_State *L, int idx, const ProtobufCFieldDescriptor *fd, void *dst,
+                           tl_arena *a, const path_frame *path, int depth) {
+  switch (fd->type) {
+  case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+    *(int32_t *)dst = (int32_t)check_integer(L, idx, path, INT32_MIN, INT32_MAX); break;
+  case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+    *(uint32_t *)dst = (uint32_t)check_integer(L, idx, path, 0, UINT32_MAX); break;
+  case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+    *(int64_t *)dst = check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER); break;
+  case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+    *(uint64_t *)dst = (uint64_t)check_integer(L, idx, path, 0, LUA_MAXINTEGER); break;
+  case PROTOBUF_C_TYPE_FLOAT: *(float *)dst = (float)check_number(L, idx, path); break;
+  case PROTOBUF_C_TYPE_DOUBLE: *(double *)dst = check_number(L, idx, path); break;
+  case PROTOBUF_C_TYPE_BOOL:
+    if (lua_type(L, idx) != LUA_TBOOLEAN) path_error(L, path, "expected a boolean, got %s", type_name_at(L, idx));
+    *(protobuf_c_boolean *)dst = lua_toboolean(L, idx); break;
+  case PROTOBUF_C_TYPE_ENUM: {
+    const ProtobufCEnumDescriptor *ed = fd->descriptor;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+      const ProtobufCEnumValue *v = enum_by_name(ed, lua_tostring(L, idx));
+      if (!v) path_error(L, path, "unknown %s value '%s'", ed->name, lua_tostring(L, idx));
+      *(int *)dst = v->value;
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+      *(int *)dst = (int)check_integer(L, idx, path, INT32_MIN, INT32_MAX);
+    } else {
+      path_error(L, path, "expected a %s name, got %s", ed->name, type_name_at(L, idx));
+    }
+    break;
+  }
+  case PROTOBUF_C_TYPE_STRING: {
+    size_t len;
+    const char *s = check_string(L, idx, path, &len);
+    if (strlen(s) != len) path_error(L, path, "string contains a NUL byte");
+    if (!tl_utf8_valid(s, len)) path_error(L, path, "string is not valid UTF-8");
+    /* Lua strings are NUL-terminated and stay alive while the source table is on the
+     * stack, which outlives packing: no copy needed. */
+    *(const char **)dst = s;
+    break;
+  }
+  case PROTOBUF_C_TYPE_BYTES: {
+    size_t len;
+    const char *s = check_string(L, idx, path, &len);
+    ((ProtobufCBinaryData *)dst)->data = (uint8_t *)s;
+    ((ProtobufCBinaryData *)dst)->len = len;
+    break;
+  }
+  case PROTOBUF_C_TYPE_MESSAGE:
+    *(ProtobufCMessage **)dst = message_from_lua(L, idx, fd->descriptor, a, path, depth + 1);
+    break;
+  }
+}
+
+static size_t value_size(const ProtobufCFieldDescriptor *fd) {
+  switch (fd->type) {
+  case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+  case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM: return 4;
+  case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+  case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: return 8;
+  case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
+  case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
+  case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
+  case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
+  case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
+  case PROTOBUF_C_TYPE_MESSAGE: return sizeof(ProtobufCMessage *);
+  }
+  return 0;
+}
+
+static int is_map_entry(const ProtobufCFieldDescriptor *fd) {
+  if (fd->label != PROTOBUF_C_LABEL_REPEATED || fd->type != PROTOBUF_C_TYPE_MESSAGE) return 0;
+  const ProtobufCMessageDescriptor *d = fd->descriptor;
+  size_t n = strlen(d->short_name);
+  return d->n_fields == 2 && n > 5 && strcmp(d->short_name + n - 5, "Entry") == 0 &&
+         strcmp(d->fields[0].name, "key") == 0 && strcmp(d->fields[1].name, "value") == 0;
+}
+
+static void repeated_from_lua(lua_State *L, int idx, const ProtobufCFieldDescriptor *fd, ProtobufCMessage *msg,
+                              tl_arena *a, const path_frame *path, int depth) {
+  if (lua_type(L, idx) != LUA_TTABLE) path_error(L, path, "expected a table, got %s", type_name_at(L, idx));
+  idx = lua_absindex(L, idx);
+  size_t *count = (size_t *)((char *)msg + fd->quantifier_offset);
+  void **array = (void **)((char *)msg + fd->offset);
+  size_t elem = value_size(fd);
+  if (is_map_entry(fd)) {
+    const ProtobufCMessageDescriptor *ed = fd->descriptor;
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { n++; lua_pop(L, 1); }
+    ProtobufCMessage **entries = arena_need(L, a, (n ? n : 1) * sizeof(*entries));
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      ProtobufCMessage *e = arena_need(L, a, ed->sizeof_message);
+      protobuf_c_message_init(ed, e);
+      char keybuf[64];
+      const char *keyname = keybuf;
+      if (lua_type(L, -2) == LUA_TSTRING) keyname = lua_tostring(L, -2);
+      else snprintf(keybuf, sizeof(keybuf), "%s", luaL_typename(L, -2));
+      path_frame kf = { path, keyname, 0 };
+      value_from_lua(L, -2, &ed->fields[0], (char *)e + ed->fields[0].offset, a, &kf, depth);
+      value_from_lua(L, -1, &ed->fields[1], (char *)e + ed->fields[1].offset, a, &kf, depth);
+      entries[i++] = e;
+      lua_pop(L, 1);
+    }
+    *count = n;
+    *array = entries;
+    return;
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  /* A sequence only: other keys mean the caller passed a map or a message by mistake. */
+  lua_Integer keys = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING)
+        path_error(L, path, "expected a list, found key '%s'", lua_tostring(L, -1));
+      path_error(L, path, "expected a list (keys 1..n without holes)");
+    }
+    keys++;
+    lua_pop(L, 1);
+  }
+  if (keys != n) path_error(L, path, "expected a list (keys 1..n without holes)");
+  char *items = arena_need(L, a, (n ? (size_t)n : 1) * elem);
+  for (lua_Integer i = 1; i <= n; i++) {
+    path_frame f = { path, NULL, i };
+    lua_rawgeti(L, idx, i);
+    value_from_lua(L, -1, fd, items + (size_t)(i - 1) * elem, a, &f, depth);
+    lua_pop(L, 1);
+  }
+  *count = (size_t)n;
+  *array = items;
+}
+
+/* Well-known types with a Lua shape of their own; returns 1 when handled. */
+static int wkt_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor *d, ProtobufCMessage *msg,
+                        tl_arena *a, const path_frame *path, int depth) {
+  if (d == &google__protobuf__timestamp__descriptor) {
+    Google__Protobuf__Timestamp *t = (void *)msg;
+    seconds_from_lua(L, idx, path, &t->seconds, &t->nanos);
+    return 1;
+  }
+  if (d == &google__protobuf__duration__descriptor) {
+    Google__Protobuf__Duration *t = (void *)msg;
+    seconds_from_lua(L, idx, path, &t->seconds, &t->nanos);
+    if (t->seconds < 0 && t->nanos > 0) { t->seconds++; t->nanos -= 1000000000; }
+    return 1;
+  }
+  if (strncmp(d->name, "google.protobuf.", 16) == 0 && d->n_fields == 1 &&
+      strcmp(d->fields[0].name, "value") == 0 && lua_type(L, idx) != LUA_TTABLE) {
+    value_from_lua(L, idx, &d->fields[0], (char *)msg + d->fields[0].offset, a, path, depth);
+    return 1;
+  }
+  if (d == &google__protobuf__field_mask__descriptor && lua_type(L, idx) == LUA_TTABLE &&
+      lua_rawlen(L, idx) > 0) {
+    repeated_from_lua(L, idx, &d->fields[0], msg, a, path, depth);
+    return 1;
+  }
+  if (d == &google__protobuf__any__descriptor && lua_type(L, idx) == LUA_TTABLE) {
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, idx, "@type") != LUA_TSTRING) { lua_pop(L, 1); return 0; }
+    const char *type = lua_tostring(L, -1);
+    const ProtobufCMessageDescriptor *inner = tl_message_by_name(type);
+    if (!inner) path_error(L, path, "unknown message type '%s' in Any", type);
+    /* Copy the table without "@type" and convert it as the named message. */
+    lua_createtable(L, 0, 8);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      if (lua_type(L, -2) == LUA_TSTRING && strcmp(lua_tostring(L, -2), "@type") == 0) { lua_pop(L, 1); continue; }
+      lua_pushvalue(L, -2); lua_insert(L, -2); lua_rawset(L, -4);
+    }
+    ProtobufCMessage *m = message_from_lua(L, -1, inner, a, path, depth + 1);
+    Google__Protobuf__Any *any = (void *)msg;
+    size_t n = protobuf_c_message_get_packed_size(m);
+    any->value.data = arena_need(L, a, n ? n : 1);
+    any->value.len = protobuf_c_message_pack(m, any->value.data);
+    size_t tl = strlen(type) + 21;
+    any->type_url = arena_need(L, a, tl);
+    snprintf(any->type_url, tl, "type.googleapis.com/%s", type);
+    lua_pop(L, 2);  /* keep the copied table alive until here: its strings back m */
+    return 1;
+  }
+  return 0;
+}
+
+static ProtobufCMessage *message_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor *d,
+                                          tl_arena *a, const path_frame *path, int depth) {
+  if (depth > TL_PB_MAX_DEPTH) path_error(L, path, "nesting deeper than %d", TL_PB_MAX_DEPTH);
+  luaL_checkstack(L, 8, "protobuf conversion");
+  idx = lua_absindex(L, idx);
+  ProtobufCMessage *msg = arena_need(L, a, d->sizeof_message);
+  protobuf_c_message_init(d, msg);
+  if (wkt_from_lua(L, idx, d, msg, a, path, depth)) return msg;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    path_error(L, path, "expected a table (%s), got %s", d->name, type_name_at(L, idx));
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      path_error(L, path, "unexpected %s key in %s (fields are named by strings)", luaL_typename(L, -1), d->name);
+    }
+    const char *name = lua_tostring(L, -2);
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, name);
+    if (!fd) path_error(L, path, "unknown field '%s' in %s", name, d->name);
+    path_frame f = { path, fd->name, 0 };
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+      repeated_from_lua(L, -1, fd, msg, a, &f, depth);
+    } else {
+      if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        uint32_t *which = (uint32_t *)((char *)msg + fd->quantifier_offset);
+        if (*which != 0 && *which != fd->id) {
+          const ProtobufCFieldDescriptor *other = protobuf_c_message_descriptor_get_field(d, *which);
+          path_error(L, path, "fields '%s' and '%s' are alternatives (oneof): set only one", other->name, fd->name);
+        }
+        *which = fd->id;
+      } else if (fd->label == PROTOBUF_C_LABEL_OPTIONAL && fd->type != PROTOBUF_C_TYPE_MESSAGE &&
+                 fd->type != PROTOBUF_C_TYPE_STRING) {
+        *(protobuf_c_boolean *)((char *)msg + fd->quantifier_offset) = 1;
+      }
+      value_from_lua(L, -1, fd, (char *)msg + fd->offset, a, &f, depth);
+    }
+    lua_pop(L, 1);
+  }
+  return msg;
+}
+
+ProtobufCMessage *tl_pb_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor *d, tl_arena *a) {
+  path_frame root = { NULL, "request", 0 };
+  return message_from_lua(L, idx, d, a, &root, 0);
+}
+
+/* ------------------------------------------------------------------ message -> Lua */
+
+static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth);
+
+static void push_seconds(lua_State *L, int64_t sec, int32_t nanos) {
+  if (nanos == 0) lua_pushinteger(L, sec);
+  else lua_pushnumber(L, (double)sec + nanos / 1e9);
+}
+
+static void value_to_lua(lua_State *L, const ProtobufCFieldDescriptor *fd, const void *src, int depth) {
+  switch (fd->type) {
+  case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+    lua_pushinteger(L, *(const int32_t *)src); break;
+  case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: lua_pushinteger(L, *(const uint32_t *)src); break;
+  case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+    lua_pushinteger(L, *(const int64_t *)src); break;
+  case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+    /* Above math.maxinteger this wraps to a negative integer (compare with math.ult). */
+    lua_pushinteger(L, (lua_Integer) * (const uint64_t *)src); break;
+  case PROTOBUF_C_TYPE_FLOAT: lua_pushnumber(L, *(const float *)src); break;
+  case PROTOBUF_C_TYPE_DOUBLE: lua_pushnumber(L, *(const double *)src); break;
+  case PROTOBUF_C_TYPE_BOOL: lua_pushboolean(L, *(const protobuf_c_boolean *)src); break;
+  case PROTOBUF_C_TYPE_ENUM: push_enum(L, fd->descriptor, *(const int *)src); break;
+  case PROTOBUF_C_TYPE_STRING: lua_pushstring(L, *(char *const *)src ? *(char *const *)src : ""); break;
+  case PROTOBUF_C_TYPE_BYTES: {
+    const ProtobufCBinaryData *b = src;
+    lua_pushlstring(L, (const char *)b->data, b->len);
+    break;
+  }
+  case PROTOBUF_C_TYPE_MESSAGE:
+    if (*(ProtobufCMessage *const *)src) message_to_lua(L, *(ProtobufCMessage *const *)src, depth + 1);
+    else lua_pushnil(L);
+    break;
+  }
+}
+
+/* Whether a singular field holds its default and can be left out. */
+static int is_default(const ProtobufCFieldDescriptor *fd, const void *src) {
+  switch (fd->type) {
+  case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+  case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM:
+    return *(const int32_t *)src == 0;
+  case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+  case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+    return *(const int64_t *)src == 0;
+  case PROTOBUF_C_TYPE_FLOAT: return *(const float *)src == 0 && !signbit(*(const float *)src);
+  case PROTOBUF_C_TYPE_DOUBLE: return *(const double *)src == 0 && !signbit(*(const double *)src);
+  case PROTOBUF_C_TYPE_BOOL: return !*(const protobuf_c_boolean *)src;
+  case PROTOBUF_C_TYPE_STRING: return *(char *const *)src == NULL || **(char *const *)src == '\0';
+  case PROTOBUF_C_TYPE_BYTES: return ((const ProtobufCBinaryData *)src)->len == 0;
+  case PROTOBUF_C_TYPE_MESSAGE: return *(ProtobufCMessage *const *)src == NULL;
+  }
+  return 0;
+}
+
+static int wkt_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth) {
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  if (d == &google__protobuf__timestamp__descriptor) {
+    const Google__Protobuf__Timestamp *t = (const void *)msg;
+    push_seconds(L, t->seconds, t->nanos);
+    return 1;
+  }
+  if (d == &google__protobuf__duration__descriptor) {
+    const Google__Protobuf__Duration *t = (const void *)msg;
+    push_seconds(L, t->seconds, t->nanos);
+    return 1;
+  }
+  if (d == &google__protobuf__field_mask__descriptor) {
+    const Google__Protobuf__FieldMask *m = (const void *)msg;
+    lua_createtable(L, (int)m->n_paths, 0);
+    for (size_t i = 0; i < m->n_paths; i++) { lua_pushstring(L, m->paths[i]); lua_rawseti(L, -2, (lua_Integer)i + 1); }
+    return 1;
+  }
+  if (strncmp(d->name, "google.protobuf.", 16) == 0 && d->n_fields == 1 && strcmp(d->fields[0].name, "value") == 0) {
+    value_to_lua(L, &d->fields[0], (const char *)msg + d->fields[0].offset, depth);
+    return 1;
+  }
+  if (d == &google__protobuf__any__descriptor) {
+    const Google__Protobuf__Any *any = (const void *)msg;
+    const char *type = any->type_url ? strrchr(any->type_url, '/') : NULL;
+    type = type ? type + 1 : any->type_url;
+    const ProtobufCMessageDescriptor *inner = type ? tl_message_by_name(type) : NULL;
+    ProtobufCMessage *m = inner ? protobuf_c_message_unpack(inner, NULL, any->value.len, any->value.data) : NULL;
+    if (!m) {  /* unknown or malformed: hand over the raw parts */
+      lua_createtable(L, 0, 2);
+      lua_pushstring(L, any->type_url ? any->type_url : "");
+      lua_setfield(L, -2, "type_url");
+      lua_pushlstring(L, (const char *)any->value.data, any->value.len);
+      lua_setfield(L, -2, "value");
+      return 1;
+    }
+    /* Converting can raise (memory): keep m owned by a userdata while it runs. */
+    ProtobufCMessage **holder = lua_newuserdatauv(L, sizeof(*holder), 0);
+    *holder = m;
+    message_to_lua(L, m, depth + 1);
+    lua_pushstring(L, inner->name);
+    lua_setfield(L, -2, "@type");
+    lua_remove(L, -2);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return 1;
+  }
+  return 0;
+}
+
+static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth) {
+  if (depth > TL_PB_MAX_DEPTH) luaL_error(L, "protobuf message nested deeper than %d", TL_PB_MAX_DEPTH);
+  luaL_checkstack(L, 8, "protobuf conversion");
+  if (wkt_to_lua(L, msg, depth)) return;
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  lua_createtable(L, 0, 4);
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *fd = &d->fields[i];
+    const char *base = (const char *)msg;
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)(base + fd->quantifier_offset);
+      if (n == 0) continue;
+      const char *items = *(char *const *)(base + fd->offset);
+      if (is_map_entry(fd)) {
+        const ProtobufCMessageDescriptor *ed = fd->descriptor;
+        lua_createtable(L, 0, (int)n);
+        for (size_t j = 0; j < n; j++) {
+          const char *e = ((char *const *)items)[j];
+          value_to_lua(L, &ed->fields[0], e + ed->fields[0].offset, depth);
+          value_to_lua(L, &ed->fields[1], e + ed->fields[1].offset, depth);
+          lua_rawset(L, -3);
+        }
+      } else {
+        size_t elem = value_size(fd);
+        lua_createtable(L, (int)n, 0);
+        for (size_t j = 0; j < n; j++) {
+          value_to_lua(L, fd, items + j * elem, depth);
+          lua_rawseti(L, -2, (lua_Integer)j + 1);
+        }
+      }
+    } else {
+      if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+        if (*(const uint32_t *)(base + fd->quantifier_offset) != fd->id) continue;
+        /* a chosen oneof member is shown even when it holds its default */
+      } else if (fd->label == PROTOBUF_C_LABEL_OPTIONAL && fd->type != PROTOBUF_C_TYPE_MESSAGE &&
+                 fd->type != PROTOBUF_C_TYPE_STRING) {
+        if (!*(const protobuf_c_boolean *)(base + fd->quantifier_offset)) continue;
+      } else if (is_default(fd, base + fd->offset)) {
+        continue;
+      }
+      if (fd->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage *const *)(base + fd->offset) == NULL) continue;
+      value_to_lua(L, fd, base + fd->offset, depth);
+    }
+    lua_setfield(L, -2, fd->name);
+  }
+}
+
+void tl_pb_to_lua(lua_State *L, const ProtobufCMessage *msg) { message_to_lua(L, msg, 0); }
+
+void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len) {
+  tl_arena *a = tl_arena_new(L);
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, &a->allocator, len, data);
+  if (!m) luaL_error(L, "malformed %s message (%d bytes)", d->name, (int)len);
+  message_to_lua(L, m, 0);
+  lua_remove(L, -2);
+  tl_arena_reset(a);
+}
+
+/* ------------------------------------------------------------------ Lua functions */
+
+static const ProtobufCMessageDescriptor *check_type(lua_State *L, int idx) {
+  const char *name = luaL_checkstring(L, idx);
+  const ProtobufCMessageDescriptor *d = tl_message_by_name(name);
+  if (!d) luaL_error(L, "unknown protobuf message type '%s'", name);
+  return d;
+}
+
+/* core.encode(type_name, table) -> bytes */
+static int l_encode(lua_State *L) {
+  const ProtobufCMessageDescriptor *d = check_type(L, 1);
+  luaL_checkany(L, 2);
+  tl_arena *a = tl_arena_new(L);
+  path_frame root = { NULL, d->short_name, 0 };
+  ProtobufCMessage *m = message_from_lua(L, 2, d, a, &root, 0);
+  size_t n = protobuf_c_message_get_packed_size(m);
+  luaL_Buffer b;
+  uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &b, n);
+  protobuf_c_message_pack(m, out);
+  luaL_pushresultsize(&b, n);
+  tl_arena_reset(a);
+  return 1;
+}
+
+/* core.decode(type_name, bytes) -> table */
+static int l_decode(lua_State *L) {
+  const ProtobufCMessageDescriptor *d = check_type(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  tl_pb_decode_push(L, d, (const uint8_t *)s, len);
+  return 1;
+}
+
+void tl_pb_open(lua_State *L) {
+  lua_pushcfunction(L, l_encode);
+  lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, l_decode);
+  lua_setfield(L, -2, "decode");
+}

@@ -1,0 +1,101 @@
+/*
+ * Lookup of the generated descriptors by full name. protobuf-c has no registry, so the
+ * build lists every descriptor in registry.inc (tools/genproto.sh) and this file sorts
+ * them once for binary search: needed to unpack google.protobuf.Any and to find the
+ * services whose methods become the raw RPC surface.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "temporal_lua.h"
+#include "all.h"
+
+#define X_Message(d) &d,
+#define X_Enum(d)
+#define X_Service(d)
+static const ProtobufCMessageDescriptor *messages[] = {
+#include "registry.inc"
+};
+#undef X_Message
+#undef X_Service
+#define X_Message(d)
+#define X_Service(d) &d,
+static const ProtobufCServiceDescriptor *services[] = {
+#include "registry.inc"
+};
+#undef X_Message
+#undef X_Enum
+#undef X_Service
+
+#define N_MESSAGES (sizeof(messages) / sizeof(messages[0]))
+#define N_SERVICES (sizeof(services) / sizeof(services[0]))
+
+static int sorted;
+
+static int cmp_message(const void *a, const void *b) {
+  return strcmp((*(const ProtobufCMessageDescriptor *const *)a)->name,
+                (*(const ProtobufCMessageDescriptor *const *)b)->name);
+}
+
+/* Called from luaopen, which runs on the Lua thread before any lookup. */
+static void ensure_sorted(void) {
+  if (sorted) return;
+  qsort(messages, N_MESSAGES, sizeof(messages[0]), cmp_message);
+  sorted = 1;
+}
+
+const ProtobufCMessageDescriptor *tl_message_by_name(const char *name) {
+  size_t lo = 0, hi = N_MESSAGES;
+  ensure_sorted();
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = strcmp(name, messages[mid]->name);
+    if (c == 0) return messages[mid];
+    if (c < 0) hi = mid; else lo = mid + 1;
+  }
+  return NULL;
+}
+
+const ProtobufCServiceDescriptor *tl_service_by_name(const char *name) {
+  for (size_t i = 0; i < N_SERVICES; i++)
+    if (strcmp(services[i]->name, name) == 0) return services[i];
+  return NULL;
+}
+
+/* core.services() -> { [full service name] = { MethodName = { input=, output= }, ... } } */
+static int l_services(lua_State *L) {
+  lua_createtable(L, 0, (int)N_SERVICES);
+  for (size_t i = 0; i < N_SERVICES; i++) {
+    const ProtobufCServiceDescriptor *s = services[i];
+    lua_createtable(L, 0, (int)s->n_methods);
+    for (unsigned m = 0; m < s->n_methods; m++) {
+      lua_createtable(L, 0, 2);
+      lua_pushstring(L, s->methods[m].input->name);
+      lua_setfield(L, -2, "input");
+      lua_pushstring(L, s->methods[m].output->name);
+      lua_setfield(L, -2, "output");
+      lua_setfield(L, -2, s->methods[m].name);
+    }
+    lua_setfield(L, -2, s->name);
+  }
+  return 1;
+}
+
+/* core.message_fields(type) -> list of field names (for docs, completion and tests) */
+static int l_message_fields(lua_State *L) {
+  const ProtobufCMessageDescriptor *d = tl_message_by_name(luaL_checkstring(L, 1));
+  if (!d) return luaL_error(L, "unknown protobuf message type '%s'", lua_tostring(L, 1));
+  lua_createtable(L, (int)d->n_fields, 0);
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    lua_pushstring(L, d->fields[i].name);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+void tl_registry_open(lua_State *L) {
+  ensure_sorted();
+  lua_pushcfunction(L, l_services);
+  lua_setfield(L, -2, "services");
+  lua_pushcfunction(L, l_message_fields);
+  lua_setfield(L, -2, "message_fields");
+}
