@@ -1,0 +1,236 @@
+"""Python (temporalio) worker that hosts the workflows and activities the Lua specs drive.
+
+Run by spec/run.sh with the test bed's venv python:
+
+    worker.py --address 127.0.0.1:PORT --namespace default --task-queue lua-test-tq \
+              --ready-file .testbed/worker.ready
+
+Once the worker polls, it runs one "Greet" workflow through itself (proving the whole round trip),
+then writes the ready file and prints READY. SIGTERM/SIGINT shut it down gracefully.
+
+Workflow type names here are the contract with the specs: change them only together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import signal
+import sys
+import uuid
+from typing import Any
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
+
+
+# ---------------------------------------------------------------- activities
+
+
+@activity.defn(name="compose_greeting")
+async def compose_greeting(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+# ---------------------------------------------------------------- workflows
+
+
+@workflow.defn(name="Greet")
+class Greet:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(
+            compose_greeting,
+            name,
+            start_to_close_timeout=datetime.timedelta(seconds=10),
+        )
+
+
+def _describe(values: tuple) -> dict:
+    # With *args the SDK decodes every payload without type hints, so JSON 1 stays int,
+    # 1.0 stays float, null is None: exactly what the Lua side sent.
+    return {
+        "values": list(values),
+        "types": [type(v).__name__ for v in values],
+    }
+
+
+@workflow.defn(name="Echo")
+class Echo:
+    @workflow.run
+    async def run(self, *args: Any) -> dict:
+        return _describe(args)
+
+
+@workflow.defn(name="Slow")
+class Slow:
+    @workflow.run
+    async def run(self, seconds: float) -> float:
+        await workflow.sleep(seconds)
+        return seconds
+
+
+@workflow.defn(name="Fail")
+class Fail:
+    @workflow.run
+    async def run(self, message: str) -> None:
+        raise ApplicationError(message, {"detail": 1}, type="MyError", non_retryable=True)
+
+
+@workflow.defn(name="WaitForSignal")
+class WaitForSignal:
+    """Signal "approve" (args recorded), query "status", update "add" (validator: n >= 0).
+
+    Completes once approved (after in-flight update handlers finish), returning the args of
+    every "approve" signal received, in order, each as a list.
+    """
+
+    def __init__(self) -> None:
+        self.approved = False
+        self.signals: list = []
+        self.total = 0
+        self.updates = 0
+
+    @workflow.run
+    async def run(self) -> list:
+        await workflow.wait_condition(
+            lambda: self.approved and workflow.all_handlers_finished()
+        )
+        return self.signals
+
+    @workflow.signal(name="approve")
+    async def approve(self, *args: Any) -> None:
+        self.signals.append(list(args))
+        self.approved = True
+
+    @workflow.query(name="status")
+    def status(self) -> dict:
+        return {
+            "approved": self.approved,
+            "signals": self.signals,
+            "total": self.total,
+            "updates": self.updates,
+        }
+
+    @workflow.update(name="add")
+    async def add(self, n: int) -> int:
+        self.total += n
+        self.updates += 1
+        return self.total
+
+    @add.validator
+    def validate_add(self, n: int) -> None:
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise ValueError(f"add expects an integer, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"add rejects negative numbers: {n}")
+
+
+@workflow.defn(name="ContinueAsNew")
+class ContinueAsNewWorkflow:
+    @workflow.run
+    async def run(self, n: int) -> str:
+        if n > 0:
+            workflow.continue_as_new(n - 1)
+        return "done"
+
+
+def _sa_value(v: Any) -> Any:
+    if isinstance(v, datetime.datetime):
+        return v.isoformat()
+    if isinstance(v, (list, tuple)):
+        return [_sa_value(x) for x in v]
+    return v
+
+
+@workflow.defn(name="Info")
+class Info:
+    """Returns what the server told the workflow about itself: start options as seen from
+    the other side (memo, search attributes, ids, queue, timeouts, attempt, cron)."""
+
+    @workflow.run
+    async def run(self, *args: Any) -> dict:
+        info = workflow.info()
+
+        def secs(td: datetime.timedelta | None) -> float | None:
+            return None if td is None else td.total_seconds()
+
+        return {
+            "args": list(args),
+            "workflow_id": info.workflow_id,
+            "run_id": info.run_id,
+            "workflow_type": info.workflow_type,
+            "task_queue": info.task_queue,
+            "namespace": info.namespace,
+            "attempt": info.attempt,
+            "cron_schedule": info.cron_schedule,
+            "execution_timeout": secs(info.execution_timeout),
+            "run_timeout": secs(info.run_timeout),
+            "task_timeout": secs(info.task_timeout),
+            "memo": dict(workflow.memo()),
+            "search_attributes": {
+                pair.key.name: _sa_value(pair.value)
+                for pair in info.typed_search_attributes
+            },
+            "continued_run_id": info.continued_run_id,
+            "parent": None
+            if info.parent is None
+            else {"workflow_id": info.parent.workflow_id, "run_id": info.parent.run_id},
+        }
+
+
+WORKFLOWS = [Greet, Echo, Slow, Fail, WaitForSignal, ContinueAsNewWorkflow, Info]
+ACTIVITIES = [compose_greeting]
+
+
+# ---------------------------------------------------------------- main
+
+
+async def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--address", default=os.environ.get("TEMPORAL_TEST_ADDRESS", "127.0.0.1:7233"))
+    p.add_argument("--namespace", default=os.environ.get("TEMPORAL_TEST_NAMESPACE", "default"))
+    p.add_argument(
+        "--task-queue", default=os.environ.get("TEMPORAL_TEST_TASK_QUEUE", "lua-test-tq")
+    )
+    p.add_argument("--ready-file", default=None)
+    opts = p.parse_args()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    client = await Client.connect(opts.address, namespace=opts.namespace)
+    async with Worker(
+        client,
+        task_queue=opts.task_queue,
+        workflows=WORKFLOWS,
+        activities=ACTIVITIES,
+        graceful_shutdown_timeout=datetime.timedelta(seconds=2),
+    ):
+        # Self-check: a full round trip through this very worker.
+        got = await client.execute_workflow(
+            "Greet",
+            "testbed",
+            id=f"testbed-selfcheck-{uuid.uuid4()}",
+            task_queue=opts.task_queue,
+            execution_timeout=datetime.timedelta(seconds=30),
+        )
+        if got != "Hello, testbed!":
+            print(f"self-check returned {got!r}", file=sys.stderr, flush=True)
+            return 1
+        if opts.ready_file:
+            with open(opts.ready_file, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        print("READY", flush=True)
+        await stop.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
