@@ -30,7 +30,7 @@ CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
 LUA_MODS  := $(wildcard lua/temporal/*.lua)
 
 .PHONY: all deps proto test demo install clean bench check-deps
-all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua
+all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop
 
 deps:
 	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -91,3 +91,9 @@ install: all
 
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/temporal $(BUILD)/temporal-lua $(BUILD)/gen.a $(GEN)
+
+# The host-loop example: a C program with its own loop driving temporal (stock liblua5.4
+# plus the temporal.core module found through package.cpath).
+$(BUILD)/host_loop: examples/host_loop.c
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
+examples: $(BUILD)/host_loop
