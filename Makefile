@@ -17,7 +17,10 @@ GEN      := $(BUILD)/gen
 
 DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
   protobuf-compiler libprotobuf-dev lua-cjson libssl-dev lua-busted libreadline-dev \
-  pkg-config npm python3-venv openssl
+  pkg-config openssl
+# Tools a machine may already have from elsewhere (a Node.js or Python of its own):
+# installed from Debian only when the command is missing.
+DEBIAN_IF_MISSING := npm:npm python3:python3-venv
 
 WARN     := -Wall -Wextra -Werror
 # -Ulinux: one Temporal message has a field named "linux", a predefined macro in GNU C.
@@ -33,7 +36,9 @@ LUA_MODS  := $(wildcard lua/temporal/*.lua)
 all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop
 
 deps:
-	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done; \
+	  for cp in $(DEBIAN_IF_MISSING); do command -v $${cp%%:*} >/dev/null || echo $${cp#*:}; done; \
+	  python3 -c 'import ensurepip' 2>/dev/null || echo python3-venv); \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
 	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

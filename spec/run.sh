@@ -5,6 +5,8 @@
 #   spec/run.sh                          all specs (spec/**/*_spec.lua)
 #   spec/run.sh spec/testbed_spec.lua    one file (any busted args pass through)
 #   spec/run.sh --filter 'signal'        busted options; spec/ is added when no path is given
+#   spec/run.sh --exec CMD [ARGS...]     run CMD with the test bed up instead of busted
+#                                        (make demo uses this)
 #
 # Everything lives in .testbed/ (gitignored): venv/, server.db, server.log, worker.log.
 # The last line printed is `N passed, M failed[, K skipped]`. Exit status is non-zero when a
@@ -201,6 +203,12 @@ unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
 export TEMPORAL_TEST_SUMMARY_FILE=$SUMMARY_FILE
 
 # ---------------------------------------------------------------- 5. busted under lua5.4
+if [ "${1:-}" = "--exec" ]; then
+  shift
+  # Not exec: the EXIT trap must still stop the server and worker.
+  "$@"
+  exit $?
+fi
 have_path=0
 for a in "$@"; do
   case $a in -*) ;; *) [ -e "$a" ] && have_path=1 ;; esac

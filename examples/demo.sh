@@ -1,0 +1,11 @@
+#!/bin/sh
+# Runs the examples against the server spec/run.sh started (TEMPORAL_TEST_* are set).
+set -e
+export TEMPORAL_ADDRESS="$TEMPORAL_TEST_ADDRESS" TEMPORAL_TASK_QUEUE="$TEMPORAL_TEST_TASK_QUEUE"
+for script in examples/hello.lua examples/concurrent.lua; do
+  echo "== temporal-lua $script"
+  build/temporal-lua "$script"
+done
+echo "== build/host_loop (a C program with its own loop driving temporal)"
+build/host_loop "$TEMPORAL_ADDRESS" default
+echo "demo finished"
