@@ -17,7 +17,7 @@ GEN      := $(BUILD)/gen
 
 DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
   protobuf-compiler libprotobuf-dev lua-cjson libssl-dev lua-busted libreadline-dev \
-  pkg-config openssl
+  pkg-config openssl valgrind
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
 DEBIAN_IF_MISSING := npm:npm python3:python3-venv
@@ -102,3 +102,13 @@ clean:
 $(BUILD)/host_loop: examples/host_loop.c
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
 examples: $(BUILD)/host_loop
+
+# AddressSanitizer + UBSan build of temporal-lua (everything linked in) for memory checks:
+#   make asan && ASAN_OPTIONS=detect_leaks=1 build/asan/temporal-lua script.lua
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
+$(BUILD)/asan/temporal-lua: $(CORE_SRCS) src/main.c $(GEN)/embedded.c $(BUILD)/gen.a src/temporal_lua.h src/rpc.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(WARN) $(ASAN_FLAGS) -o $@ $(CORE_SRCS) src/main.c $(GEN)/embedded.c $(BUILD)/gen.a \
+	  -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
+asan: $(BUILD)/asan/temporal-lua
+.PHONY: asan examples

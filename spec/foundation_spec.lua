@@ -264,3 +264,27 @@ describe("stock lua5.4", function()
     assert.matches("^%d+%.%d+%.%d+\t%d+%.%d+", out)
   end)
 end)
+
+describe("temporal-lua", function()
+  it("makes RPCs at the REPL prompt and keeps going after an RPC error", function()
+    local input = table.concat({
+      ("c = temporal.connect(%q)"):format(helper.address),
+      "c.workflow_service:get_system_info{}.server_version",
+      ("c.workflow_service:describe_workflow_execution{ namespace = %q, execution = { workflow_id = 'nope' } }"):format(helper.namespace),
+      "t = temporal.spawn(function() return c.workflow_service:describe_namespace{ namespace = 'default' }.namespace_info.name end)",
+      "t:wait()",
+      "",
+    }, "\n")
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(input)
+    f:close()
+    local p = assert(io.popen(("%s -i < %s 2>&1"):format(helper.temporal_lua or "build/temporal-lua", path)))
+    local out = p:read("a")
+    p:close()
+    os.remove(path)
+    assert.matches('"%d+%.%d+%.%d+"', out)                  -- the server version, printed as a string
+    assert.matches("RPCError: DescribeWorkflowExecution: NOT_FOUND", out)
+    assert.matches('"default"', out)                        -- the spawned task's result after the error
+  end)
+end)
