@@ -1,0 +1,1254 @@
+/* Exact JSON for the `json/plain` payload encoding.
+ *
+ * The Python SDK writes json/plain payloads with
+ *   json.dumps(value, separators=(",", ":"), sort_keys=True)
+ * (ensure_ascii and allow_nan left at their defaults) and reads them with json.loads.
+ * This codec produces the same bytes for the same data and reads them back without loss,
+ * which lua-cjson cannot do (it turns every number into a float and keeps 14 digits).
+ *
+ * Rules (the spec in spec/json_spec.lua pins each one):
+ *
+ * Encoding
+ *  - Lua integers: exact decimal over the whole int64 range.
+ *  - Lua floats: the shortest digits that read back to the same double, laid out like
+ *    Python's float repr ("1.0", "0.30000000000000004", "1e+16", "5e-324", "-0.0").
+ *    NaN and infinities raise an error: Python would write NaN/Infinity, which is not JSON.
+ *  - Strings: must be valid UTF-8 (else an error naming the path; bytes belong in
+ *    temporal.binary); escaped like Python's ensure_ascii=True output: \" \\ \b \f \n \r \t,
+ *    other control characters, DEL and every non-ASCII character as lowercase \uXXXX,
+ *    astral characters as surrogate pairs.
+ *  - Tables, unmarked: empty -> []; keys exactly 1..n -> array; a table.pack-style table
+ *    (an integer field n >= 0, at least one item, all other keys integers in 1..n) -> array
+ *    of length n with nil holes written as null; all keys strings -> object with keys sorted
+ *    by bytes (code point order, as Python's sort_keys). A table holding only `n` is an
+ *    object ({n = 3} -> {"n":3}): treating it as three nulls would silently change data.
+ *    Anything else (holes without n, non-string keys, mixed keys) raises an error naming the
+ *    path: Python would stringify such keys, we refuse to change data silently.
+ *  - Tables, marked: a metatable with __jsontype = "array" | "object" (json_array_mt and
+ *    json_object_mt carry it), or identical to opts.array_mt / opts.object_mt, forces the
+ *    kind: an empty object-marked table is {}; an array-marked table may use n for holes.
+ *    Metamethods (__index, __pairs) are ignored: tables are read raw.
+ *  - json_null (a lightuserdata) -> null anywhere; nil at top level -> null.
+ *  - Cycles -> "cyclic table at <path>"; nesting deeper than opts.max_depth (default 100,
+ *    at most 1000) -> error; functions, threads, userdata -> error naming path and type.
+ *
+ * Decoding (strict RFC 8259)
+ *  - Integers without fraction or exponent -> Lua integers when they fit int64; larger
+ *    ones raise an error (Python writes 2**70 as an integer, a float would lose digits)
+ *    unless opts.big_int = "float". Other numbers -> floats, read locale-independently;
+ *    a number beyond the double range raises an error. "-0" -> integer 0 (as Python).
+ *  - null -> json_null inside arrays and objects (so [null] and {"a":null} round-trip and
+ *    arrays keep a proper length), nil at top level.
+ *  - Every decoded array gets json_array_mt and every object json_object_mt, so
+ *    encode(decode(s)) == s for Python's output, including [] and {}, even after the
+ *    tables are edited.
+ *  - Rejected: trailing data, a BOM, NaN/Infinity, leading zeros, "1.", ".5", "+1",
+ *    trailing commas, invalid escapes, lone surrogates (\ud800), raw control characters
+ *    in strings, invalid UTF-8, nesting deeper than opts.max_depth. Duplicate keys: the
+ *    last one wins (as Python).
+ *
+ * Memory: output and scratch buffers live in userdata with __gc, allocated through the
+ * state's allocator, so an error raised anywhere frees them with the garbage. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* strtod_l, newlocale */
+#endif
+#include <float.h>
+#include <locale.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "temporal_lua.h"
+
+#define JSON_DEFAULT_MAX_DEPTH 100
+#define JSON_LIMIT_MAX_DEPTH 1000 /* C recursion: keep well inside any thread's stack */
+#define JSON_FRAMES_ON_STACK 128
+
+/* Upvalues shared by json_encode and json_decode. */
+#define JSON_UV_ARRAY_MT lua_upvalueindex(1)
+#define JSON_UV_OBJECT_MT lua_upvalueindex(2)
+#define JSON_UV_BUFFER_MT lua_upvalueindex(3)
+
+static const char json_null_tag = 0; /* its address is the json_null sentinel */
+#define JSON_NULL ((void *)&json_null_tag)
+
+/* Numbers are read with the C locale whatever setlocale() the host chose: Lua itself may
+ * run under a locale with a decimal comma. */
+static locale_t json_c_locale;
+static pthread_once_t json_once = PTHREAD_ONCE_INIT;
+/* Which bytes go out unchanged: printable ASCII but '"' and '\\'. */
+static unsigned char json_plain_byte[256];
+
+static void json_once_init(void) {
+  int c;
+  json_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+  for (c = 0; c < 256; c++) json_plain_byte[c] = (c >= 0x20 && c < 0x7F && c != '"' && c != '\\');
+}
+
+/* ---------------------------------------------------------------- growable buffer */
+
+typedef struct {
+  char *data;
+  size_t len, cap;
+} json_buffer;
+
+static int json_buffer_gc(lua_State *L) {
+  json_buffer *b = lua_touserdata(L, 1);
+  void *ud;
+  lua_Alloc alloc = lua_getallocf(L, &ud);
+  if (b->data) alloc(ud, b->data, b->cap, 0);
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return 0;
+}
+
+/* Pushes an empty buffer owned by the garbage collector. */
+static json_buffer *json_buffer_new(lua_State *L) {
+  json_buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->data = NULL;
+  b->len = b->cap = 0;
+  lua_pushvalue(L, JSON_UV_BUFFER_MT);
+  lua_setmetatable(L, -2);
+  return b;
+}
+
+static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
+  size_t need = b->len + extra, cap = b->cap ? b->cap : 256;
+  void *ud, *p;
+  lua_Alloc alloc = lua_getallocf(L, &ud);
+  if (need < b->len) luaL_error(L, "JSON text too large");
+  while (cap < need) {
+    if (cap > ((size_t)-1) / 2) {
+      cap = need;
+      break;
+    }
+    cap *= 2;
+  }
+  p = alloc(ud, b->data, b->data ? b->cap : 0, cap);
+  if (!p) luaL_error(L, "not enough memory for JSON text of %I bytes", (lua_Integer)need);
+  b->data = p;
+  b->cap = cap;
+}
+
+static inline void json_buffer_reserve(lua_State *L, json_buffer *b, size_t extra) {
+  if (b->cap - b->len < extra) json_buffer_grow(L, b, extra);
+}
+
+/* Callers reserve first. */
+static inline void json_buffer_put(json_buffer *b, const char *s, size_t n) {
+  memcpy(b->data + b->len, s, n);
+  b->len += n;
+}
+
+/* Pushes the contents as a string and releases the memory now rather than at the next
+ * collection: a 1 MiB payload should not linger. */
+static void json_buffer_push_release(lua_State *L, json_buffer *b) {
+  void *ud;
+  lua_Alloc alloc = lua_getallocf(L, &ud);
+  lua_pushlstring(L, b->data ? b->data : "", b->len);
+  if (b->data) alloc(ud, b->data, b->cap, 0);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid: no overlong
+ * forms, no surrogates, nothing above U+10FFFF. Stores the code point in *cp. */
+static size_t json_utf8_decode(const unsigned char *s, size_t n, unsigned long *cp) {
+  unsigned c = s[0];
+  unsigned long v;
+  if (c < 0x80) {
+    *cp = c;
+    return 1;
+  }
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) {
+    if (n < 2 || (s[1] & 0xC0) != 0x80) return 0;
+    *cp = ((unsigned long)(c & 0x1F) << 6) | (s[1] & 0x3F);
+    return 2;
+  }
+  if (c < 0xF0) {
+    if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+    v = ((unsigned long)(c & 0x0F) << 12) | ((unsigned long)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    if (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+    *cp = v;
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+    v = ((unsigned long)(c & 0x07) << 18) | ((unsigned long)(s[1] & 0x3F) << 12) |
+        ((unsigned long)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
+    if (v < 0x10000 || v > 0x10FFFF) return 0;
+    *cp = v;
+    return 4;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- numbers */
+
+/* Digits of ax (finite, > 0) rounded to `precision` significant digits by printf, which
+ * glibc rounds exactly. The decimal point is whatever the locale says: only digits are
+ * taken. Returns the digit count; *exp10 gets the exponent of the first digit. */
+static int json_printf_digits(double ax, int precision, char *digits, int *exp10) {
+  char tmp[48];
+  const char *p;
+  int nd = 0, e = 0, negative = 0;
+  snprintf(tmp, sizeof tmp, "%.*e", precision - 1, ax);
+  for (p = tmp; *p && *p != 'e'; p++)
+    if (*p >= '0' && *p <= '9') digits[nd++] = *p;
+  if (*p == 'e') p++;
+  if (*p == '-') negative = 1;
+  if (*p == '-' || *p == '+') p++;
+  for (; *p >= '0' && *p <= '9'; p++) e = e * 10 + (*p - '0');
+  *exp10 = negative ? -e : e;
+  return nd;
+}
+
+/* Rounds the 17 correctly rounded digits d17 to n < 17 digits. The 17 digits are within
+ * half a unit of their last place of the exact value, so they decide the rounding unless
+ * the dropped tail is exactly 5000...: returns 0 then, and the caller asks printf. */
+static int json_round_digits(const char *d17, int n, char *digits, int *exp10) {
+  int i, up;
+  if (d17[n] == '5') {
+    for (i = n + 1; i < 17 && d17[i] == '0'; i++) {}
+    if (i == 17) return 0;
+  }
+  up = d17[n] >= '5';
+  memcpy(digits, d17, (size_t)n);
+  if (up) {
+    for (i = n - 1; i >= 0 && digits[i] == '9'; i--) digits[i] = '0';
+    if (i < 0) {
+      digits[0] = '1';
+      (*exp10)++;
+    } else {
+      digits[i]++;
+    }
+  }
+  return 1;
+}
+
+/* Adds one unit in the last of the n digits. */
+static void json_bump_digits(char *digits, int n, int *exp10) {
+  int i;
+  for (i = n - 1; i >= 0 && digits[i] == '9'; i--) digits[i] = '0';
+  if (i < 0) {
+    digits[0] = '1';
+    (*exp10)++;
+  } else {
+    digits[i]++;
+  }
+}
+
+/* Lays out sign, digits and exponent like Python's float repr (float_repr_style 'short'
+ * with Py_DTSF_ADD_DOT_0): exponent form below 1e-4 and from 1e16 on, else positional
+ * with at least one digit after the point. Returns the length; out holds 32 bytes. */
+static int json_layout_double(int negative, const char *digits, int nd, int exp10, char *out) {
+  int decpt = exp10 + 1, len = 0, i;
+  while (nd > 1 && digits[nd - 1] == '0') nd--;
+  if (negative) out[len++] = '-';
+  if (decpt <= -4 || decpt > 16) {
+    int e = decpt - 1, ae = e < 0 ? -e : e;
+    out[len++] = digits[0];
+    if (nd > 1) {
+      out[len++] = '.';
+      memcpy(out + len, digits + 1, (size_t)nd - 1);
+      len += nd - 1;
+    }
+    out[len++] = 'e';
+    out[len++] = e < 0 ? '-' : '+';
+    if (ae >= 100) out[len++] = (char)('0' + ae / 100);
+    out[len++] = (char)('0' + ae / 10 % 10);
+    out[len++] = (char)('0' + ae % 10);
+  } else if (decpt <= 0) {
+    out[len++] = '0';
+    out[len++] = '.';
+    for (i = 0; i < -decpt; i++) out[len++] = '0';
+    memcpy(out + len, digits, (size_t)nd);
+    len += nd;
+  } else if (decpt >= nd) {
+    memcpy(out + len, digits, (size_t)nd);
+    len += nd;
+    for (i = nd; i < decpt; i++) out[len++] = '0';
+    out[len++] = '.';
+    out[len++] = '0';
+  } else {
+    memcpy(out + len, digits, (size_t)decpt);
+    len += decpt;
+    out[len++] = '.';
+    memcpy(out + len, digits + decpt, (size_t)(nd - decpt));
+    len += nd - decpt;
+  }
+  out[len] = '\0';
+  return len;
+}
+
+/* Writes x (finite) the way Python's float repr does: the shortest digits that read back
+ * to x, the nearest to x among those. Returns the length; out must hold 32 bytes. */
+static int json_format_double(double x, char *out) {
+  char d17[24], digits[24];
+  int e17, exp10, n, len, negative = signbit(x) != 0;
+  double ax = fabs(x);
+
+  if (x == 0) return json_layout_double(negative, "0", 1, 0, out);
+  if (ax < DBL_MIN) {
+    /* Subnormals carry fewer digits (5e-324): search every length. */
+    for (n = 1; n < 17; n++) {
+      int nd = json_printf_digits(ax, n, digits, &exp10);
+      len = json_layout_double(negative, digits, nd, exp10, out);
+      if (strtod_l(out, NULL, json_c_locale) == x) return len;
+    }
+  } else {
+    /* A normal double's shortest form has 15 digits or fewer exactly when its 15-digit
+     * rounding reads back (DBL_DIG = 15), else 16 if its 16-digit rounding does, else 17.
+     * One printf gives 17 digits; the shorter roundings are derived from them. */
+    json_printf_digits(ax, 17, d17, &e17);
+    for (n = 15; n <= 16; n++) {
+      exp10 = e17;
+      if (!json_round_digits(d17, n, digits, &exp10)) json_printf_digits(ax, n, digits, &exp10);
+      len = json_layout_double(negative, digits, n, exp10, out);
+      if (strtod_l(out, NULL, json_c_locale) == x) return len;
+      /* At a power of two the doubles below are twice as dense as those above: the
+       * nearest 16-digit decimal may fall just below x's interval while the next one up
+       * is inside it. Python's repr picks that one. */
+      if (n == 16) {
+        int e2;
+        if (frexp(ax, &e2) == 0.5) {
+          json_bump_digits(digits, n, &exp10);
+          len = json_layout_double(negative, digits, n, exp10, out);
+          if (strtod_l(out, NULL, json_c_locale) == x) return len;
+        }
+      }
+    }
+    return json_layout_double(negative, d17, 17, e17, out);
+  }
+  n = json_printf_digits(ax, 17, digits, &exp10);
+  return json_layout_double(negative, digits, n, exp10, out);
+}
+
+/* ---------------------------------------------------------------- encoder */
+
+enum { JSON_CHILD_NONE, JSON_CHILD_INDEX, JSON_CHILD_KEY };
+
+typedef struct {
+  const void *table; /* the open table, for cycle detection */
+  int child;         /* what is being written inside it: */
+  lua_Integer index; /* an array item, */
+  const char *key;   /* or the value of a string key (anchored on the stack) */
+  size_t keylen;
+} json_frame;
+
+typedef struct {
+  lua_State *L;
+  json_buffer *out;
+  json_frame *frames;
+  int depth, max_depth;
+  int array_mt, object_mt; /* stack indices of opts.array_mt / opts.object_mt, or 0 */
+  const char *root;        /* name of the value in error messages */
+} json_encoder;
+
+static int json_is_identifier(const char *s, size_t n) {
+  size_t i;
+  if (n == 0 || (s[0] >= '0' && s[0] <= '9')) return 0;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (!(c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+      return 0;
+  }
+  return 1;
+}
+
+/* Pushes a readable, quoted form of a key for messages: printable ASCII as is, other
+ * bytes as \xNN, long keys cut. */
+static void json_push_quoted(lua_State *L, const char *s, size_t n) {
+  luaL_Buffer b;
+  size_t i, shown = n > 60 ? 60 : n;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '"');
+  for (i = 0; i < shown; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      luaL_addchar(&b, '\\');
+      luaL_addchar(&b, (char)c);
+    } else if (c >= 0x20 && c < 0x7F) {
+      luaL_addchar(&b, (char)c);
+    } else {
+      char hex[5];
+      snprintf(hex, sizeof hex, "\\x%02X", c);
+      luaL_addstring(&b, hex);
+    }
+  }
+  luaL_addchar(&b, '"');
+  if (shown < n) luaL_addstring(&b, "...");
+  luaL_pushresult(&b);
+}
+
+/* Pushes the path of the value being written, e.g. args[1].name or value["a b"][3]. */
+static void json_push_path(json_encoder *e) {
+  lua_State *L = e->L;
+  int d;
+  luaL_checkstack(L, 4, "JSON path");
+  lua_pushstring(L, e->root);
+  for (d = 0; d < e->depth; d++) {
+    json_frame *f = &e->frames[d];
+    if (f->child == JSON_CHILD_NONE) break;
+    if (f->child == JSON_CHILD_INDEX) {
+      lua_pushfstring(L, "[%I]", f->index);
+    } else if (json_is_identifier(f->key, f->keylen)) {
+      lua_pushliteral(L, ".");
+      lua_pushlstring(L, f->key, f->keylen);
+      lua_concat(L, 2);
+    } else {
+      lua_pushliteral(L, "[");
+      json_push_quoted(L, f->key, f->keylen);
+      lua_pushliteral(L, "]");
+      lua_concat(L, 3);
+    }
+    lua_concat(L, 2); /* keep the stack shallow for deep paths */
+  }
+}
+
+/* Raises "<path>: <message>"; message is a format for lua_pushfstring. */
+static int json_encode_error(json_encoder *e, const char *fmt, ...) {
+  lua_State *L = e->L;
+  va_list ap;
+  json_push_path(e);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return luaL_error(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+}
+
+static void json_put_u_escape(json_buffer *b, unsigned long u) {
+  static const char hex[] = "0123456789abcdef";
+  char esc[6] = {'\\', 'u', hex[(u >> 12) & 15], hex[(u >> 8) & 15], hex[(u >> 4) & 15], hex[u & 15]};
+  json_buffer_put(b, esc, 6);
+}
+
+/* is_key: the string is a key of the open object (errors then name the object and key). */
+static void json_encode_string(json_encoder *e, const char *s, size_t len, int is_key) {
+  lua_State *L = e->L;
+  json_buffer *b = e->out;
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0, run = 0;
+  json_buffer_reserve(L, b, len + 2);
+  b->data[b->len++] = '"';
+  while (i < len) {
+    unsigned char c = u[i];
+    if (json_plain_byte[c]) {
+      i++;
+      continue;
+    }
+    json_buffer_reserve(L, b, (i - run) + 12 + (len - i));
+    json_buffer_put(b, s + run, i - run);
+    if (c < 0x80) {
+      char esc[2] = {'\\', 0};
+      switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default: break;
+      }
+      if (esc[1]) json_buffer_put(b, esc, 2);
+      else json_put_u_escape(b, c); /* other controls and DEL, as Python */
+      i++;
+    } else {
+      unsigned long cp;
+      size_t n = json_utf8_decode(u + i, len - i, &cp);
+      if (n == 0) {
+        if (is_key) {
+          json_push_quoted(L, s, len);
+          json_encode_error(e, "key %s is not valid UTF-8 (byte %I)", lua_tostring(L, -1), (lua_Integer)i + 1);
+        }
+        json_encode_error(e, "string is not valid UTF-8 at byte %I (use temporal.binary for bytes)",
+                          (lua_Integer)i + 1);
+      }
+      if (cp >= 0x10000) {
+        cp -= 0x10000;
+        json_put_u_escape(b, 0xD800 | (cp >> 10));
+        json_put_u_escape(b, 0xDC00 | (cp & 0x3FF));
+      } else {
+        json_put_u_escape(b, cp);
+      }
+      i += n;
+    }
+    run = i;
+  }
+  json_buffer_reserve(L, b, (i - run) + 1);
+  json_buffer_put(b, s + run, i - run);
+  b->data[b->len++] = '"';
+}
+
+static void json_put_integer(json_buffer *b, lua_Integer v) {
+  char tmp[24], *p = tmp + sizeof tmp;
+  lua_Unsigned u = v < 0 ? (lua_Unsigned)0 - (lua_Unsigned)v : (lua_Unsigned)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) *--p = '-';
+  json_buffer_put(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+static void json_encode_value(json_encoder *e, int idx);
+
+typedef struct {
+  const char *s;
+  size_t len;
+  lua_Integer slot; /* where the key is anchored in the key table */
+} json_key;
+
+static int json_key_compare(const void *a, const void *b) {
+  const json_key *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->s, y->s, n);
+  if (c) return c;
+  return x->len < y->len ? -1 : x->len > y->len;
+}
+
+enum { JSON_UNMARKED, JSON_ARRAY, JSON_OBJECT };
+
+/* The forced kind from the table's metatable, if any. */
+static int json_marked_kind(json_encoder *e, int idx) {
+  lua_State *L = e->L;
+  int kind = JSON_UNMARKED;
+  if (!lua_getmetatable(L, idx)) return kind;
+  if (e->array_mt && lua_rawequal(L, -1, e->array_mt)) kind = JSON_ARRAY;
+  else if (e->object_mt && lua_rawequal(L, -1, e->object_mt)) kind = JSON_OBJECT;
+  else {
+    lua_pushliteral(L, "__jsontype");
+    if (lua_rawget(L, -2) != LUA_TNIL) {
+      const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+      if (strcmp(t, "array") == 0) kind = JSON_ARRAY;
+      else if (strcmp(t, "object") == 0) kind = JSON_OBJECT;
+      else json_encode_error(e, "metatable field __jsontype must be \"array\" or \"object\"");
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return kind;
+}
+
+static void json_encode_array(json_encoder *e, int idx, lua_Integer length) {
+  lua_State *L = e->L;
+  json_frame *f = &e->frames[e->depth - 1];
+  lua_Integer i;
+  json_buffer_reserve(L, e->out, 2);
+  e->out->data[e->out->len++] = '[';
+  f->child = JSON_CHILD_INDEX;
+  for (i = 1; i <= length; i++) {
+    if (i > 1) {
+      json_buffer_reserve(L, e->out, 1);
+      e->out->data[e->out->len++] = ',';
+    }
+    f->index = i;
+    lua_rawgeti(L, idx, i);
+    json_encode_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  json_buffer_reserve(L, e->out, 1);
+  e->out->data[e->out->len++] = ']';
+}
+
+static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
+  lua_State *L = e->L;
+  json_frame *f = &e->frames[e->depth - 1];
+  json_key *keys;
+  int keytable;
+  lua_Integer n = 0, i;
+  json_buffer_reserve(L, e->out, 2);
+  e->out->data[e->out->len++] = '{';
+  if (count > 0) {
+    /* Keys are anchored in a table of their own while sorted pointers refer to them, so
+     * nothing (not even a finalizer that edits the table) can free them under us. */
+    if ((size_t)count > ((size_t)-1) / sizeof *keys) luaL_error(L, "table too large");
+    keys = lua_newuserdatauv(L, (size_t)count * sizeof *keys, 0);
+    lua_createtable(L, count > INT32_MAX ? INT32_MAX : (int)count, 0);
+    keytable = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pop(L, 1);
+      if (n < count && lua_type(L, -1) == LUA_TSTRING) {
+        keys[n].s = lua_tolstring(L, -1, &keys[n].len);
+        keys[n].slot = n + 1;
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keytable, ++n);
+      }
+    }
+    if (n > 1) qsort(keys, (size_t)n, sizeof *keys, json_key_compare);
+    for (i = 0; i < n; i++) {
+      if (i > 0) {
+        json_buffer_reserve(L, e->out, 1);
+        e->out->data[e->out->len++] = ',';
+      }
+      f->child = JSON_CHILD_NONE; /* errors in the key itself name the object */
+      json_encode_string(e, keys[i].s, keys[i].len, 1);
+      json_buffer_reserve(L, e->out, 1);
+      e->out->data[e->out->len++] = ':';
+      f->child = JSON_CHILD_KEY;
+      f->key = keys[i].s;
+      f->keylen = keys[i].len;
+      lua_rawgeti(L, keytable, keys[i].slot);
+      lua_rawget(L, idx);
+      json_encode_value(e, lua_gettop(L));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+  }
+  json_buffer_reserve(L, e->out, 1);
+  e->out->data[e->out->len++] = '}';
+}
+
+/* Pushes a short description of the key on top of the stack. */
+static const char *json_describe_key(lua_State *L) {
+  switch (lua_type(L, -1)) {
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, -1)) return lua_pushfstring(L, "integer key %I", lua_tointeger(L, -1));
+      return lua_pushfstring(L, "float key %f", lua_tonumber(L, -1));
+    case LUA_TBOOLEAN: return lua_pushfstring(L, "boolean key %s", lua_toboolean(L, -1) ? "true" : "false");
+    default: return lua_pushfstring(L, "key of type %s", luaL_typename(L, -1));
+  }
+}
+
+static void json_encode_table(json_encoder *e, int idx) {
+  lua_State *L = e->L;
+  const void *self = lua_topointer(L, idx);
+  int d, kind;
+  lua_Integer count = 0, npos = 0, maxpos = 0, nstr = 0, nval = -1;
+  json_frame *f;
+
+  for (d = 0; d < e->depth; d++) {
+    if (e->frames[d].table == self) {
+      json_push_path(e);
+      luaL_error(L, "cyclic table at %s", lua_tostring(L, -1));
+    }
+  }
+  if (e->depth >= e->max_depth) json_encode_error(e, "tables nested deeper than max_depth (%d)", e->max_depth);
+  luaL_checkstack(L, 8, "JSON nesting");
+  kind = json_marked_kind(e, idx);
+
+  /* One pass to learn the shape. */
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    count++;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t kl;
+      const char *k = lua_tolstring(L, -1, &kl);
+      nstr++;
+      if (kl == 1 && k[0] == 'n') {
+        lua_pushvalue(L, -1);
+        lua_rawget(L, idx);
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) nval = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+      }
+    } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+      lua_Integer k = lua_tointeger(L, -1);
+      npos++;
+      if (k > maxpos) maxpos = k;
+    } else {
+      json_describe_key(L);
+      json_encode_error(e, "table has %s; object keys must be strings and array keys 1..n",
+                        lua_tostring(L, -1));
+    }
+  }
+
+  f = &e->frames[e->depth];
+  f->table = self;
+  f->child = JSON_CHILD_NONE;
+
+  if (kind == JSON_UNMARKED) {
+    if (count == 0 || (nstr == 0 && maxpos == npos)) {
+      kind = JSON_ARRAY;
+    } else if (npos == 0) {
+      kind = JSON_OBJECT;
+    } else if (nval >= 0 && nstr == 1) {
+      kind = JSON_ARRAY; /* table.pack style; n is checked below */
+    } else if (nstr == 0) {
+      json_encode_error(e, "array has holes (%I items, highest index %I); set n to the length "
+                        "(table.pack does) to send nil as null", npos, maxpos);
+    } else {
+      json_encode_error(e, "table mixes integer keys and string keys; a JSON value is either an "
+                        "array or an object");
+    }
+  }
+
+  if (kind == JSON_ARRAY) {
+    lua_Integer length = npos;
+    if (nstr > (nval >= 0 ? 1 : 0)) json_encode_error(e, "table marked as array has string keys");
+    if (nval >= 0) {
+      if (maxpos > nval) json_encode_error(e, "array index %I is beyond its length n = %I", maxpos, nval);
+      length = nval;
+    } else if (maxpos != npos) {
+      json_encode_error(e, "array has holes (%I items, highest index %I); set n to the length "
+                        "to send nil as null", npos, maxpos);
+    }
+    e->depth++;
+    json_encode_array(e, idx, length);
+  } else {
+    if (npos > 0) {
+      json_encode_error(e, "table marked as object has integer keys (e.g. %I); object keys must "
+                        "be strings", maxpos);
+    }
+    e->depth++;
+    json_encode_object(e, idx, count);
+  }
+  e->depth--;
+}
+
+static void json_encode_value(json_encoder *e, int idx) {
+  lua_State *L = e->L;
+  json_buffer *b = e->out;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      json_buffer_reserve(L, b, 4);
+      json_buffer_put(b, "null", 4);
+      break;
+    case LUA_TBOOLEAN:
+      json_buffer_reserve(L, b, 5);
+      if (lua_toboolean(L, idx)) json_buffer_put(b, "true", 4);
+      else json_buffer_put(b, "false", 5);
+      break;
+    case LUA_TNUMBER:
+      json_buffer_reserve(L, b, 32);
+      if (lua_isinteger(L, idx)) {
+        json_put_integer(b, lua_tointeger(L, idx));
+      } else {
+        double x = (double)lua_tonumber(L, idx);
+        char num[32];
+        if (isnan(x)) json_encode_error(e, "NaN is not valid JSON");
+        if (isinf(x)) json_encode_error(e, "%s is not valid JSON", x > 0 ? "inf" : "-inf");
+        json_buffer_put(b, num, (size_t)json_format_double(x, num));
+      }
+      break;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      json_encode_string(e, s, len, 0);
+      break;
+    }
+    case LUA_TTABLE:
+      json_encode_table(e, idx);
+      break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) == JSON_NULL) {
+        json_buffer_reserve(L, b, 4);
+        json_buffer_put(b, "null", 4);
+        break;
+      }
+      /* fall through */
+    default:
+      json_encode_error(e, "cannot encode a value of type %s", luaL_typename(L, idx));
+  }
+}
+
+/* Validates the options table at idx against the names allowed (NULL-terminated). */
+static void json_check_options(lua_State *L, int idx, const char *fname, const char *const names[]) {
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int i, ok = 0;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (i = 0; names[i]; i++)
+        if (strcmp(lua_tostring(L, -1), names[i]) == 0) ok = 1;
+    if (!ok) luaL_error(L, "%s: unknown option %s", fname, luaL_tolstring(L, -1, NULL));
+  }
+}
+
+static int json_option_max_depth(lua_State *L, int idx, const char *fname) {
+  lua_Integer d;
+  if (lua_isnoneornil(L, idx)) return JSON_DEFAULT_MAX_DEPTH;
+  if (lua_getfield(L, idx, "max_depth") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return JSON_DEFAULT_MAX_DEPTH;
+  }
+  if (!lua_isinteger(L, -1)) luaL_error(L, "%s: option max_depth must be an integer", fname);
+  d = lua_tointeger(L, -1);
+  if (d < 1 || d > JSON_LIMIT_MAX_DEPTH)
+    luaL_error(L, "%s: option max_depth must be between 1 and %d", fname, JSON_LIMIT_MAX_DEPTH);
+  lua_pop(L, 1);
+  return (int)d;
+}
+
+/* json_encode(value [, opts]) -> string
+ * opts: max_depth (default 100), path (name used in errors, default "value"),
+ *       array_mt / object_mt (extra metatables that mark arrays / objects). */
+static int json_encode(lua_State *L) {
+  static const char *const names[] = {"max_depth", "path", "array_mt", "object_mt", NULL};
+  json_encoder e;
+  json_frame stack_frames[JSON_FRAMES_ON_STACK];
+
+  lua_settop(L, 2);
+  json_check_options(L, 2, "json_encode", names);
+  e.L = L;
+  e.depth = 0;
+  e.max_depth = json_option_max_depth(L, 2, "json_encode");
+  e.root = "value";
+  e.array_mt = e.object_mt = 0;
+  if (!lua_isnil(L, 2)) {
+    if (lua_getfield(L, 2, "path") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "json_encode: option path must be a string");
+      e.root = lua_tostring(L, -1); /* stays on the stack */
+    } else {
+      lua_pop(L, 1);
+    }
+    if (lua_getfield(L, 2, "array_mt") != LUA_TNIL) {
+      if (!lua_istable(L, -1)) luaL_error(L, "json_encode: option array_mt must be a table");
+      e.array_mt = lua_gettop(L);
+    } else {
+      lua_pop(L, 1);
+    }
+    if (lua_getfield(L, 2, "object_mt") != LUA_TNIL) {
+      if (!lua_istable(L, -1)) luaL_error(L, "json_encode: option object_mt must be a table");
+      e.object_mt = lua_gettop(L);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  if (e.max_depth <= JSON_FRAMES_ON_STACK) {
+    e.frames = stack_frames;
+  } else {
+    e.frames = lua_newuserdatauv(L, sizeof(json_frame) * (size_t)e.max_depth, 0);
+  }
+  e.out = json_buffer_new(L);
+  json_encode_value(&e, 1);
+  json_buffer_push_release(L, e.out);
+  return 1;
+}
+
+/* ---------------------------------------------------------------- decoder */
+
+typedef struct {
+  lua_State *L;
+  const char *start, *p, *end;
+  int depth, max_depth;
+  int big_int_float;
+  json_buffer *scratch; /* for strings with escapes */
+} json_decoder;
+
+static int json_decode_error(json_decoder *d, const char *at, const char *fmt, ...) {
+  lua_State *L = d->L;
+  const char *s;
+  lua_Integer line = 1, column = 1;
+  va_list ap;
+  for (s = d->start; s < at; s++) {
+    if (*s == '\n') {
+      line++;
+      column = 1;
+    } else {
+      column++;
+    }
+  }
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return luaL_error(L, "json_decode: %s at line %I column %I (byte %I)", lua_tostring(L, -1), line, column,
+                    (lua_Integer)(at - d->start) + 1);
+}
+
+static const char *json_describe_char(lua_State *L, const char *p, const char *end) {
+  unsigned char c;
+  char hex[8];
+  if (p >= end) return "end of input";
+  c = (unsigned char)*p;
+  if (c > 0x20 && c < 0x7F) return lua_pushfstring(L, "character '%c'", c);
+  snprintf(hex, sizeof hex, "0x%02X", c);
+  return lua_pushfstring(L, "byte %s", hex);
+}
+
+static inline void json_skip_space(json_decoder *d) {
+  const char *p = d->p;
+  while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  d->p = p;
+}
+
+static void json_decode_value(json_decoder *d);
+
+static int json_hex4(const char *p, unsigned long *out) {
+  unsigned long v = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned long)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned long)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned long)(c - 'A' + 10);
+    else return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+static void json_put_utf8(json_buffer *b, unsigned long cp) {
+  char *o = b->data + b->len;
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    b->len += 1;
+  } else if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    b->len += 2;
+  } else if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | (cp >> 12));
+    o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    b->len += 3;
+  } else {
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    b->len += 4;
+  }
+}
+
+/* d->p is just after the opening quote. Pushes the string. */
+static void json_decode_string(json_decoder *d) {
+  lua_State *L = d->L;
+  const char *p = d->p, *end = d->end, *run;
+  json_buffer *b = d->scratch;
+  /* Fast path: no escapes, the string is a slice of the input. */
+  while (p < end) {
+    unsigned char c = (unsigned char)*p;
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      p++;
+    } else if (c >= 0x80) {
+      unsigned long cp;
+      size_t n = json_utf8_decode((const unsigned char *)p, (size_t)(end - p), &cp);
+      if (!n) json_decode_error(d, p, "invalid UTF-8 in string");
+      p += n;
+    } else {
+      break;
+    }
+  }
+  if (p >= end) json_decode_error(d, p, "unterminated string");
+  if (*p == '"') {
+    lua_pushlstring(L, d->p, (size_t)(p - d->p));
+    d->p = p + 1;
+    return;
+  }
+  /* Slow path: copy into the scratch buffer, which at most needs the input's length. */
+  b->len = 0;
+  json_buffer_reserve(L, b, (size_t)(end - d->p));
+  json_buffer_put(b, d->p, (size_t)(p - d->p));
+  run = p;
+  while (p < end) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') break;
+    if (c < 0x20) json_decode_error(d, p, "raw control character in string (must be escaped)");
+    if (c >= 0x80) {
+      unsigned long cp;
+      size_t n = json_utf8_decode((const unsigned char *)p, (size_t)(end - p), &cp);
+      if (!n) json_decode_error(d, p, "invalid UTF-8 in string");
+      p += n;
+      continue;
+    }
+    if (c != '\\') {
+      p++;
+      continue;
+    }
+    json_buffer_put(b, run, (size_t)(p - run));
+    if (p + 1 >= end) json_decode_error(d, p, "unterminated string");
+    switch (p[1]) {
+      case '"': b->data[b->len++] = '"'; p += 2; break;
+      case '\\': b->data[b->len++] = '\\'; p += 2; break;
+      case '/': b->data[b->len++] = '/'; p += 2; break;
+      case 'b': b->data[b->len++] = '\b'; p += 2; break;
+      case 'f': b->data[b->len++] = '\f'; p += 2; break;
+      case 'n': b->data[b->len++] = '\n'; p += 2; break;
+      case 'r': b->data[b->len++] = '\r'; p += 2; break;
+      case 't': b->data[b->len++] = '\t'; p += 2; break;
+      case 'u': {
+        unsigned long cp = 0, lo = 0;
+        if (end - p < 6 || !json_hex4(p + 2, &cp)) json_decode_error(d, p, "invalid \\u escape");
+        if (cp >= 0xDC00 && cp <= 0xDFFF)
+          json_decode_error(d, p, "lone surrogate \\u%s in string (not valid UTF-8)",
+                            lua_pushlstring(L, p + 2, 4));
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || !json_hex4(p + 8, &lo) || lo < 0xDC00 ||
+              lo > 0xDFFF)
+            json_decode_error(d, p, "lone surrogate \\u%s in string (not valid UTF-8)",
+                              lua_pushlstring(L, p + 2, 4));
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          p += 12; /* 12 input bytes -> 4 output bytes */
+        } else {
+          p += 6; /* 6 input bytes -> at most 3 output bytes */
+        }
+        json_put_utf8(b, cp);
+        break;
+      }
+      default:
+        json_decode_error(d, p, "invalid escape \\%c", p[1] >= 0x20 && p[1] < 0x7F ? p[1] : '?');
+    }
+    run = p;
+  }
+  if (p >= end) json_decode_error(d, p, "unterminated string");
+  json_buffer_put(b, run, (size_t)(p - run));
+  lua_pushlstring(L, b->data, b->len);
+  d->p = p + 1;
+}
+
+static void json_decode_number(json_decoder *d) {
+  lua_State *L = d->L;
+  const char *p = d->p, *end = d->end, *start = p, *digits;
+  int negative = 0, is_float = 0;
+  if (*p == '-') {
+    negative = 1;
+    p++;
+  }
+  digits = p;
+  if (p >= end || *p < '0' || *p > '9') json_decode_error(d, start, "invalid number");
+  if (*p == '0') {
+    p++;
+    if (p < end && *p >= '0' && *p <= '9') json_decode_error(d, start, "number with a leading zero");
+  } else {
+    while (p < end && *p >= '0' && *p <= '9') p++;
+  }
+  if (p < end && *p == '.') {
+    is_float = 1;
+    p++;
+    if (p >= end || *p < '0' || *p > '9') json_decode_error(d, start, "invalid number (digit expected after '.')");
+    while (p < end && *p >= '0' && *p <= '9') p++;
+  }
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    is_float = 1;
+    p++;
+    if (p < end && (*p == '+' || *p == '-')) p++;
+    if (p >= end || *p < '0' || *p > '9') json_decode_error(d, start, "invalid number (digit expected in exponent)");
+    while (p < end && *p >= '0' && *p <= '9') p++;
+  }
+  if (!is_float) {
+    /* Exact: accumulate in unsigned, allowing one more for the negative side. */
+    lua_Unsigned v = 0, limit = negative ? (lua_Unsigned)LUA_MAXINTEGER + 1 : (lua_Unsigned)LUA_MAXINTEGER;
+    const char *q;
+    int overflow = 0;
+    for (q = digits; q < p; q++) {
+      unsigned dgt = (unsigned)(*q - '0');
+      if (v > (limit - dgt) / 10) {
+        overflow = 1;
+        break;
+      }
+      v = v * 10 + dgt;
+    }
+    if (!overflow) {
+      lua_pushinteger(L, negative ? (lua_Integer)((lua_Unsigned)0 - v) : (lua_Integer)v);
+      d->p = p;
+      return;
+    }
+    if (!d->big_int_float) {
+      size_t n = (size_t)(p - start);
+      lua_pushlstring(L, start, n > 60 ? 60 : n);
+      json_decode_error(d, start, "integer %s%s does not fit a 64-bit Lua integer (decode with "
+                        "big_int = \"float\" to accept a rounded float)", lua_tostring(L, -1), n > 60 ? "..." : "");
+    }
+  }
+  {
+    /* The span is valid JSON, a subset of what strtod reads; it stops at the same place
+     * because JSON numbers are followed by a delimiter. */
+    char *stop;
+    double x = strtod_l(start, &stop, json_c_locale);
+    if (stop != p) json_decode_error(d, start, "invalid number");
+    if (isinf(x)) {
+      size_t n = (size_t)(p - start);
+      lua_pushlstring(L, start, n > 60 ? 60 : n);
+      json_decode_error(d, start, "number %s is out of the range of a double", lua_tostring(L, -1));
+    }
+    lua_pushnumber(L, (lua_Number)x);
+  }
+  d->p = p;
+}
+
+static void json_expect_literal(json_decoder *d, const char *word, size_t n) {
+  if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0)
+    json_decode_error(d, d->p, "unexpected %s", json_describe_char(d->L, d->p, d->end));
+  d->p += n;
+}
+
+static void json_enter(json_decoder *d) {
+  if (++d->depth > d->max_depth)
+    json_decode_error(d, d->p, "arrays/objects nested deeper than max_depth (%d)", d->max_depth);
+  luaL_checkstack(d->L, 4, "JSON nesting");
+}
+
+static void json_decode_array(json_decoder *d) {
+  lua_State *L = d->L;
+  lua_Integer n = 0;
+  json_enter(d);
+  d->p++; /* '[' */
+  lua_newtable(L);
+  lua_pushvalue(L, JSON_UV_ARRAY_MT);
+  lua_setmetatable(L, -2);
+  json_skip_space(d);
+  if (d->p < d->end && *d->p == ']') {
+    d->p++;
+    d->depth--;
+    return;
+  }
+  for (;;) {
+    json_decode_value(d);
+    lua_rawseti(L, -2, ++n);
+    json_skip_space(d);
+    if (d->p < d->end && *d->p == ',') {
+      d->p++;
+      continue;
+    }
+    if (d->p < d->end && *d->p == ']') {
+      d->p++;
+      break;
+    }
+    json_decode_error(d, d->p, "expected ',' or ']' but found %s", json_describe_char(L, d->p, d->end));
+  }
+  d->depth--;
+}
+
+static void json_decode_object(json_decoder *d) {
+  lua_State *L = d->L;
+  json_enter(d);
+  d->p++; /* '{' */
+  lua_newtable(L);
+  lua_pushvalue(L, JSON_UV_OBJECT_MT);
+  lua_setmetatable(L, -2);
+  json_skip_space(d);
+  if (d->p < d->end && *d->p == '}') {
+    d->p++;
+    d->depth--;
+    return;
+  }
+  for (;;) {
+    json_skip_space(d);
+    if (d->p >= d->end || *d->p != '"')
+      json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
+    d->p++;
+    json_decode_string(d);
+    json_skip_space(d);
+    if (d->p >= d->end || *d->p != ':')
+      json_decode_error(d, d->p, "expected ':' but found %s", json_describe_char(L, d->p, d->end));
+    d->p++;
+    json_decode_value(d);
+    lua_rawset(L, -3); /* a duplicate key overwrites: the last one wins, as in Python */
+    json_skip_space(d);
+    if (d->p < d->end && *d->p == ',') {
+      d->p++;
+      continue;
+    }
+    if (d->p < d->end && *d->p == '}') {
+      d->p++;
+      break;
+    }
+    json_decode_error(d, d->p, "expected ',' or '}' but found %s", json_describe_char(L, d->p, d->end));
+  }
+  d->depth--;
+}
+
+static void json_decode_value(json_decoder *d) {
+  json_skip_space(d);
+  if (d->p >= d->end) json_decode_error(d, d->p, "unexpected end of input");
+  switch (*d->p) {
+    case '{': json_decode_object(d); break;
+    case '[': json_decode_array(d); break;
+    case '"':
+      d->p++;
+      json_decode_string(d);
+      break;
+    case 't':
+      json_expect_literal(d, "true", 4);
+      lua_pushboolean(d->L, 1);
+      break;
+    case 'f':
+      json_expect_literal(d, "false", 5);
+      lua_pushboolean(d->L, 0);
+      break;
+    case 'n':
+      json_expect_literal(d, "null", 4);
+      lua_pushlightuserdata(d->L, JSON_NULL);
+      break;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+      json_decode_number(d);
+      break;
+    default:
+      if (d->p == d->start && d->end - d->p >= 3 && memcmp(d->p, "\xEF\xBB\xBF", 3) == 0)
+        json_decode_error(d, d->p, "UTF-8 byte order mark before the JSON value");
+      json_decode_error(d, d->p, "expected a JSON value but found %s", json_describe_char(d->L, d->p, d->end));
+  }
+}
+
+/* json_decode(text [, opts]) -> value
+ * opts: max_depth (default 100), big_int ("error" (default) or "float"). */
+static int json_decode(lua_State *L) {
+  static const char *const names[] = {"max_depth", "big_int", NULL};
+  json_decoder d;
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  lua_settop(L, 2);
+  json_check_options(L, 2, "json_decode", names);
+  d.L = L;
+  d.start = d.p = text;
+  d.end = text + len;
+  d.depth = 0;
+  d.max_depth = json_option_max_depth(L, 2, "json_decode");
+  d.big_int_float = 0;
+  if (!lua_isnil(L, 2) && lua_getfield(L, 2, "big_int") != LUA_TNIL) {
+    const char *mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    if (strcmp(mode, "float") == 0) d.big_int_float = 1;
+    else if (strcmp(mode, "error") != 0) luaL_error(L, "json_decode: option big_int must be \"error\" or \"float\"");
+  }
+  lua_settop(L, 2);
+  d.scratch = json_buffer_new(L);
+  json_decode_value(&d);
+  json_skip_space(&d);
+  if (d.p != d.end)
+    json_decode_error(&d, d.p, "unexpected %s after the JSON value", json_describe_char(L, d.p, d.end));
+  if (lua_touserdata(L, -1) == JSON_NULL) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- module */
+
+static const luaL_Reg json_functions[] = {
+  {"json_encode", json_encode},
+  {"json_decode", json_decode},
+  {NULL, NULL},
+};
+
+static void json_push_marker_mt(lua_State *L, const char *kind, const char *name) {
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "__jsontype");
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+}
+
+void tl_json_open(lua_State *L) {
+  pthread_once(&json_once, json_once_init);
+  if (json_c_locale == (locale_t)0) luaL_error(L, "temporal.core: cannot create the C locale for JSON numbers");
+
+  luaL_checkstack(L, 6, "temporal.core json");
+  json_push_marker_mt(L, "array", "temporal.array");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "json_array_mt");
+  json_push_marker_mt(L, "object", "temporal.object");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -4, "json_object_mt");
+  lua_createtable(L, 0, 2); /* buffer metatable */
+  lua_pushcfunction(L, json_buffer_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "temporal.json_buffer");
+  lua_setfield(L, -2, "__name");
+  luaL_setfuncs(L, json_functions, 3);
+  lua_pushlightuserdata(L, JSON_NULL);
+  lua_setfield(L, -2, "json_null");
+}
