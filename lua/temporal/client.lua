@@ -157,7 +157,7 @@ Service.__tostring = function(svc) return "temporal.Service(" .. svc._service ..
 local CONNECT_OPTIONS = {
   namespace = true, identity = true, rpc_metadata = true, lazy = true, tls = true,
   keep_alive = true, http_connect_proxy = true, max_receive_message_length = true,
-  connect_timeout = true, use_proxy_env = true,
+  connect_timeout = true, use_proxy_env = true, data_converter = true,
 }
 
 --- temporal.connect(target, opts) -> Client
@@ -165,7 +165,9 @@ local CONNECT_OPTIONS = {
 -- lazy (false: the connect checks the server with GetSystemInfo), tls (false | true |
 -- { server_root_ca_cert, domain, client_cert, client_private_key }), keep_alive
 -- ({ interval = 30, timeout = 15 } or false), http_connect_proxy ("host:port"),
--- use_proxy_env (false), max_receive_message_length (128 MiB), connect_timeout (10 s).
+-- use_proxy_env (false), max_receive_message_length (128 MiB), connect_timeout (10 s),
+-- data_converter (temporal.converter.default, loaded on first use): converts workflow
+-- arguments, results, memos, search attributes and failures.
 function M.connect(target, opts)
   if type(target) ~= "string" or target == "" then
     error("connect: target must be a 'host:port' string, got " .. type(target), 2)
@@ -175,6 +177,7 @@ function M.connect(target, opts)
   check_type(opts.identity, "string", "identity", 2)
   check_type(opts.lazy, "boolean", "lazy", 2)
   check_type(opts.connect_timeout, "number", "connect_timeout", 2)
+  check_type(opts.data_converter, "table", "data_converter", 2)
   check_metadata(opts.rpc_metadata, "rpc_metadata", 2)
   local keep_alive = opts.keep_alive
   if keep_alive == nil then keep_alive = { interval = 30, timeout = 15 } end
@@ -197,6 +200,7 @@ function M.connect(target, opts)
     identity = opts.identity or (core.pid() .. "@" .. core.hostname()),
     channel = channel,
     rpc_metadata = opts.rpc_metadata or {},
+    data_converter = opts.data_converter,
     base_metadata = { ["temporal-namespace"] = namespace },
   }
   local client = core.handle(Client, s)

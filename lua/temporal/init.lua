@@ -7,6 +7,7 @@ local core = require("temporal.core")
 local scheduler = require("temporal.scheduler")
 local errors = require("temporal.errors")
 local client = require("temporal.client")
+local workflow = require("temporal.workflow")  -- attaches the workflow methods to Client
 
 local M = {
   VERSION = core.version,
@@ -14,6 +15,9 @@ local M = {
   errors = errors,
   Client = client.Client,
   connect = client.connect,
+  WorkflowHandle = workflow.WorkflowHandle,
+  WorkflowUpdateHandle = workflow.WorkflowUpdateHandle,
+  WithStartWorkflowOperation = workflow.WithStartWorkflowOperation,
   -- tasks and the host-loop protocol (see temporal.scheduler)
   spawn = scheduler.spawn,
   sleep = scheduler.sleep,

@@ -187,6 +187,52 @@ WORKFLOWS = [Greet, Echo, Slow, Fail, WaitForSignal, ContinueAsNewWorkflow, Info
 ACTIVITIES = [compose_greeting]
 
 
+# ---------------------------------------------------------------- workflow client specs
+# (spec/workflow_spec.lua)
+
+
+@workflow.defn(name="RetryOnce")
+class RetryOnce:
+    """Fails its first attempt (a retryable ApplicationError), then returns its attempt and
+    the run id chain it saw: proves result() follows the retry chain."""
+
+    @workflow.run
+    async def run(self) -> dict:
+        info = workflow.info()
+        if info.attempt == 1:
+            raise ApplicationError("first attempt fails", type="Flaky")
+        return {"attempt": info.attempt, "run_id": info.run_id}
+
+
+@workflow.defn(name="UpdateFails")
+class UpdateFails:
+    """Update "boom" raises an ApplicationError from its handler (not the validator), with
+    details; query "boom_query" raises too. Completes on signal "done"."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> str:
+        await workflow.wait_condition(lambda: self.done and workflow.all_handlers_finished())
+        return "finished"
+
+    @workflow.signal(name="done")
+    def finish(self) -> None:
+        self.done = True
+
+    @workflow.update(name="boom")
+    async def boom(self, message: str) -> None:
+        raise ApplicationError(message, {"k": [1, 2]}, type="BoomError", non_retryable=True)
+
+    @workflow.query(name="boom_query")
+    def boom_query(self) -> None:
+        raise RuntimeError("query handler failed")
+
+
+WORKFLOWS += [RetryOnce, UpdateFails]
+
+
 # ---------------------------------------------------------------- main
 
 

@@ -1,0 +1,1082 @@
+--- Workflows: the Client's workflow methods, WorkflowHandle and WorkflowUpdateHandle.
+--
+-- The behaviour follows the Python SDK's temporalio.client (names, defaults, request
+-- fields, error classes); the shapes are Lua's: one options table per call, durations in
+-- seconds, enums by the short upper-case names Python uses.
+--
+--   local h = client:start_workflow("Greet", { id = "order-1", task_queue = "tq", args = { "World" } })
+--   print(h:result())                                  --> Hello, World!
+--   h = client:get_workflow_handle("order-1")
+--   h:signal("approve", 1, 2)                          -- varargs are the arguments
+--   h:signal_with_options("approve", { args = { 1, 2 }, rpc_timeout = 5 })
+--   print(h:describe().status)                         --> COMPLETED
+--
+-- Calls that take varargs (signal, query) have a `*_with_options(name, opts)` twin
+-- taking `args` plus `rpc_timeout` / `rpc_metadata`; every other call takes them in its
+-- options table. `rpc_timeout` is seconds per RPC (default 30, 70 for long polls);
+-- `rpc_metadata` is a table of headers that override the client's.
+--
+-- Transient RPC failures are retried as the client's retry_config says (see
+-- temporal.retry); a request id made for a call is the same on every attempt, so the
+-- server deduplicates.
+local client_mod = require("temporal.client")
+local core = require("temporal.core")
+local errors = require("temporal.errors")
+
+local M = {}
+
+local methods = client_mod.methods
+local state = core.handle_state
+local WS = client_mod.SERVICES.workflow_service
+
+-- ------------------------------------------------------------------ helpers
+
+local urandom
+--- A random (version 4) UUID string.
+function M.uuid4()
+  if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
+  local b = urandom and urandom:read(16)
+  if not b or #b ~= 16 then
+    local t = {}
+    for i = 1, 16 do t[i] = string.char(math.random(0, 255)) end
+    b = table.concat(t)
+  end
+  local bytes = { b:byte(1, 16) }
+  bytes[7] = (bytes[7] & 0x0f) | 0x40   -- version 4
+  bytes[9] = (bytes[9] & 0x3f) | 0x80   -- RFC 4122 variant
+  local hex = {}
+  for i = 1, 16 do hex[i] = ("%02x"):format(bytes[i]) end
+  local s = table.concat(hex)
+  return ("%s-%s-%s-%s-%s"):format(s:sub(1, 8), s:sub(9, 12), s:sub(13, 16), s:sub(17, 20), s:sub(21, 32))
+end
+
+local function converter_of(client)
+  local s = state(client)
+  local dc = s.data_converter
+  if dc == nil then
+    dc = require("temporal.converter").default
+    s.data_converter = dc
+  end
+  return dc
+end
+
+-- Option checking: every message names the call and the option.
+local function fail(what, fmt, ...)
+  error(what .. ": " .. fmt:format(...), 0)
+end
+
+local function check_opts(opts, known, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    fail(what, "options must be a table, got %s", type(opts))
+  end
+  for k in pairs(opts) do
+    if not known[k] then fail(what, "unknown option '%s'", tostring(k)) end
+  end
+  return opts
+end
+
+local function opt_type(what, opts, name, expected, required)
+  local v = opts[name]
+  if v == nil then
+    if required then fail(what, "option '%s' is required", name) end
+    return nil
+  end
+  if type(v) ~= expected then
+    fail(what, "option '%s' must be a %s, got %s", name, expected, type(v))
+  end
+  return v
+end
+
+local function opt_string(what, opts, name, required)
+  local v = opt_type(what, opts, name, "string", required)
+  if required and v == "" then fail(what, "option '%s' must not be empty", name) end
+  return v
+end
+
+local function opt_duration(what, opts, name)
+  local v = opt_type(what, opts, name, "number")
+  if v ~= nil and (v ~= v or v < 0 or v == math.huge) then
+    fail(what, "option '%s' must be a non-negative number of seconds, got %s", name, tostring(v))
+  end
+  return v
+end
+
+local function opt_enum(what, opts, name, allowed)
+  local v = opts[name]
+  if v == nil then return nil end
+  if type(v) ~= "string" then
+    fail(what, "option '%s' must be a string, got %s", name, type(v))
+  end
+  local up = v:upper()
+  if not allowed[up] then
+    local names = {}
+    for k in pairs(allowed) do names[#names + 1] = k end
+    table.sort(names)
+    fail(what, "option '%s' must be one of %s, got '%s'", name, table.concat(names, ", "), v)
+  end
+  return up
+end
+
+local function set_of(...)
+  local t = {}
+  for _, v in ipairs({ ... }) do t[v] = true end
+  return t
+end
+
+local RPC_OPTIONS = { "rpc_timeout", "rpc_metadata" }
+local function known_with_rpc(...)
+  local t = set_of(...)
+  for _, k in ipairs(RPC_OPTIONS) do t[k] = true end
+  return t
+end
+
+local function check_rpc(what, opts)
+  opt_duration(what, opts, "rpc_timeout")
+  local md = opt_type(what, opts, "rpc_metadata", "table")
+  for k, v in pairs(md or {}) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      fail(what, "option 'rpc_metadata' must map strings to strings, got %s = %s", type(k), type(v))
+    end
+  end
+  return { rpc_timeout = opts.rpc_timeout, rpc_metadata = md }
+end
+
+-- args: a sequence; `.n` (as table.pack sets) counts trailing nils.
+local function check_args(what, name, args)
+  if args == nil then return nil end
+  if type(args) ~= "table" then
+    fail(what, "option '%s' must be a sequence (table), got %s", name, type(args))
+  end
+  local n = args.n
+  if n ~= nil and (math.type(n) ~= "integer" or n < 0) then
+    fail(what, "option '%s': field n must be a non-negative integer", name)
+  end
+  return args
+end
+
+local function arg_count(args)
+  if args == nil then return 0 end
+  return args.n or #args
+end
+
+-- Payloads message (or nil when there are no values), through the data converter.
+local function encode_payloads(dc, args)
+  if arg_count(args) == 0 then return nil end
+  return { payloads = dc:to_payloads(args) }
+end
+
+local function decode_payloads(dc, payloads_msg)
+  local list = payloads_msg and payloads_msg.payloads
+  if list == nil or #list == 0 then return { n = 0 } end
+  return dc:from_payloads(list)
+end
+
+local function first_value(dc, payloads_msg)
+  local values = decode_payloads(dc, payloads_msg)
+  if values.n == 0 then return nil end
+  return values[1]
+end
+
+-- ------------------------------------------------------------------ the RPC path with retries
+
+-- Every workflow RPC asks the client's path to retry transient failures (retry = true);
+-- a request id made for a call stays the same on every attempt.
+local function rpc(client, method, request, rpc_opts)
+  return client:_rpc(WS, method, request, {
+    rpc_timeout = rpc_opts and rpc_opts.rpc_timeout,
+    rpc_metadata = rpc_opts and rpc_opts.rpc_metadata,
+    retry = true,
+  })
+end
+M._rpc = rpc
+
+-- ------------------------------------------------------------------ start options
+
+local ID_REUSE = set_of("UNSPECIFIED", "ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE",
+  "TERMINATE_IF_RUNNING")
+local ID_CONFLICT = set_of("UNSPECIFIED", "FAIL", "USE_EXISTING", "TERMINATE_EXISTING")
+
+local START_COMMON = {
+  "args", "id", "task_queue", "execution_timeout", "run_timeout", "task_timeout",
+  "id_reuse_policy", "id_conflict_policy", "retry_policy", "cron_schedule", "memo",
+  "search_attributes", "static_summary", "static_details", "start_delay", "priority",
+  "versioning_override",
+}
+local START_OPTIONS = known_with_rpc("start_signal", "start_signal_args", "request_eager_start",
+  table.unpack(START_COMMON))
+local WITH_START_OPTIONS = set_of(table.unpack(START_COMMON))
+
+local function retry_policy_proto(what, rp)
+  if rp == nil then return nil end
+  if type(rp) ~= "table" then fail(what, "option 'retry_policy' must be a table, got %s", type(rp)) end
+  local w = what .. ": retry_policy"
+  check_opts(rp, set_of("initial_interval", "backoff_coefficient", "maximum_interval",
+    "maximum_attempts", "non_retryable_error_types"), w)
+  local initial = opt_duration(w, rp, "initial_interval") or 1
+  local coeff = opt_type(w, rp, "backoff_coefficient", "number") or 2.0
+  local max_interval = opt_duration(w, rp, "maximum_interval")
+  local attempts = opt_type(w, rp, "maximum_attempts", "number") or 0
+  local nret = opt_type(w, rp, "non_retryable_error_types", "table")
+  if coeff < 1 then fail(w, "option 'backoff_coefficient' must be at least 1, got %s", coeff) end
+  if max_interval and max_interval < initial then
+    fail(w, "option 'maximum_interval' must not be less than initial_interval")
+  end
+  if math.type(attempts) ~= "integer" or attempts < 0 then
+    fail(w, "option 'maximum_attempts' must be a non-negative integer, got %s", tostring(attempts))
+  end
+  for i, v in ipairs(nret or {}) do
+    if type(v) ~= "string" then fail(w, "option 'non_retryable_error_types'[%d] must be a string", i) end
+  end
+  return {
+    initial_interval = initial,
+    backoff_coefficient = coeff + 0.0,
+    maximum_interval = max_interval,
+    maximum_attempts = attempts,
+    non_retryable_error_types = nret,
+  }
+end
+M.retry_policy_proto = retry_policy_proto
+
+local function priority_proto(what, p)
+  if p == nil then return nil end
+  if type(p) ~= "table" then fail(what, "option 'priority' must be a table, got %s", type(p)) end
+  local w = what .. ": priority"
+  check_opts(p, set_of("priority_key", "fairness_key", "fairness_weight"), w)
+  local key = opt_type(w, p, "priority_key", "number")
+  if key ~= nil and (math.type(key) ~= "integer" or key < 0) then
+    fail(w, "option 'priority_key' must be a non-negative integer, got %s", tostring(key))
+  end
+  opt_string(w, p, "fairness_key")
+  local weight = opt_type(w, p, "fairness_weight", "number")
+  return { priority_key = key, fairness_key = p.fairness_key, fairness_weight = weight and weight + 0.0 }
+end
+M.priority_proto = priority_proto
+
+local function user_metadata(dc, what, opts, summary_name, details_name)
+  local summary = opt_string(what, opts, summary_name)
+  local details = opt_string(what, opts, details_name)
+  if summary == nil and details == nil then return nil end
+  return {
+    summary = summary ~= nil and dc:to_payloads({ summary, n = 1 })[1] or nil,
+    details = details ~= nil and dc:to_payloads({ details, n = 1 })[1] or nil,
+  }
+end
+M.user_metadata = user_metadata
+
+-- The fields StartWorkflowExecution, SignalWithStart and multi-op start share.
+local function start_request(client, what, workflow, opts)
+  if type(workflow) ~= "string" or workflow == "" then
+    fail(what, "workflow must be a workflow type name (non-empty string), got %s", type(workflow))
+  end
+  local s = state(client)
+  local dc = converter_of(client)
+  local id = opt_string(what, opts, "id", true)
+  local task_queue = opt_string(what, opts, "task_queue", true)
+  local args = check_args(what, "args", opts.args)
+  local memo = opt_type(what, opts, "memo", "table")
+  local sa = opt_type(what, opts, "search_attributes", "table")
+  local cron = opt_string(what, opts, "cron_schedule")
+  local versioning = opt_type(what, opts, "versioning_override", "table")
+  return {
+    namespace = s.namespace,
+    workflow_id = id,
+    workflow_type = { name = workflow },
+    task_queue = { name = task_queue },
+    input = encode_payloads(dc, args),
+    workflow_execution_timeout = opt_duration(what, opts, "execution_timeout"),
+    workflow_run_timeout = opt_duration(what, opts, "run_timeout"),
+    workflow_task_timeout = opt_duration(what, opts, "task_timeout"),
+    identity = s.identity,
+    request_id = M.uuid4(),
+    workflow_id_reuse_policy = opt_enum(what, opts, "id_reuse_policy", ID_REUSE) or "ALLOW_DUPLICATE",
+    workflow_id_conflict_policy = opt_enum(what, opts, "id_conflict_policy", ID_CONFLICT),
+    retry_policy = retry_policy_proto(what, opts.retry_policy),
+    cron_schedule = cron ~= "" and cron or nil,
+    memo = memo and dc:to_memo(memo) or nil,
+    search_attributes = sa and dc:to_search_attributes(sa) or nil,
+    user_metadata = user_metadata(dc, what, opts, "static_summary", "static_details"),
+    workflow_start_delay = opt_duration(what, opts, "start_delay"),
+    priority = priority_proto(what, opts.priority),
+    versioning_override = versioning,
+  }
+end
+
+local function already_started(err, workflow_id, workflow_type)
+  local d = errors.detail(err, "WorkflowExecutionAlreadyStartedFailure")
+  if d == nil then return nil end
+  return errors.new("WorkflowAlreadyStartedError", {
+    message = "Workflow execution already started",
+    workflow_id = workflow_id,
+    workflow_type = workflow_type,
+    run_id = d.run_id,
+    start_request_id = d.start_request_id,
+    cause = err,
+  })
+end
+
+-- ------------------------------------------------------------------ WorkflowHandle
+
+local WorkflowHandle = { __name = "temporal.WorkflowHandle" }
+local handle_methods = {}
+WorkflowHandle.__index = handle_methods
+WorkflowHandle.__tostring = function(h)
+  return ("temporal.WorkflowHandle(id=%s, run_id=%s)"):format(h.id, tostring(h.run_id or h.result_run_id))
+end
+M.WorkflowHandle = WorkflowHandle
+M.WorkflowHandle_methods = handle_methods
+
+local function new_handle(client, id, fields)
+  fields = fields or {}
+  return setmetatable({
+    _client = client,
+    id = id,
+    run_id = fields.run_id,
+    result_run_id = fields.result_run_id,
+    first_execution_run_id = fields.first_execution_run_id,
+    start_response = fields.start_response,
+  }, WorkflowHandle)
+end
+
+local function check_self(h, what)
+  if getmetatable(h) ~= WorkflowHandle then
+    error(what .. ": call it with ':' on a WorkflowHandle (h:" .. what .. "(...))", 3)
+  end
+end
+
+--- client:start_workflow(workflow, opts) -> WorkflowHandle
+-- workflow: the workflow type name. opts (id and task_queue required):
+--   args (sequence; `.n` honoured so nils survive), id, task_queue,
+--   execution_timeout, run_timeout, task_timeout (seconds),
+--   id_reuse_policy ("ALLOW_DUPLICATE" (default), "ALLOW_DUPLICATE_FAILED_ONLY",
+--   "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING"), id_conflict_policy ("UNSPECIFIED"
+--   (default: fail), "FAIL", "USE_EXISTING", "TERMINATE_EXISTING"),
+--   retry_policy { initial_interval = 1, backoff_coefficient = 2.0, maximum_interval,
+--   maximum_attempts = 0 (unlimited), non_retryable_error_types },
+--   cron_schedule, memo (table of values), search_attributes (typed, see
+--   temporal.converter), static_summary, static_details (strings), start_delay (seconds),
+--   start_signal + start_signal_args (signal-with-start), priority { priority_key,
+--   fairness_key, fairness_weight }, request_eager_start (false; only for a worker in
+--   this process), versioning_override (the proto table, e.g. { auto_upgrade = true }),
+--   rpc_timeout, rpc_metadata.
+-- Raises WorkflowAlreadyStartedError (workflow_id, workflow_type, run_id) when a
+-- workflow with that id is running (or closed, per id_reuse_policy); RPCError otherwise.
+--   local h = client:start_workflow("Greet", { id = "order-1", task_queue = "tq", args = { "World" } })
+function methods:start_workflow(workflow, opts)
+  local what = "start_workflow"
+  opts = check_opts(opts, START_OPTIONS, what)
+  local req = start_request(self, what, workflow, opts)
+  local rpc_opts = check_rpc(what, opts)
+  local eager = opt_type(what, opts, "request_eager_start", "boolean")
+  local signal = opt_string(what, opts, "start_signal")
+  local signal_args = check_args(what, "start_signal_args", opts.start_signal_args)
+  if signal_args ~= nil and signal == nil then
+    fail(what, "option 'start_signal_args' needs option 'start_signal'")
+  end
+  local method = "StartWorkflowExecution"
+  if signal ~= nil then
+    method = "SignalWithStartWorkflowExecution"
+    req.signal_name = signal
+    req.signal_input = encode_payloads(converter_of(self), signal_args)
+    if eager then fail(what, "option 'request_eager_start' cannot be used with 'start_signal'") end
+  else
+    req.request_eager_execution = eager or nil
+  end
+  local ok, resp = pcall(rpc, self, method, req, rpc_opts)
+  if not ok then
+    if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
+      error(already_started(resp, req.workflow_id, workflow) or resp, 0)
+    end
+    error(resp, 0)
+  end
+  return new_handle(self, req.workflow_id, {
+    result_run_id = resp.run_id,
+    first_execution_run_id = signal == nil and resp.run_id or nil,
+    start_response = resp,
+  })
+end
+
+--- client:execute_workflow(workflow, opts) -> the workflow's result
+-- start_workflow (same options) then handle:result(); rpc_timeout applies to the start,
+-- rpc_metadata to every call.
+function methods:execute_workflow(workflow, opts)
+  local h = self:start_workflow(workflow, opts)
+  return h:result({ rpc_metadata = opts and opts.rpc_metadata })
+end
+
+--- client:get_workflow_handle(workflow_id, { run_id, first_execution_run_id }) -> WorkflowHandle
+-- No RPC. run_id pins every call to that run (and result_run_id = run_id);
+-- first_execution_run_id makes cancel/terminate/update apply only to that run chain.
+function methods:get_workflow_handle(workflow_id, opts)
+  local what = "get_workflow_handle"
+  if type(workflow_id) ~= "string" or workflow_id == "" then
+    fail(what, "workflow_id must be a non-empty string, got %s", type(workflow_id))
+  end
+  opts = check_opts(opts, set_of("run_id", "first_execution_run_id"), what)
+  local run_id = opt_string(what, opts, "run_id")
+  return new_handle(self, workflow_id, {
+    run_id = run_id,
+    result_run_id = run_id,
+    first_execution_run_id = opt_string(what, opts, "first_execution_run_id"),
+  })
+end
+
+-- ------------------------------------------------------------------ history
+
+local FILTER = set_of("ALL_EVENT", "CLOSE_EVENT")
+local HISTORY_OPTIONS = known_with_rpc("wait_new_event", "event_filter_type", "skip_archival",
+  "page_size", "next_page_token")
+
+-- An iterator over the events of one run (nil: the latest run).
+local function history_iterator(h, run_id, what, opts)
+  opts = check_opts(opts, HISTORY_OPTIONS, what)
+  local rpc_opts = check_rpc(what, opts)
+  local wait = opt_type(what, opts, "wait_new_event", "boolean")
+  local skip = opt_type(what, opts, "skip_archival", "boolean")
+  local filter = opt_enum(what, opts, "event_filter_type", FILTER) or "ALL_EVENT"
+  local page_size = opt_type(what, opts, "page_size", "number")
+  local token = opt_string(what, opts, "next_page_token")
+  local client = h._client
+  local page, index, done = nil, 1, false
+  return function()
+    while true do
+      if page and index <= #page then
+        index = index + 1
+        return page[index - 1]
+      end
+      if done then return nil end
+      local resp = rpc(client, "GetWorkflowExecutionHistory", {
+        namespace = state(client).namespace,
+        execution = { workflow_id = h.id, run_id = run_id },
+        maximum_page_size = page_size,
+        next_page_token = token,
+        wait_new_event = wait,
+        history_event_filter_type = filter,
+        skip_archival = skip,
+      }, rpc_opts)
+      page = resp.history and resp.history.events or {}
+      index = 1
+      token = resp.next_page_token
+      if token == nil or token == "" then done = true end
+    end
+  end
+end
+
+--- h:history_events(opts) -> iterator over history events (tables, as HistoryEvent protos)
+-- opts: wait_new_event (false; true keeps long-polling until the workflow closes),
+-- event_filter_type ("ALL_EVENT" | "CLOSE_EVENT"), skip_archival (false), page_size,
+-- next_page_token, rpc_timeout (per page), rpc_metadata. Uses h.run_id (nil: latest run).
+--   for ev in h:history_events{ wait_new_event = true } do print(ev.event_type) end
+function handle_methods:history_events(opts)
+  check_self(self, "history_events")
+  return history_iterator(self, self.run_id, "history_events", opts)
+end
+
+--- h:fetch_history(opts) -> list of all history events (same options as history_events,
+-- without wait_new_event).
+function handle_methods:fetch_history(opts)
+  check_self(self, "fetch_history")
+  if opts ~= nil and type(opts) == "table" and opts.wait_new_event ~= nil then
+    fail("fetch_history", "unknown option 'wait_new_event' (use history_events)")
+  end
+  local list = {}
+  for ev in history_iterator(self, self.run_id, "fetch_history", opts) do list[#list + 1] = ev end
+  return list
+end
+
+-- ------------------------------------------------------------------ result
+
+local RESULT_OPTIONS = known_with_rpc("follow_runs")
+
+local function failure_error(cause)
+  return errors.new("WorkflowFailureError", { message = "Workflow execution failed", cause = cause })
+end
+
+--- h:result(opts) -> the workflow's result (decoded), or raises
+-- opts: follow_runs (true: follow continue-as-new, retry and cron runs to the last one),
+-- rpc_timeout (per long-poll; default 70), rpc_metadata. Waits from h.result_run_id.
+-- Raises WorkflowFailureError whose cause is the decoded failure (ApplicationError, ...),
+-- CancelledError (details), TerminatedError (message = reason, details) or TimeoutError;
+-- WorkflowContinuedAsNewError (new_execution_run_id) when not following runs.
+function handle_methods:result(opts)
+  check_self(self, "result")
+  local what = "result"
+  opts = check_opts(opts, RESULT_OPTIONS, what)
+  local follow = opt_type(what, opts, "follow_runs", "boolean")
+  if follow == nil then follow = true end
+  local rpc_opts = { rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata }
+  check_rpc(what, opts)
+  local dc = converter_of(self._client)
+  local run_id = self.result_run_id
+  while true do
+    local next_run
+    for ev in history_iterator(self, run_id, what, {
+      wait_new_event = true, event_filter_type = "CLOSE_EVENT", skip_archival = true,
+      rpc_timeout = rpc_opts.rpc_timeout, rpc_metadata = rpc_opts.rpc_metadata,
+    }) do
+      local t = ev.event_type
+      if t == "WORKFLOW_EXECUTION_COMPLETED" then
+        local a = ev.workflow_execution_completed_event_attributes or {}
+        if follow and a.new_execution_run_id then next_run = a.new_execution_run_id; break end
+        return first_value(dc, a.result)
+      elseif t == "WORKFLOW_EXECUTION_FAILED" then
+        local a = ev.workflow_execution_failed_event_attributes or {}
+        if follow and a.new_execution_run_id then next_run = a.new_execution_run_id; break end
+        error(failure_error(a.failure and dc:decode_failure(a.failure)
+          or errors.new("ApplicationError", { message = "Workflow failed without a failure" })), 0)
+      elseif t == "WORKFLOW_EXECUTION_CANCELED" then
+        local a = ev.workflow_execution_canceled_event_attributes or {}
+        error(failure_error(errors.new("CancelledError", {
+          message = "Workflow cancelled", details = decode_payloads(dc, a.details),
+        })), 0)
+      elseif t == "WORKFLOW_EXECUTION_TERMINATED" then
+        local a = ev.workflow_execution_terminated_event_attributes or {}
+        error(failure_error(errors.new("TerminatedError", {
+          message = (a.reason and a.reason ~= "") and a.reason or "Workflow terminated",
+          reason = a.reason, identity = a.identity, details = decode_payloads(dc, a.details),
+        })), 0)
+      elseif t == "WORKFLOW_EXECUTION_TIMED_OUT" then
+        local a = ev.workflow_execution_timed_out_event_attributes or {}
+        if follow and a.new_execution_run_id then next_run = a.new_execution_run_id; break end
+        error(failure_error(errors.new("TimeoutError", {
+          message = "Workflow timed out", type = "START_TO_CLOSE", last_heartbeat_details = { n = 0 },
+        })), 0)
+      elseif t == "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" then
+        local a = ev.workflow_execution_continued_as_new_event_attributes or {}
+        if not a.new_execution_run_id then
+          error(errors.new("TemporalError", { message = "continue-as-new event without a new run id" }), 0)
+        end
+        if follow then next_run = a.new_execution_run_id; break end
+        error(errors.new("WorkflowContinuedAsNewError", {
+          message = "Workflow continued as new", new_execution_run_id = a.new_execution_run_id,
+        }), 0)
+      end
+    end
+    if next_run == nil then
+      error(errors.new("TemporalError", { message = "no close event found in the workflow's history" }), 0)
+    end
+    run_id = next_run
+  end
+end
+
+-- ------------------------------------------------------------------ describe / list / count
+
+local function execution_entry(dc, info, namespace)
+  info = info or {}
+  local exec = info.execution or {}
+  local parent, root = info.parent_execution, info.root_execution
+  return {
+    id = exec.workflow_id,
+    run_id = exec.run_id,
+    namespace = namespace,
+    workflow_type = info.type and info.type.name,
+    task_queue = info.task_queue,
+    status = info.status ~= "UNSPECIFIED" and info.status or nil,
+    start_time = info.start_time,
+    close_time = info.close_time,
+    execution_time = info.execution_time,
+    history_length = info.history_length or 0,
+    history_size_bytes = info.history_size_bytes or 0,
+    parent_id = parent and parent.workflow_id,
+    parent_run_id = parent and parent.run_id,
+    root_id = root and root.workflow_id,
+    root_run_id = root and root.run_id,
+    memo = info.memo and dc:from_memo(info.memo) or {},
+    search_attributes = info.search_attributes and dc:from_search_attributes(info.search_attributes) or {},
+    raw_info = info,
+  }
+end
+M.execution_entry = execution_entry
+
+--- h:describe(opts) -> table describing the run (h.run_id, or the latest run)
+-- Fields: id, run_id, namespace, workflow_type, task_queue, status ("RUNNING",
+-- "COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT"),
+-- start_time, close_time, execution_time (epoch seconds), history_length,
+-- history_size_bytes, parent_id, parent_run_id, root_id, root_run_id, memo and
+-- search_attributes (decoded), static_summary, static_details, raw_info (the
+-- WorkflowExecutionInfo) and raw (the whole DescribeWorkflowExecution response).
+-- opts: rpc_timeout, rpc_metadata.
+function handle_methods:describe(opts)
+  check_self(self, "describe")
+  local what = "describe"
+  opts = check_opts(opts, known_with_rpc(), what)
+  local client = self._client
+  local s = state(client)
+  local resp = rpc(client, "DescribeWorkflowExecution", {
+    namespace = s.namespace,
+    execution = { workflow_id = self.id, run_id = self.run_id },
+  }, check_rpc(what, opts))
+  local dc = converter_of(client)
+  local d = execution_entry(dc, resp.workflow_execution_info, s.namespace)
+  local um = resp.execution_config and resp.execution_config.user_metadata
+  if um then
+    if um.summary then d.static_summary = dc:from_payloads({ um.summary })[1] end
+    if um.details then d.static_details = dc:from_payloads({ um.details })[1] end
+  end
+  d.raw = resp
+  return d
+end
+
+--- client:list_workflows(query, opts) -> iterator of workflow executions
+-- Each entry is the table describe() returns, without static_summary/static_details/raw.
+-- query: a visibility query (nil or "" lists all). opts: limit (stop after that many),
+-- page_size (1000), next_page_token, rpc_timeout (per page), rpc_metadata.
+-- Visibility is eventually consistent: a workflow just started may not be listed yet.
+--   for wf in client:list_workflows("WorkflowType = 'Greet'", { limit = 10 }) do print(wf.id) end
+function methods:list_workflows(query, opts)
+  local what = "list_workflows"
+  if query ~= nil and type(query) ~= "string" then fail(what, "query must be a string, got %s", type(query)) end
+  opts = check_opts(opts, known_with_rpc("limit", "page_size", "next_page_token"), what)
+  local rpc_opts = check_rpc(what, opts)
+  local limit = opt_type(what, opts, "limit", "number")
+  local page_size = opt_type(what, opts, "page_size", "number") or 1000
+  if limit ~= nil and (math.type(limit) ~= "integer" or limit < 0) then
+    fail(what, "option 'limit' must be a non-negative integer")
+  end
+  if math.type(page_size) ~= "integer" or page_size <= 0 then
+    fail(what, "option 'page_size' must be a positive integer")
+  end
+  local token = opt_string(what, opts, "next_page_token")
+  local client = self
+  local s = state(client)
+  local dc = converter_of(client)
+  local page, index, done, yielded = nil, 1, false, 0
+  return function()
+    if limit and yielded >= limit then return nil end
+    while true do
+      if page and index <= #page then
+        index = index + 1
+        yielded = yielded + 1
+        return execution_entry(dc, page[index - 1], s.namespace)
+      end
+      if done then return nil end
+      local size = page_size
+      if limit and limit - yielded < size then size = limit - yielded end
+      local resp = rpc(client, "ListWorkflowExecutions", {
+        namespace = s.namespace, page_size = size, next_page_token = token, query = query,
+      }, rpc_opts)
+      page, index = resp.executions or {}, 1
+      token = resp.next_page_token
+      if token == nil or token == "" then done = true end
+    end
+  end
+end
+
+--- client:count_workflows(query, opts) -> { count = n, groups = { { count = n, group_values = {...} }, ... } }
+-- groups only with a GROUP BY query (e.g. "GROUP BY ExecutionStatus"). opts: rpc_timeout, rpc_metadata.
+function methods:count_workflows(query, opts)
+  local what = "count_workflows"
+  if query ~= nil and type(query) ~= "string" then fail(what, "query must be a string, got %s", type(query)) end
+  opts = check_opts(opts, known_with_rpc(), what)
+  local s = state(self)
+  local resp = rpc(self, "CountWorkflowExecutions", { namespace = s.namespace, query = query },
+    check_rpc(what, opts))
+  local dc = converter_of(self)
+  local groups = {}
+  for i, g in ipairs(resp.groups or {}) do
+    local values = {}
+    for j, p in ipairs(g.group_values or {}) do values[j] = dc:from_payload(p) end
+    groups[i] = { count = g.count or 0, group_values = values }
+  end
+  return { count = resp.count or 0, groups = groups }
+end
+
+-- ------------------------------------------------------------------ signal / query / cancel / terminate
+
+local SIGNAL_OPTIONS = known_with_rpc("args")
+
+--- h:signal_with_options(name, { args = {...}, rpc_timeout, rpc_metadata })
+-- Sends signal `name` to h.run_id (nil: the latest run).
+function handle_methods:signal_with_options(name, opts)
+  check_self(self, "signal_with_options")
+  local what = "signal"
+  if type(name) ~= "string" or name == "" then fail(what, "signal name must be a non-empty string, got %s", type(name)) end
+  opts = check_opts(opts, SIGNAL_OPTIONS, what)
+  local args = check_args(what, "args", opts.args)
+  local client = self._client
+  local s = state(client)
+  rpc(client, "SignalWorkflowExecution", {
+    namespace = s.namespace,
+    workflow_execution = { workflow_id = self.id, run_id = self.run_id },
+    signal_name = name,
+    input = encode_payloads(converter_of(client), args),
+    identity = s.identity,
+    request_id = M.uuid4(),
+  }, check_rpc(what, opts))
+end
+
+--- h:signal(name, ...) -- the varargs are the signal's arguments (nils kept).
+--   h:signal("approve", "yes", 2)
+function handle_methods:signal(name, ...)
+  check_self(self, "signal")
+  return self:signal_with_options(name, { args = table.pack(...) })
+end
+
+local REJECT = set_of("NONE", "NOT_OPEN", "NOT_COMPLETED_CLEANLY")
+
+--- h:query_with_options(name, { args, reject_condition, rpc_timeout, rpc_metadata }) -> result
+-- reject_condition: "NONE", "NOT_OPEN", "NOT_COMPLETED_CLEANLY" (default: the server's, none).
+-- Raises WorkflowQueryFailedError (message; the handler raised, or no such query),
+-- WorkflowQueryRejectedError (status: the workflow's status) or RPCError.
+function handle_methods:query_with_options(name, opts)
+  check_self(self, "query_with_options")
+  local what = "query"
+  if type(name) ~= "string" or name == "" then fail(what, "query name must be a non-empty string, got %s", type(name)) end
+  opts = check_opts(opts, known_with_rpc("args", "reject_condition"), what)
+  local args = check_args(what, "args", opts.args)
+  local reject = opt_enum(what, opts, "reject_condition", REJECT)
+  local client = self._client
+  local dc = converter_of(client)
+  local ok, resp = pcall(rpc, client, "QueryWorkflow", {
+    namespace = state(client).namespace,
+    execution = { workflow_id = self.id, run_id = self.run_id },
+    query = { query_type = name, query_args = encode_payloads(dc, args) },
+    query_reject_condition = reject,
+  }, check_rpc(what, opts))
+  if not ok then
+    if errors.is(resp, "RPCError") and resp.status == "INVALID_ARGUMENT" then
+      error(errors.new("WorkflowQueryFailedError", { message = resp.grpc_message, cause = resp }), 0)
+    end
+    error(resp, 0)
+  end
+  if resp.query_rejected then
+    local status = resp.query_rejected.status
+    if status == "UNSPECIFIED" then status = nil end
+    error(errors.new("WorkflowQueryRejectedError", {
+      message = "Query rejected, status: " .. tostring(status), status = status,
+    }), 0)
+  end
+  return first_value(dc, resp.query_result)
+end
+
+--- h:query(name, ...) -> the query's result; the varargs are the query's arguments.
+--   local status = h:query("status")
+function handle_methods:query(name, ...)
+  check_self(self, "query")
+  return self:query_with_options(name, { args = table.pack(...) })
+end
+
+--- h:cancel{ reason = "...", rpc_timeout, rpc_metadata }
+-- Requests cancellation of h.run_id (nil: latest), within the chain of
+-- h.first_execution_run_id when set.
+function handle_methods:cancel(opts)
+  check_self(self, "cancel")
+  local what = "cancel"
+  opts = check_opts(opts, known_with_rpc("reason"), what)
+  local client = self._client
+  local s = state(client)
+  rpc(client, "RequestCancelWorkflowExecution", {
+    namespace = s.namespace,
+    workflow_execution = { workflow_id = self.id, run_id = self.run_id },
+    identity = s.identity,
+    request_id = M.uuid4(),
+    first_execution_run_id = self.first_execution_run_id,
+    reason = opt_string(what, opts, "reason"),
+  }, check_rpc(what, opts))
+end
+
+--- h:terminate{ reason = "...", details = { ... }, rpc_timeout, rpc_metadata }
+-- details: a sequence of values (`.n` honoured) recorded with the termination; result()
+-- raises WorkflowFailureError with a TerminatedError cause carrying them.
+function handle_methods:terminate(opts)
+  check_self(self, "terminate")
+  local what = "terminate"
+  opts = check_opts(opts, known_with_rpc("reason", "details"), what)
+  local client = self._client
+  local s = state(client)
+  rpc(client, "TerminateWorkflowExecution", {
+    namespace = s.namespace,
+    workflow_execution = { workflow_id = self.id, run_id = self.run_id },
+    reason = opt_string(what, opts, "reason"),
+    details = encode_payloads(converter_of(client), check_args(what, "details", opts.details)),
+    identity = s.identity,
+    first_execution_run_id = self.first_execution_run_id,
+  }, check_rpc(what, opts))
+end
+
+-- ------------------------------------------------------------------ updates
+
+local STAGE_ORDER = { UNSPECIFIED = 0, ADMITTED = 1, ACCEPTED = 2, COMPLETED = 3 }
+local WAIT_STAGES = set_of("ADMITTED", "ACCEPTED", "COMPLETED")
+
+local WorkflowUpdateHandle = { __name = "temporal.WorkflowUpdateHandle" }
+local update_methods = {}
+WorkflowUpdateHandle.__index = update_methods
+WorkflowUpdateHandle.__tostring = function(u)
+  return ("temporal.WorkflowUpdateHandle(id=%s, workflow_id=%s)"):format(u.id, u.workflow_id)
+end
+M.WorkflowUpdateHandle = WorkflowUpdateHandle
+
+local function new_update_handle(client, id, workflow_id, workflow_run_id, outcome)
+  return setmetatable({
+    _client = client, id = id, workflow_id = workflow_id, workflow_run_id = workflow_run_id,
+    _outcome = outcome,
+  }, WorkflowUpdateHandle)
+end
+
+local function update_rpc_error(err)
+  if errors.is(err, "RPCError") and (err.status == "DEADLINE_EXCEEDED" or err.status == "CANCELLED") then
+    return errors.new("WorkflowUpdateRPCTimeoutOrCancelledError", {
+      message = "Timeout or cancellation waiting for update", cause = err,
+    })
+  end
+  return err
+end
+
+local function poll_outcome(u, rpc_opts)
+  if u._outcome then return u._outcome end
+  local client = u._client
+  local s = state(client)
+  local req = {
+    namespace = s.namespace,
+    update_ref = { workflow_execution = { workflow_id = u.workflow_id, run_id = u.workflow_run_id }, update_id = u.id },
+    identity = s.identity,
+    wait_policy = { lifecycle_stage = "COMPLETED" },
+  }
+  while true do
+    local ok, resp = pcall(rpc, client, "PollWorkflowExecutionUpdate", req, rpc_opts)
+    if not ok then error(update_rpc_error(resp), 0) end
+    if resp.outcome then
+      u._outcome = resp.outcome
+      return resp.outcome
+    end
+  end
+end
+
+--- u:result{ rpc_timeout, rpc_metadata } -> the update's result
+-- Polls PollWorkflowExecutionUpdate until the update completes (no call when the outcome
+-- is already known). Raises WorkflowUpdateFailedError (cause: the decoded failure, e.g.
+-- the validator's or handler's ApplicationError) or WorkflowUpdateRPCTimeoutOrCancelledError
+-- when an RPC deadline passes (rpc_timeout is per poll; default 70).
+function update_methods:result(opts)
+  if getmetatable(self) ~= WorkflowUpdateHandle then
+    error("result: call it with ':' on a WorkflowUpdateHandle", 2)
+  end
+  local what = "update result"
+  opts = check_opts(opts, known_with_rpc(), what)
+  local outcome = poll_outcome(self, check_rpc(what, opts))
+  local dc = converter_of(self._client)
+  if outcome.failure then
+    error(errors.new("WorkflowUpdateFailedError", {
+      message = "Workflow update failed", cause = dc:decode_failure(outcome.failure),
+    }), 0)
+  end
+  return first_value(dc, outcome.success)
+end
+
+local UPDATE_OPTIONS = known_with_rpc("args", "id", "wait_for_stage")
+
+local function update_request(client, h, what, name, opts, workflow_id)
+  if type(name) ~= "string" or name == "" then
+    fail(what, "update name must be a non-empty string, got %s", type(name))
+  end
+  local s = state(client)
+  local args = check_args(what, "args", opts.args)
+  local id = opt_string(what, opts, "id")
+  if id == "" then id = nil end
+  local stage = opt_enum(what, opts, "wait_for_stage", WAIT_STAGES) or "ACCEPTED"
+  if stage == "ADMITTED" then fail(what, "option 'wait_for_stage': ADMITTED is not supported") end
+  return {
+    namespace = s.namespace,
+    workflow_execution = { workflow_id = workflow_id, run_id = h and h.run_id or nil },
+    first_execution_run_id = h and h.first_execution_run_id or nil,
+    request = {
+      meta = { update_id = id or M.uuid4(), identity = s.identity },
+      input = { name = name, args = encode_payloads(converter_of(client), args) },
+    },
+    wait_policy = { lifecycle_stage = stage },
+  }, stage
+end
+
+--- h:start_update(name, { args, id, wait_for_stage = "ACCEPTED", rpc_timeout, rpc_metadata })
+--   -> WorkflowUpdateHandle (.id, .workflow_id, .workflow_run_id, :result())
+-- wait_for_stage: "ACCEPTED" (default; returns once the workflow accepted the update) or
+-- "COMPLETED" (also waits for the result); case-insensitive. id: the update id (default:
+-- a new UUID; the same id on the same workflow returns the same update).
+-- Raises WorkflowUpdateRPCTimeoutOrCancelledError when the RPC deadline passes, RPCError
+-- (e.g. NOT_FOUND) otherwise. A rejected update (validator) shows in u:result().
+function handle_methods:start_update(name, opts)
+  check_self(self, "start_update")
+  local what = "start_update"
+  opts = check_opts(opts, UPDATE_OPTIONS, what)
+  local rpc_opts = check_rpc(what, opts)
+  local req, stage = update_request(self._client, self, what, name, opts, self.id)
+  local resp
+  repeat
+    local ok, r = pcall(rpc, self._client, "UpdateWorkflowExecution", req, rpc_opts)
+    if not ok then error(update_rpc_error(r), 0) end
+    resp = r
+  until STAGE_ORDER[resp.stage or "UNSPECIFIED"] >= STAGE_ORDER.ACCEPTED
+  local ref = resp.update_ref or {}
+  local u = new_update_handle(self._client, req.request.meta.update_id, self.id,
+    ref.workflow_execution and ref.workflow_execution.run_id, resp.outcome)
+  if stage == "COMPLETED" then poll_outcome(u, rpc_opts) end
+  return u
+end
+
+--- h:execute_update(name, { args, id, rpc_timeout, rpc_metadata }) -> the update's result
+-- start_update with wait_for_stage = "COMPLETED", then u:result().
+function handle_methods:execute_update(name, opts)
+  check_self(self, "execute_update")
+  opts = check_opts(opts, known_with_rpc("args", "id"), "execute_update")
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.wait_for_stage = "COMPLETED"
+  local u = self:start_update(name, o)
+  return u:result({ rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata })
+end
+
+--- h:get_update_handle(update_id, { workflow_run_id }) -> WorkflowUpdateHandle (no RPC)
+function handle_methods:get_update_handle(update_id, opts)
+  check_self(self, "get_update_handle")
+  local what = "get_update_handle"
+  if type(update_id) ~= "string" or update_id == "" then
+    fail(what, "update id must be a non-empty string, got %s", type(update_id))
+  end
+  opts = check_opts(opts, set_of("workflow_run_id"), what)
+  return new_update_handle(self._client, update_id, self.id,
+    opt_string(what, opts, "workflow_run_id") or self.run_id)
+end
+
+-- ------------------------------------------------------------------ update-with-start
+
+local WithStartWorkflowOperation = { __name = "temporal.WithStartWorkflowOperation" }
+local with_start_methods = {}
+WithStartWorkflowOperation.__index = with_start_methods
+WithStartWorkflowOperation.__tostring = function(op)
+  return ("temporal.WithStartWorkflowOperation(%s, id=%s)"):format(op.workflow, op.options.id)
+end
+M.WithStartWorkflowOperation_mt = WithStartWorkflowOperation
+
+--- temporal.WithStartWorkflowOperation(workflow, opts) -> operation for update-with-start
+-- opts: the start_workflow options without start_signal, start_signal_args,
+-- request_eager_start, rpc_timeout and rpc_metadata; id_conflict_policy is required
+-- ("FAIL", "USE_EXISTING" or "TERMINATE_EXISTING"). Use it once.
+--   local op = temporal.WithStartWorkflowOperation("Cart", { id = "cart-1", task_queue = "tq",
+--     id_conflict_policy = "USE_EXISTING" })
+--   local total = client:execute_update_with_start_workflow("add", { args = { 5 }, start_workflow_operation = op })
+--   local h = op:workflow_handle()
+function M.WithStartWorkflowOperation(workflow, opts)
+  local what = "WithStartWorkflowOperation"
+  if type(workflow) ~= "string" or workflow == "" then
+    fail(what, "workflow must be a workflow type name (non-empty string), got %s", type(workflow))
+  end
+  opts = check_opts(opts, WITH_START_OPTIONS, what)
+  opt_string(what, opts, "id", true)
+  opt_string(what, opts, "task_queue", true)
+  local policy = opt_enum(what, opts, "id_conflict_policy", ID_CONFLICT)
+  if policy == nil or policy == "UNSPECIFIED" then
+    fail(what, "option 'id_conflict_policy' is required (FAIL, USE_EXISTING or TERMINATE_EXISTING)")
+  end
+  local copy = {}
+  for k, v in pairs(opts) do copy[k] = v end
+  return setmetatable({ workflow = workflow, options = copy, used = false }, WithStartWorkflowOperation)
+end
+
+--- op:workflow_handle() -> WorkflowHandle of the started (or existing) workflow
+-- Raises the start's error when the update-with-start call failed before the start.
+function with_start_methods:workflow_handle()
+  if self._handle then return self._handle end
+  if self._error then error(self._error, 0) end
+  error("workflow_handle: the operation has not been used in an update-with-start call yet", 2)
+end
+
+local UWS_OPTIONS = known_with_rpc("args", "id", "wait_for_stage", "start_workflow_operation")
+
+local MULTI_OP_CODES = {
+  [0] = "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+  "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+  "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+}
+
+-- The error for a failed ExecuteMultiOperation: the first failed operation that was not
+-- merely aborted because of another, as Python does.
+local function multi_op_error(err, op)
+  local f = errors.detail(err, "MultiOperationExecutionFailure")
+  if not f then return err end
+  for _, st in ipairs(f.statuses or {}) do
+    local code = st.code or 0
+    local aborted = st.details and st.details[1] and
+      tostring(st.details[1]["@type"]):match("MultiOperationExecutionAborted$")
+    if code ~= 0 and not aborted then
+      local name = MULTI_OP_CODES[code] or "UNKNOWN"
+      if name == "ALREADY_EXISTS" then
+        local e = already_started({ details = st.details }, op.options.id, op.workflow)
+        if e then e.cause = err; return e end
+      end
+      return errors.new("RPCError", {
+        message = "ExecuteMultiOperation: " .. name .. ": " .. tostring(st.message),
+        status = name, code = code, grpc_message = st.message, details = st.details, cause = err,
+      })
+    end
+  end
+  return err
+end
+
+--- client:start_update_with_start_workflow(update, opts) -> WorkflowUpdateHandle
+-- Sends update `update` to the workflow the operation names, starting it first if need be
+-- (one ExecuteMultiOperation call). opts: start_workflow_operation (required, a
+-- temporal.WithStartWorkflowOperation), args, id, wait_for_stage ("ACCEPTED" default, or
+-- "COMPLETED"), rpc_timeout, rpc_metadata. Afterwards op:workflow_handle() is the handle.
+-- Raises WorkflowAlreadyStartedError (id_conflict_policy FAIL and running),
+-- WorkflowUpdateRPCTimeoutOrCancelledError or RPCError of the failing operation.
+function methods:start_update_with_start_workflow(update, opts)
+  local what = "start_update_with_start_workflow"
+  opts = check_opts(opts, UWS_OPTIONS, what)
+  local op = opts.start_workflow_operation
+  if getmetatable(op) ~= WithStartWorkflowOperation then
+    fail(what, "option 'start_workflow_operation' must be a temporal.WithStartWorkflowOperation, got %s", type(op))
+  end
+  if op.used then fail(what, "the WithStartWorkflowOperation has already been used") end
+  op.used = true
+  local rpc_opts = check_rpc(what, opts)
+  local ok, result = pcall(function()
+    local start_req = start_request(self, what, op.workflow, op.options)
+    local update_req, stage = update_request(self, nil, what, update, opts, start_req.workflow_id)
+    local req = {
+      namespace = state(self).namespace,
+      operations = { { start_workflow = start_req }, { update_workflow = update_req } },
+    }
+    local start_resp, update_resp
+    repeat
+      local okc, resp = pcall(rpc, self, "ExecuteMultiOperation", req, rpc_opts)
+      if not okc then
+        local e = update_rpc_error(resp)
+        if e == resp and errors.is(resp, "RPCError") then e = multi_op_error(resp, op) end
+        error(e, 0)
+      end
+      local rs = resp.responses or {}
+      start_resp = rs[1] and rs[1].start_workflow or {}
+      update_resp = rs[2] and rs[2].update_workflow or {}
+      if not op._handle then
+        op._handle = new_handle(self, start_req.workflow_id, {
+          result_run_id = start_resp.run_id, first_execution_run_id = start_resp.run_id,
+          start_response = start_resp,
+        })
+      end
+    until STAGE_ORDER[update_resp.stage or "UNSPECIFIED"] >= STAGE_ORDER.ACCEPTED
+    local u = new_update_handle(self, update_req.request.meta.update_id, start_req.workflow_id,
+      start_resp.run_id, update_resp.outcome)
+    if stage == "COMPLETED" then poll_outcome(u, rpc_opts) end
+    return u
+  end)
+  if not ok then
+    if not op._handle then op._error = result end
+    error(result, 0)
+  end
+  return result
+end
+
+--- client:execute_update_with_start_workflow(update, opts) -> the update's result
+-- start_update_with_start_workflow with wait_for_stage = "COMPLETED", then the result.
+function methods:execute_update_with_start_workflow(update, opts)
+  local what = "execute_update_with_start_workflow"
+  opts = check_opts(opts, known_with_rpc("args", "id", "start_workflow_operation"), what)
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.wait_for_stage = "COMPLETED"
+  local u = self:start_update_with_start_workflow(update, o)
+  return u:result({ rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata })
+end
+
+return M
