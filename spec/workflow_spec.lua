@@ -358,6 +358,23 @@ describe("describe", function()
     assert.equals(cli_describe(wid).workflowExecutionInfo.historyLength + 0, d.history_length)
   end)
 
+  it("checks rpc options on every call", function()
+    local h = client:get_workflow_handle(id("none"))
+    assert.matches("describe: option 'rpc_metadata' must map strings to strings",
+      tostring(raises(h.describe, h, { rpc_metadata = { x = 1 } })), 1, true)
+    assert.matches("cancel: option 'rpc_timeout' must be a number",
+      tostring(raises(h.cancel, h, { rpc_timeout = "soon" })), 1, true)
+    assert.matches("terminate: unknown option 'reasons'", tostring(raises(h.terminate, h, { reasons = "x" })), 1, true)
+    assert.matches("count_workflows: unknown option 'limit'",
+      tostring(raises(client.count_workflows, client, "", { limit = 1 })), 1, true)
+    -- well-formed rpc options pass through (the server does not echo metadata, so this
+    -- only proves the call path accepts them)
+    local running = client:start_workflow("WaitForSignal", { id = id("md"), task_queue = TQ,
+      rpc_metadata = { ["x-lua-spec"] = "1" }, rpc_timeout = 20 })
+    assert.equals("RUNNING", running:describe({ rpc_metadata = { ["x-lua-spec"] = "1" }, rpc_timeout = 5 }).status)
+    running:terminate{ rpc_metadata = { ["x-lua-spec"] = "1" } }
+  end)
+
   it("raises RPCError NOT_FOUND for an unknown workflow", function()
     local err = raises(function() return client:get_workflow_handle(id("none")):describe() end)
     assert.is_true(errors.is(err, "RPCError"), tostring(err))

@@ -135,7 +135,7 @@ local function check_rpc(what, opts)
   opt_duration(what, opts, "rpc_timeout")
   local md = opt_type(what, opts, "rpc_metadata", "table")
   for k, v in pairs(md or {}) do
-    if type(k) ~= "string" or type(v) ~= "string" then
+    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "table") then
       fail(what, "option 'rpc_metadata' must map strings to strings, got %s = %s", type(k), type(v))
     end
   end
