@@ -8,6 +8,9 @@ local scheduler = require("temporal.scheduler")
 local errors = require("temporal.errors")
 local client = require("temporal.client")
 local workflow = require("temporal.workflow")  -- attaches the workflow methods to Client
+local schedule = require("temporal.schedule")  -- schedules: create/get/list, ScheduleHandle
+local activity = require("temporal.activity")  -- async activity completion
+require("temporal.operations")                  -- health, task queues, reset, namespaces, ...
 
 local M = {
   VERSION = core.version,
@@ -18,6 +21,8 @@ local M = {
   WorkflowHandle = workflow.WorkflowHandle,
   WorkflowUpdateHandle = workflow.WorkflowUpdateHandle,
   WithStartWorkflowOperation = workflow.WithStartWorkflowOperation,
+  ScheduleHandle = schedule.ScheduleHandle,
+  AsyncActivityHandle = activity.AsyncActivityHandle,
   -- tasks and the host-loop protocol (see temporal.scheduler)
   spawn = scheduler.spawn,
   sleep = scheduler.sleep,
