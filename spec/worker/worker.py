@@ -233,6 +233,80 @@ class UpdateFails:
 WORKFLOWS += [RetryOnce, UpdateFails]
 
 
+# ---------------------------------------------------------------- async activity specs (issue 4)
+
+import base64 as _base64
+import json as _json
+
+from temporalio.common import RetryPolicy as _RetryPolicy
+from temporalio.exceptions import ActivityError as _ActivityError
+from temporalio.exceptions import CancelledError as _CancelledError
+from temporalio.workflow import ActivityCancellationType as _ActivityCancellationType
+
+
+@activity.defn(name="complete_async")
+async def complete_async(path: str) -> None:
+    """Writes its task token and ids (JSON, token base64) to `path`, then completes
+    asynchronously: the Lua spec finishes it through an AsyncActivityHandle."""
+    info = activity.info()
+    data = {
+        "task_token": _base64.b64encode(info.task_token).decode(),
+        "workflow_id": info.workflow_id,
+        "run_id": info.workflow_run_id,
+        "activity_id": info.activity_id,
+    }
+    with open(path + ".tmp", "w") as f:
+        _json.dump(data, f)
+    os.replace(path + ".tmp", path)
+    activity.raise_complete_async()
+
+
+@workflow.defn(name="AsyncActivity")
+class AsyncActivity:
+    """Runs complete_async (one attempt) and reports what the activity ended with:
+    {"result": value} or {"error": "ActivityError", "cause": class, "message", "type",
+    "non_retryable", "details"}. Signal "cancel_activity" cancels the activity and waits for
+    the cancellation to be reported."""
+
+    def __init__(self) -> None:
+        self.cancel = False
+
+    @workflow.run
+    async def run(self, path: str) -> dict:
+        handle = workflow.start_activity(
+            "complete_async",
+            path,
+            start_to_close_timeout=datetime.timedelta(seconds=120),
+            retry_policy=_RetryPolicy(maximum_attempts=1),
+            cancellation_type=_ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await workflow.wait_condition(lambda: self.cancel or handle.done())
+        if not handle.done():
+            handle.cancel()
+        try:
+            return {"result": await handle}
+        except _ActivityError as e:
+            cause = e.cause
+            out: dict = {"error": type(e).__name__, "cause": type(cause).__name__}
+            if cause is not None:
+                out["message"] = cause.message
+            if isinstance(cause, ApplicationError):
+                out["type"] = cause.type
+                out["non_retryable"] = cause.non_retryable
+                out["details"] = list(cause.details)
+            elif isinstance(cause, _CancelledError):
+                out["details"] = list(cause.details)
+            return out
+
+    @workflow.signal(name="cancel_activity")
+    def cancel_activity(self) -> None:
+        self.cancel = True
+
+
+WORKFLOWS += [AsyncActivity]
+ACTIVITIES += [complete_async]
+
+
 # ---------------------------------------------------------------- main
 
 
