@@ -11,11 +11,22 @@ local workflow = require("temporal.workflow")  -- attaches the workflow methods 
 local schedule = require("temporal.schedule")  -- schedules: create/get/list, ScheduleHandle
 local activity = require("temporal.activity")  -- async activity completion
 require("temporal.operations")                  -- health, task queues, reset, namespaces, ...
+local converter = require("temporal.converter")  -- payloads, codecs, search attributes
+local failure = require("temporal.failure")      -- also adds errors.application_error
 
 local M = {
   VERSION = core.version,
   core = core,
   errors = errors,
+  converter = converter,
+  failure = failure,
+  DataConverter = converter.DataConverter,
+  binary = converter.binary,         -- bytes as binary/plain
+  array = converter.array,           -- JSON array marker: temporal.array{} -> []
+  object = converter.object,         -- JSON object marker: temporal.object{} -> {}
+  null = converter.null,             -- JSON null inside tables
+  search_attributes = converter.search_attributes,  -- typed values: .keyword("x"), ...
+  application_error = failure.application_error,
   Client = client.Client,
   connect = client.connect,
   WorkflowHandle = workflow.WorkflowHandle,
