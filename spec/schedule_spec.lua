@@ -6,6 +6,7 @@ local extra_server = require("support.extra_server")
 local temporal = require("temporal")
 
 local errors = temporal.errors
+local sa = require("temporal.converter").search_attributes
 
 local function connect(address)
   return temporal.connect(address or helper.address, { namespace = helper.namespace })
@@ -68,10 +69,11 @@ describe("schedules", function()
         execution_timeout = 600, run_timeout = 300, task_timeout = 10,
         retry_policy = { maximum_attempts = 3, initial_interval = 2, backoff_coefficient = 2.5 },
         memo = { owner = "lua" }, static_summary = "nightly report",
+        search_attributes = { CustomKeyword = sa.keyword("kw"), CustomInt = sa.int(5) },
       },
       policy = { overlap = "BUFFER_ONE", catchup_window = 3600, pause_on_failure = true },
       state = { note = "created by lua", paused = true, remaining_actions = 4 },
-    }, { memo = { team = "blue" } })
+    }, { memo = { team = "blue" }, search_attributes = { CustomKeyword = sa.keyword("schedule-kw") } })
     assert.equals(id, sh.id)
     assert.equals("temporal.ScheduleHandle(" .. id .. ")", tostring(sh))
     assert.equals("userdata", type(sh))
@@ -116,6 +118,13 @@ describe("schedules", function()
     assert.equals(2.5, action.retry_policy.backoff_coefficient)
     assert.equals("lua", action.memo.owner)
     assert.equals("nightly report", action.static_summary)
+    -- typed, so that an update sends them back as they were
+    assert.is_true(sa.is_typed(action.search_attributes.CustomKeyword))
+    assert.equals("Keyword", action.search_attributes.CustomKeyword.type)
+    assert.equals("kw", action.search_attributes.CustomKeyword.value)
+    assert.equals("Int", action.search_attributes.CustomInt.type)
+    assert.equals(5, action.search_attributes.CustomInt.value)
+    assert.equals("schedule-kw", d.search_attributes.CustomKeyword)
 
     assert.same({ overlap = "BUFFER_ONE", catchup_window = 3600, pause_on_failure = true },
       d.schedule.policy)
@@ -235,7 +244,11 @@ describe("schedules", function()
   it("update changes what describe shows; nil from the updater changes nothing", function()
     local sh = create("sched-update", {
       spec = { intervals = { { every = 3600 } } },
-      action = echo_action("wf-update", { "a", 1 }),
+      action = (function()
+        local a = echo_action("wf-update", { "a", 1 })
+        a.search_attributes = { CustomText = sa.text("some text"), CustomBool = sa.bool(true) }
+        return a
+      end)(),
       state = { note = "v1" },
     })
     local before = sh:describe()
@@ -259,6 +272,9 @@ describe("schedules", function()
     assert.equals(2, d.schedule.action.args.n)
     assert.equals("a", d.schedule.action.args[1])
     assert.equals(1, d.schedule.action.args[2])
+    assert.equals("Text", d.schedule.action.search_attributes.CustomText.type)
+    assert.equals("some text", d.schedule.action.search_attributes.CustomText.value)
+    assert.is_true(d.schedule.action.search_attributes.CustomBool.value)
     assert.is_number(d.info.last_updated_at)
     local cli = helper.cli_json("schedule", "describe", "--schedule-id", sh.id)
     assert.equals("v2", cli.schedule.state.notes)

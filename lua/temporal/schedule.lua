@@ -10,12 +10,16 @@
 --     action = { workflow = "Report", args = { 1, 2 }, id = "report", task_queue = "tq",
 --                execution_timeout = 600, run_timeout = nil, task_timeout = nil,
 --                retry_policy = { maximum_attempts = 3 }, memo = { k = "v" },
---                search_attributes = { ... }, static_summary = "...", static_details = "...",
+--                search_attributes = { CustomKeyword = sa.keyword("x") },
+--                static_summary = "...", static_details = "...",
 --                priority = { priority_key = 1 } },
 --     policy = { overlap = "SKIP", catchup_window = 86400, pause_on_failure = false },
 --     state  = { note = "...", paused = false, limited_actions = false, remaining_actions = 0 },
 --   }, { trigger_immediately = false, backfill = { { start_at = a, end_at = b } },
 --        memo = { ... }, search_attributes = { ... } })
+--
+-- (sa = temporal.converter.search_attributes: search attributes are typed values; the
+-- action's come back typed from describe, so an update sends them back unchanged.)
 --
 -- Shapes and defaults (those of the Python SDK's Schedule* classes):
 --  - Durations are seconds, times epoch seconds (numbers).
@@ -443,11 +447,29 @@ end
 
 local function payloads_list(p) return p and p.payloads or {} end
 
+-- The action's search attributes decoded as typed values (temporal.search_attributes.keyword
+-- and friends), so that an update sends them back with the same types.
+local SA_CONSTRUCTORS = {
+  Keyword = "keyword", Text = "text", Int = "int", Double = "double", Bool = "bool",
+  Datetime = "datetime", KeywordList = "keyword_list",
+}
+local function typed_search_attributes(dc, message)
+  if message == nil then return {} end
+  local values, types = dc:from_search_attributes(message)
+  local constructors = require("temporal.converter").search_attributes
+  local out = {}
+  for k, v in pairs(values) do
+    local make = constructors and constructors[SA_CONSTRUCTORS[types and types[k]] or ""]
+    out[k] = (make and v ~= nil) and make(v) or v
+  end
+  return out
+end
+
 local function action_from_proto(client, a)
   local info = a and a.start_workflow
   if not info then return { raw = a } end
   local dc = data_converter(client)
-  local args = table.pack(dc:from_payloads(payloads_list(info.input)))
+  local args = dc:from_payloads(payloads_list(info.input))
   local meta = info.user_metadata or {}
   return {
     workflow = info.workflow_type and info.workflow_type.name,
@@ -459,7 +481,7 @@ local function action_from_proto(client, a)
     task_timeout = info.workflow_task_timeout,
     retry_policy = retry_policy_from_proto(info.retry_policy),
     memo = info.memo and dc:from_memo(info.memo) or {},
-    search_attributes = info.search_attributes and dc:from_search_attributes(info.search_attributes) or {},
+    search_attributes = typed_search_attributes(dc, info.search_attributes),
     static_summary = meta.summary and dc:from_payload(meta.summary) or nil,
     static_details = meta.details and dc:from_payload(meta.details) or nil,
     priority = info.priority,
