@@ -24,7 +24,8 @@ Server.__index = Server
 function Server:stop()
   if self.pid then
     -- The server runs in its own process group (setsid): stop the group, then make sure.
-    os.execute(('kill -TERM -- -%d 2>/dev/null; for i in $(seq 50); do kill -0 %d 2>/dev/null || break; sleep 0.1; done; kill -KILL -- -%d 2>/dev/null'):format(
+    -- /bin/kill: dash's builtin kill takes no process group ("-- -PID").
+    os.execute(('/bin/kill -TERM -- -%d 2>/dev/null; for i in $(seq 100); do kill -0 %d 2>/dev/null || break; sleep 0.1; done; /bin/kill -KILL -- -%d 2>/dev/null'):format(
       self.pid, self.pid, self.pid))
     self.pid = nil
   end
