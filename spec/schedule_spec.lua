@@ -297,6 +297,23 @@ describe("schedules", function()
     assert.is_true(st.paused)   -- the concurrent change survived
   end)
 
+  it("update works on a limited schedule that used up its actions", function()
+    -- (manual triggers do not count against remaining_actions: let the spec fire)
+    local sh = create("sched-limited", { spec = { intervals = { { every = 1 } } },
+      action = echo_action("wf-limited"), state = { remaining_actions = 1 } })
+    completed_actions(sh, 1)
+    local st = helper.eventually(function()
+      local s = sh:describe().schedule.state
+      return s.remaining_actions == 0 and s
+    end, 20)
+    assert.is_true(st.limited_actions)
+    sh:update(function(desc) desc.schedule.state.note = "exhausted"; return desc.schedule end)
+    st = sh:describe().schedule.state
+    assert.equals("exhausted", st.note)
+    assert.is_true(st.limited_actions)
+    assert.equals(0, st.remaining_actions)
+  end)
+
   it("list_schedules sees the schedule (eventually), with its listed info", function()
     local sh, id = create("sched-list", { spec = { intervals = { { every = 3600 } } },
       action = echo_action("wf-list"), state = { note = "listed" } }, { memo = { m = 1 } })

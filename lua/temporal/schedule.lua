@@ -520,7 +520,10 @@ local function policy_from_proto(p)
   }
 end
 
-local function state_to_proto(s, level)
+-- creating: the limited_actions / remaining_actions consistency is checked on create only
+-- (as Python): a limited schedule that used up its actions reads back as limited with 0
+-- remaining, and an update must be able to send that back.
+local function state_to_proto(s, level, creating)
   if s == nil then s = {} end
   if type(s) ~= "table" then fail("state", "expected a table, got " .. type(s), level + 1) end
   check_options(s, { note = true, paused = true, limited_actions = true, remaining_actions = true },
@@ -534,10 +537,10 @@ local function state_to_proto(s, level)
   end
   local limited = s.limited_actions
   if limited == nil then limited = remaining > 0 end
-  if limited and remaining == 0 then
+  if creating and limited and remaining == 0 then
     fail("state.limited_actions", "is true but state.remaining_actions is not set (must be > 0)", level + 1)
   end
-  if not limited and remaining > 0 then
+  if creating and not limited and remaining > 0 then
     fail("state.remaining_actions", "is set but state.limited_actions is false", level + 1)
   end
   return { notes = s.note, paused = s.paused or false, limited_actions = limited, remaining_actions = remaining }
@@ -555,7 +558,7 @@ end
 
 local SCHEDULE_KEYS = { spec = true, action = true, policy = true, state = true }
 
-local function schedule_to_proto(client, schedule, level)
+local function schedule_to_proto(client, schedule, level, creating)
   if type(schedule) ~= "table" then
     error("schedule: expected a table with spec, action, policy, state; got " .. type(schedule), level + 1)
   end
@@ -564,7 +567,7 @@ local function schedule_to_proto(client, schedule, level)
     spec = spec_to_proto(schedule.spec, level + 1),
     action = action_to_proto(client, schedule.action, level + 1),
     policies = policy_to_proto(schedule.policy, level + 1),
-    state = state_to_proto(schedule.state, level + 1),
+    state = state_to_proto(schedule.state, level + 1, creating),
   }
 end
 M.schedule_to_proto = schedule_to_proto
@@ -915,7 +918,7 @@ function methods:create_schedule(id, schedule, opts)
   check_type(opts.memo, "table", "memo", 2)
   check_type(opts.search_attributes, "table", "search_attributes", 2)
   rpc_opts(rpc_part(opts), "create_schedule", 2)
-  schedule_to_proto(self, schedule, 2)   -- validate now, naming the field
+  schedule_to_proto(self, schedule, 2, true)   -- validate now, naming the field
   for i, b in ipairs(check_list(opts.backfill, "backfill", 2)) do
     backfill_to_proto(b, ("backfill[%d]"):format(i), 2)
   end
@@ -926,7 +929,7 @@ function methods:create_schedule(id, schedule, opts)
     rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata,
   }
   return intercepted(client, "create_schedule", input, function(inp)
-    local proto = schedule_to_proto(client, inp.schedule, 1)
+    local proto = schedule_to_proto(client, inp.schedule, 1, true)
     local initial_patch
     if inp.trigger_immediately or #inp.backfill > 0 then
       initial_patch = { backfill_request = {} }
