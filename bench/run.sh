@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# make bench: temporal-lua against the Python SDK client (temporalio, the version the test bed
+# pins), same workloads, same dev server, interleaved, several repetitions. See bench/README.md.
+#
+#   bench/run.sh              the full run: bench/results/<timestamp>.json, bench/results/latest.md,
+#                             bench/results/throughput.png, and the table in bench/README.md
+#   bench/run.sh --smoke      tiny counts, one repetition, results in .testbed/bench/ only
+#   bench/run.sh ARGS...      any other ARGS go to bench/bench.py (e.g. --reps 5)
+#
+# It starts its own dev server (in-memory SQLite) and Python worker from the test bed's pinned
+# venv (spec/testbed/testbed.sh) and stops them on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+TB=$ROOT/.testbed/bench
+TESTBED_NAME=bench
+WORKER_TASK_QUEUE=bench-worker-tq
+. "$ROOT/spec/testbed/testbed.sh"
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  {
+    stop_group "$WORKER_PID"
+    stop_group "$SERVER_PID"
+  } 2>/dev/null
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+mkdir -p "$TB"
+TEMPORAL_LUA=$ROOT/build/temporal-lua
+[ -x "$TEMPORAL_LUA" ] || die "$TEMPORAL_LUA missing: run make (make bench builds it)"
+command -v gnuplot >/dev/null || die "gnuplot not found (make deps installs gnuplot-nox)"
+command -v valgrind >/dev/null || die "valgrind not found (make deps installs it)"
+testbed_venv
+
+# In memory: the server's own disk writes would be measured as much as the clients. The
+# frontend's rate limits (2,400 RPCs/s by default) go up so the GetSystemInfo workload can
+# show the clients' own ceiling instead of RESOURCE_EXHAUSTED.
+testbed_start_server "" \
+  --dynamic-config-value frontend.rps=1000000 \
+  --dynamic-config-value frontend.namespaceRPS=1000000
+testbed_start_worker "$WORKER_TASK_QUEUE"
+
+# temporal-lua carries this checkout's modules (make bench rebuilds it); no user init code.
+unset LUA_INIT LUA_INIT_5_4
+
+out=(--out-dir "$ROOT/bench/results" --readme "$ROOT/bench/README.md")
+[ "${1:-}" = "--smoke" ] && out=(--out-dir "$TB")
+"$PY" "$ROOT/bench/bench.py" \
+  --address "$ADDRESS" --namespace default \
+  --server-pid "$SERVER_PID" --worker-pid "$WORKER_PID" --worker-task-queue "$WORKER_TASK_QUEUE" \
+  --temporal-lua "$TEMPORAL_LUA" --python "$PY" "${out[@]}" "$@"

@@ -1,0 +1,135 @@
+-- The benchmark keeps working: bench/bench.py --smoke runs every workload with tiny counts
+-- against the test bed's server and worker, with temporal-lua and with the Python SDK client.
+-- Only the shape of the results is checked: fields present, counts as configured, numbers
+-- finite and not negative. No timing is asserted (that is what make bench reports).
+local helper = require("support.helper")
+local json = helper.json
+
+local ROOT = os.getenv("PWD") or "."
+local function from_root(path)
+  if path:sub(1, 1) == "/" then return path end
+  return ROOT .. "/" .. path
+end
+
+local function is_measure(v)
+  return type(v) == "number" and v == v and v >= 0 and v ~= math.huge
+end
+
+-- A summary entry: median, min, max over n repetitions.
+local function assert_spread(s, what)
+  assert(type(s) == "table", what .. ": missing")
+  for _, k in ipairs({ "median", "min", "max", "n" }) do
+    assert(is_measure(s[k]), what .. "." .. k .. " = " .. tostring(s[k]))
+  end
+  assert(s.min <= s.median and s.median <= s.max, what .. ": min <= median <= max")
+end
+
+describe("bench smoke run", function()
+  local results, out_dir
+
+  setup(function()
+    out_dir = os.tmpname()
+    os.remove(out_dir)
+    assert(os.execute("mkdir -p " .. helper.shell_quote(out_dir)))
+    local server_pid = assert(os.getenv("TEMPORAL_TEST_SERVER_PID"), "spec/run.sh exports the server pid")
+    local ok, _, err, code = helper.run({
+      helper.python_path, from_root("bench/bench.py"), "--smoke",
+      "--address", helper.address, "--namespace", helper.namespace,
+      "--server-pid", server_pid, "--worker-pid", os.getenv("TEMPORAL_TEST_WORKER_PID") or server_pid,
+      "--worker-task-queue", helper.task_queue,
+      "--temporal-lua", from_root(helper.temporal_lua or "build/temporal-lua"),
+      "--python", helper.python_path, "--out-dir", out_dir,
+    })
+    assert(ok, ("bench.py --smoke exited %s:\n%s"):format(tostring(code), err))
+    local p = io.popen("ls " .. helper.shell_quote(out_dir) .. "/*.json")
+    local path = p:read("l")
+    p:close()
+    assert(path, "no results file in " .. out_dir)
+    local f = assert(io.open(path, "rb"))
+    results = json.decode(f:read("a"))
+    f:close()
+  end)
+
+  teardown(function()
+    if out_dir then os.execute("rm -rf " .. helper.shell_quote(out_dir)) end
+  end)
+
+  it("records the machine, the versions and the API temporal-lua used", function()
+    assert.is_true(results.machine.nproc >= 1)
+    assert.is_string(results.machine.cpu_model)
+    assert.is_true(results.machine.ram_gib > 0)
+    assert.equals("1.35.0", results.versions.temporalio)
+    assert.is_string(results.versions.temporal_lua)
+    assert.is_true(#results.lua_api >= 1)
+    assert.is_true(is_measure(results.elapsed_seconds))
+  end)
+
+  it("runs every workload with both clients, the counts as configured", function()
+    local cfg = results.config
+    local seen = {}
+    for _, r in ipairs(results.runs) do
+      local key = r.workload .. "/" .. r.client
+      seen[key] = (seen[key] or 0) + 1
+      if r.workload == "throughput" then
+        assert.equals(cfg.throughput.count, r.calls)
+        assert.is_true(r.workflows_per_s > 0)
+        assert.is_true(r.p50_ms <= r.p99_ms)
+      elseif r.workload == "rpc_throughput" then
+        assert.equals(cfg.rpc_throughput.count, r.calls)
+      elseif r.workload == "memory" then
+        assert.equals(cfg.memory.count, r.handles)
+        assert.is_true(r.rss_connected_kib > 0)
+      elseif r.workload == "payload" then
+        assert.equals(#cfg.payload.sizes, #r.sizes)
+        for _, s in ipairs(r.sizes) do
+          assert.is_true(s.bytes >= cfg.payload.sizes[1][2])
+          assert.is_true(s.iterations >= 3)
+        end
+      elseif r.workload == "latency" then
+        local want = r.op == "execute" and cfg.latency.execute_count or cfg.latency.count
+        assert.equals(want, r.calls)
+      end
+    end
+    local reps = cfg.reps
+    for _, client in ipairs({ "lua", "python" }) do
+      assert.equals(reps * #cfg.throughput.concurrency, seen["throughput/" .. client])
+      assert.equals(reps, seen["rpc_throughput/" .. client])
+      assert.equals(reps, seen["memory/" .. client])
+      assert.equals(cfg.cold_start.reps, seen["cold_start/" .. client])
+      assert.equals(reps, seen["payload/" .. client])
+      assert.equals(reps * 4, seen["latency/" .. client])  -- describe, query, signal, execute
+    end
+  end)
+
+  it("summarizes medians and spreads, server CPU included, for both clients", function()
+    local s = results.summary
+    for _, client in ipairs({ "lua", "python" }) do
+      for _, c in ipairs(results.config.throughput.concurrency) do
+        local t = s.throughput[client][tostring(math.tointeger(c))]  -- cjson: 1 -> 1.0
+        for _, k in ipairs({ "workflows_per_s", "p50_ms", "p99_ms", "client_cpu_us_per_call",
+                             "server_cpu_cores", "machine_cpu_cores" }) do
+          assert_spread(t[k], ("throughput.%s.%d.%s"):format(client, c, k))
+        end
+      end
+      assert_spread(s.rpc_throughput[client].calls_per_s, "rpc_throughput calls_per_s")
+      assert_spread(s.memory[client].rss_connected_mib, "memory rss_connected_mib")
+      assert_spread(s.cold_start[client].to_first_rpc_ms, "cold_start to_first_rpc_ms")
+      for _, op in ipairs({ "describe", "query", "signal", "execute" }) do
+        assert_spread(s.latency[client][op].p50_ms, "latency " .. op)
+      end
+    end
+    assert.is_true(results.callgrind.instructions[1] > 0)
+    assert.is_number(results.callgrind.instructions_per_start)  -- a difference: any sign at tiny N
+  end)
+
+  it("writes the Markdown table and the PNG chart", function()
+    local f = assert(io.open(out_dir .. "/latest.md", "rb"))
+    local md = f:read("a")
+    f:close()
+    assert.truthy(md:find("| workload | unit | temporal-lua | Python SDK | Lua/Python | target |", 1, true))
+    assert.truthy(md:find("start throughput", 1, true))
+    local png = assert(io.open(out_dir .. "/throughput.png", "rb"))
+    assert.equals("\137PNG", png:read(4))
+    png:close()
+  end)
+end)
