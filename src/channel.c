@@ -75,20 +75,46 @@ static grpc_channel_credentials *tls_credentials(lua_State *L, int t) {
   return grpc_ssl_credentials_create(roots, cert ? &pair : NULL, NULL, NULL);
 }
 
+/* Pushes "Proxy-Authorization:Basic <base64(user:password)>" (RFC 7617). It lives on the
+ * Lua stack, so a later error cannot leak it; the password is a Lua string already. */
+static const char *push_proxy_auth(lua_State *L, const char *user, const char *password) {
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  lua_pushfstring(L, "%s:%s", user, password);
+  size_t len;
+  const unsigned char *in = (const unsigned char *)lua_tolstring(L, -1, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "Proxy-Authorization:Basic ");
+  for (size_t i = 0; i < len; i += 3) {
+    unsigned v = in[i] << 16;
+    if (i + 1 < len) v |= in[i + 1] << 8;
+    if (i + 2 < len) v |= in[i + 2];
+    luaL_addchar(&b, tbl[(v >> 18) & 63]);
+    luaL_addchar(&b, tbl[(v >> 12) & 63]);
+    luaL_addchar(&b, i + 1 < len ? tbl[(v >> 6) & 63] : '=');
+    luaL_addchar(&b, i + 2 < len ? tbl[v & 63] : '=');
+  }
+  luaL_pushresult(&b);
+  lua_remove(L, -2);
+  return lua_tostring(L, -1);
+}
+
 /* core.channel(target, opts) -> Channel
  * opts: tls (false | true | table), max_receive_message_length (bytes),
  * keep_alive_time / keep_alive_timeout (seconds; 0 = off), http_proxy ("host:port"),
+ * http_proxy_user / http_proxy_password (Basic auth for the proxy's CONNECT),
  * use_proxy_env (boolean, default false), authority (":authority" override). */
 static int l_channel(lua_State *L) {
   const char *target = luaL_checkstring(L, 1);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   else { lua_newtable(L); lua_replace(L, 2); }
   static const char *const known[] = {"tls", "max_receive_message_length", "keep_alive_time",
-                                      "keep_alive_timeout", "http_proxy", "use_proxy_env", "authority", NULL};
+                                      "keep_alive_timeout", "http_proxy", "http_proxy_user",
+                                      "http_proxy_password", "use_proxy_env", "authority", NULL};
   check_known(L, 2, known, "channel");
   tl_runtime_get(L);  /* fails clearly after fork */
 
-  grpc_arg args[8];
+  grpc_arg args[16];
   int n = 0;
   lua_getfield(L, 2, "max_receive_message_length");
   lua_Integer maxrecv = luaL_optinteger(L, -1, 128 * 1024 * 1024);
@@ -105,17 +131,40 @@ static int l_channel(lua_State *L) {
     args[n].type = GRPC_ARG_INTEGER; args[n].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS; args[n++].value.integer = (int)(kat * 1000);
     args[n].type = GRPC_ARG_INTEGER; args[n].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS; args[n++].value.integer = 1;
   }
+  /* A downed server must be retried soon after it is back: gRPC's default reconnect backoff
+   * grows to 120 s, far past the client's retry budget (10 s), so calls would keep failing
+   * with UNAVAILABLE long after the server recovered. */
+  args[n].type = GRPC_ARG_INTEGER; args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS; args[n++].value.integer = 100;
+  args[n].type = GRPC_ARG_INTEGER; args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS; args[n++].value.integer = 5000;
   const char *proxy = opt_string(L, 2, "http_proxy", "channel");
+  const char *proxy_user = opt_string(L, 2, "http_proxy_user", "channel");
+  const char *proxy_password = opt_string(L, 2, "http_proxy_password", "channel");
+  if ((proxy_user == NULL) != (proxy_password == NULL))
+    luaL_error(L, "http_proxy: basic auth needs both a user and a password");
+  if (proxy_user && !proxy) luaL_error(L, "http_proxy: basic auth given without a proxy");
+  if (proxy_user && strchr(proxy_user, ':')) luaL_error(L, "http_proxy: the basic auth user cannot contain ':'");
   lua_getfield(L, 2, "use_proxy_env");
   int use_env = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  const char *authority = opt_string(L, 2, "authority", "channel");
+  const char *connect_to = target;
   if (proxy) {
-    args[n].type = GRPC_ARG_STRING; args[n].key = "grpc.http_proxy"; args[n++].value.string = (char *)proxy;
-  } else if (!use_env) {
+    /* The explicit proxy is wired as gRPC's own proxy mapper would (connect to the proxy,
+     * CONNECT to the target), but by hand: the mapper would skip it for any host in the
+     * no_proxy environment variable. */
+    const char *server = strncmp(target, "dns:///", 7) == 0 ? target + 7 : target;
+    args[n].type = GRPC_ARG_STRING; args[n].key = "grpc.http_connect_server"; args[n++].value.string = (char *)server;
+    if (proxy_user) {
+      args[n].type = GRPC_ARG_STRING; args[n].key = "grpc.http_connect_headers";
+      args[n++].value.string = (char *)push_proxy_auth(L, proxy_user, proxy_password);
+    }
+    if (!authority) authority = server;  /* :authority and the TLS name stay the target's */
+    connect_to = proxy;
+  }
+  if (proxy || !use_env) {
     /* http_proxy/https_proxy/grpc_proxy would otherwise apply silently. */
     args[n].type = GRPC_ARG_INTEGER; args[n].key = "grpc.enable_http_proxy"; args[n++].value.integer = 0;
   }
-  const char *authority = opt_string(L, 2, "authority", "channel");
   if (authority) { args[n].type = GRPC_ARG_STRING; args[n].key = GRPC_ARG_DEFAULT_AUTHORITY; args[n++].value.string = (char *)authority; }
 
   grpc_channel_credentials *creds;
@@ -139,7 +188,7 @@ static int l_channel(lua_State *L) {
   luaL_setmetatable(L, TL_CHANNEL_MT);
   grpc_channel_args cargs = { (size_t)n, args };
   ch->target = strdup(target);
-  ch->channel = grpc_channel_create(target, creds, &cargs);
+  ch->channel = grpc_channel_create(connect_to, creds, &cargs);
   grpc_channel_credentials_release(creds);
   if (!ch->channel || !ch->target) return luaL_error(L, "cannot create a channel to %s", target);
   return 1;

@@ -8,6 +8,8 @@
 local core = require("temporal.core")
 local scheduler = require("temporal.scheduler")
 local errors = require("temporal.errors")
+local retry = require("temporal.retry")
+local interceptor = require("temporal.interceptor")
 
 local M = {}
 
@@ -89,6 +91,8 @@ end
 -- Settable after connect: replaced as a whole, effective on the next call.
 local settable = {
   rpc_metadata = function(v) return check_metadata(v, "rpc_metadata", 3) or {} end,
+  -- The key itself never goes into an error message.
+  api_key = function(v) return check_type(v, "string", "api_key", 3) end,
 }
 Client.__newindex = function(self, k, v)
   local set = settable[k]
@@ -109,26 +113,64 @@ function methods:close()
   if s.channel then s.channel:close() end
 end
 
+-- The metadata of one attempt: namespace, then the client's rpc_metadata, then the
+-- call's; `authorization: Bearer <api_key>` unless one of those set authorization.
+local function call_metadata(s, call_md)
+  local md = s.base_metadata
+  local user_md, key = s.rpc_metadata, s.api_key
+  if next(user_md) or call_md or key then
+    md = {}
+    for k, v in pairs(s.base_metadata) do md[k] = v end
+    for k, v in pairs(user_md) do md[k] = v end
+    for k, v in pairs(call_md or {}) do md[k] = v end
+    if key and md.authorization == nil then md.authorization = "Bearer " .. key end
+  end
+  return md
+end
+
 --- The one RPC path: returns the response table or raises RPCError.
--- opts: rpc_timeout (seconds; default 30, 70 for long polls), rpc_metadata (table).
+-- opts: rpc_timeout (seconds per attempt; default 30, 70 for long polls), rpc_metadata
+-- (table), retry (boolean: retry retryable failures under the client's retry_config; the
+-- request is re-sent as is, so its request_id stays the same).
 function methods:_rpc(service, method, request, opts)
   local s = state(self)
   local timeout = opts and opts.rpc_timeout
   if timeout == nil then
     timeout = LONG_POLL[method] and M.LONG_POLL_RPC_TIMEOUT or M.DEFAULT_RPC_TIMEOUT
   end
-  local md = s.base_metadata
-  local user_md, call_md = s.rpc_metadata, opts and opts.rpc_metadata
-  if next(user_md) or call_md then
-    md = {}
-    for k, v in pairs(s.base_metadata) do md[k] = v end
-    for k, v in pairs(user_md) do md[k] = v end
-    for k, v in pairs(call_md or {}) do md[k] = v end
+  local policy = opts and opts.retry and s.retry_config and retry.policy(s.retry_config)
+  local attempt, started = 0, core.now()
+  while true do
+    attempt = attempt + 1
+    local md = call_metadata(s, opts and opts.rpc_metadata)
+    local call = core.unary(s.channel, service, method, request, timeout, md)
+    local resp, failure = scheduler.await(call)
+    if resp then return resp end
+    local wait = policy and policy(failure, attempt)
+    if not wait then
+      local err = errors.from_rpc(failure, method)
+      err.attempts = attempt
+      if attempt > 1 then
+        err.message = ("%s (gave up after %d attempts in %.1f s)"):format(err.message, attempt, core.now() - started)
+      end
+      error(err, 0)
+    end
+    scheduler.sleep(wait)
   end
-  local call = core.unary(s.channel, service, method, request, timeout, md)
-  local resp, failure = scheduler.await(call)
-  if resp then return resp end
-  error(errors.from_rpc(failure, method), 0)
+end
+
+--- Runs the client operation `name` (e.g. "start_workflow") through the `interceptors`
+-- given at connect (see temporal.interceptor): returns what the chain returns. `input`
+-- holds the operation's arguments as named fields; `header` (Temporal headers: name ->
+-- payload) and `rpc_metadata` are made tables if absent. `fn(input)` performs the
+-- operation from the input the chain hands it - it must build its request from that
+-- input, including `input.header`, and pass `input.rpc_metadata` to _rpc.
+function methods:_intercept(name, input, fn)
+  local list = state(self).interceptors
+  input.header = input.header or {}
+  input.rpc_metadata = input.rpc_metadata or {}
+  if #list == 0 then return fn(input) end
+  return interceptor.run(list, name, input, fn)
 end
 
 -- Raw service objects: client.workflow_service:start_workflow_execution{...}
@@ -136,7 +178,7 @@ local Service = { __name = "temporal.Service" }
 Service.__index = function(svc, k)
   local name = methods_of(svc._service)[k]
   if not name then return nil end
-  local known = { rpc_timeout = true, rpc_metadata = true }
+  local known = { rpc_timeout = true, rpc_metadata = true, retry = true }
   local fn = function(self, request, opts)
     if self ~= svc then
       error(("%s: call it with ':' (service:%s{...})"):format(k, k), 2)
@@ -146,6 +188,7 @@ Service.__index = function(svc, k)
     end
     check_options(opts, known, k, 2)
     check_type(opts and opts.rpc_timeout, "number", "rpc_timeout", 2)
+    check_type(opts and opts.retry, "boolean", "retry", 2)
     check_metadata(opts and opts.rpc_metadata, "rpc_metadata", 2)
     return svc._client:_rpc(svc._service, name, request or {}, opts)
   end
@@ -157,18 +200,59 @@ Service.__tostring = function(svc) return "temporal.Service(" .. svc._service ..
 local CONNECT_OPTIONS = {
   namespace = true, identity = true, rpc_metadata = true, lazy = true, tls = true,
   keep_alive = true, http_connect_proxy = true, max_receive_message_length = true,
-  connect_timeout = true, use_proxy_env = true, data_converter = true,
+  connect_timeout = true, use_proxy_env = true, data_converter = true, api_key = true,
+  retry_config = true,
+  interceptors = true,
 }
+
+-- http_connect_proxy: "host:port" or { target = "host:port", basic_auth = { user, password } }.
+local function proxy_options(p, level)
+  if p == nil or type(p) == "string" then return p end
+  if type(p) ~= "table" then
+    error("http_connect_proxy: expected a 'host:port' string or a table, got " .. type(p), level + 1)
+  end
+  check_options(p, { target = true, basic_auth = true }, "http_connect_proxy", level + 1)
+  if type(p.target) ~= "string" then error("http_connect_proxy.target: expected a 'host:port' string", level + 1) end
+  local auth = p.basic_auth
+  if auth == nil then return p.target end
+  if type(auth) ~= "table" then error("http_connect_proxy.basic_auth: expected { user, password }", level + 1) end
+  local user, password = auth[1] or auth.user, auth[2] or auth.password
+  if type(user) ~= "string" or type(password) ~= "string" then
+    error("http_connect_proxy.basic_auth: expected { user, password } (two strings)", level + 1)
+  end
+  return p.target, user, password
+end
 
 --- temporal.connect(target, opts) -> Client
 -- opts: namespace ("default"), identity ("<pid>@<hostname>"), rpc_metadata ({}),
 -- lazy (false: the connect checks the server with GetSystemInfo), tls (false | true |
--- { server_root_ca_cert, domain, client_cert, client_private_key }), keep_alive
--- ({ interval = 30, timeout = 15 } or false), http_connect_proxy ("host:port"),
--- use_proxy_env (false), max_receive_message_length (128 MiB), connect_timeout (10 s),
--- data_converter (temporal.converter.default, loaded on first use): converts workflow
--- arguments, results, memos, search attributes and failures.
+-- { server_root_ca_cert, domain, client_cert, client_private_key }), api_key (sent as
+-- `authorization: Bearer <key>` unless rpc_metadata has authorization; turns tls on
+-- unless tls = false; `client.api_key = k` replaces it for the next call), keep_alive
+-- ({ interval = 30, timeout = 15 } or false), http_connect_proxy ("host:port" or
+-- { target = "host:port", basic_auth = { user, password } }), use_proxy_env (false: the
+-- http_proxy/https_proxy/grpc_proxy variables are ignored), max_receive_message_length
+-- (128 MiB), connect_timeout (10 s), retry_config (see temporal.retry; false disables
+-- retries), interceptors (see temporal.interceptor), data_converter
+-- (temporal.converter.default, loaded on first use): converts workflow arguments,
+-- results, memos, search attributes and failures.
+-- Without a target (`temporal.connect()` or `temporal.connect(nil, opts)`) the address
+-- and options come from the environment and the TOML profile (see temporal.envconfig);
+-- explicit options win over them.
+--   local client = temporal.connect("my-ns.a1b2c.tmprl.cloud:7233",
+--     { namespace = "my-ns.a1b2c", api_key = os.getenv("MY_KEY") })
 function M.connect(target, opts)
+  if target == nil then
+    local env_target, env_opts = require("temporal.envconfig").load_connect_config()
+    target = env_target
+    if opts ~= nil and type(opts) ~= "table" then
+      error("connect: options must be a table, got " .. type(opts), 2)
+    end
+    local merged = {}
+    for k, v in pairs(env_opts) do merged[k] = v end
+    for k, v in pairs(opts or {}) do merged[k] = v end
+    opts = merged
+  end
   if type(target) ~= "string" or target == "" then
     error("connect: target must be a 'host:port' string, got " .. type(target), 2)
   end
@@ -179,18 +263,28 @@ function M.connect(target, opts)
   check_type(opts.connect_timeout, "number", "connect_timeout", 2)
   check_type(opts.data_converter, "table", "data_converter", 2)
   check_metadata(opts.rpc_metadata, "rpc_metadata", 2)
+  check_type(opts.api_key, "string", "api_key", 2)
+  local retry_config = retry.check_config(opts.retry_config, 2)
+  local interceptors = interceptor.check(opts.interceptors, 2)
+  local proxy, proxy_user, proxy_password = proxy_options(opts.http_connect_proxy, 2)
+  local tls = opts.tls
+  if tls == nil and opts.api_key then tls = true end
   local keep_alive = opts.keep_alive
   if keep_alive == nil then keep_alive = { interval = 30, timeout = 15 } end
   if keep_alive ~= false then
     check_type(keep_alive, "table", "keep_alive", 2)
     check_options(keep_alive, { interval = true, timeout = true }, "keep_alive", 2)
+    check_type(keep_alive.interval, "number", "keep_alive.interval", 2)
+    check_type(keep_alive.timeout, "number", "keep_alive.timeout", 2)
   end
   local channel = core.channel(target, {
-    tls = opts.tls,
+    tls = tls,
     max_receive_message_length = opts.max_receive_message_length,
     keep_alive_time = keep_alive and (keep_alive.interval or 30) or 0,
     keep_alive_timeout = keep_alive and (keep_alive.timeout or 15) or nil,
-    http_proxy = opts.http_connect_proxy,
+    http_proxy = proxy,
+    http_proxy_user = proxy_user,
+    http_proxy_password = proxy_password,
     use_proxy_env = opts.use_proxy_env,
   })
   local namespace = opts.namespace or "default"
@@ -202,6 +296,9 @@ function M.connect(target, opts)
     rpc_metadata = opts.rpc_metadata or {},
     data_converter = opts.data_converter,
     base_metadata = { ["temporal-namespace"] = namespace },
+    api_key = opts.api_key,
+    retry_config = retry_config,
+    interceptors = interceptors,
   }
   local client = core.handle(Client, s)
   for field, service in pairs(SERVICES) do
