@@ -17,7 +17,7 @@ GEN      := $(BUILD)/gen
 
 DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
   protobuf-compiler libprotobuf-dev lua-cjson libssl-dev lua-busted libreadline-dev \
-  pkg-config openssl valgrind gnuplot-nox
+  pkg-config openssl valgrind gnuplot-nox nginx tinyproxy
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
 DEBIAN_IF_MISSING := npm:npm python3:python3-venv
