@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ CLIENTS = ("lua", "python")
 
 # The full run (make bench) and the smoke run (spec/bench_smoke_spec.lua).
 FULL = {
-    "reps": 3,
+    "reps": 5,
     "throughput": {"count": 2000, "concurrency": [1, 16, 64, 256], "warmup": 200},
     "rpc_throughput": {"count": 10000, "concurrency": 64},
     "memory": {"count": 10000},
@@ -237,66 +236,6 @@ def records_for(target_bytes: int) -> int:
     return n
 
 
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def summarize(runs: list[dict]) -> dict:
-    """Median and spread over the repetitions of every number the report shows."""
-    out: dict = {}
-
-    def add(key: tuple, value: float) -> None:
-        out.setdefault(key, []).append(value)
-
-    for r in runs:
-        w, c = r["workload"], r["client"]
-        if w == "throughput":
-            k = (w, c, r["concurrency"])
-            add(k + ("workflows_per_s",), r["workflows_per_s"])
-            add(k + ("p50_ms",), r["p50_ms"])
-            add(k + ("p99_ms",), r["p99_ms"])
-            add(k + ("client_cpu_us_per_call",), r["client_cpu"] / r["calls"] * 1e6)
-            add(k + ("client_user_us_per_call",), r["client_user"] / r["calls"] * 1e6)
-            add(k + ("client_sys_us_per_call",), r["client_sys"] / r["calls"] * 1e6)
-            add(k + ("client_cpu_cores",), r["client_cpu"] / r["wall"])
-            add(k + ("server_cpu_us_per_call",), r["server_cpu"] / r["calls"] * 1e6)
-            add(k + ("server_cpu_cores",), r["server_cpu"] / r["wall"])
-            add(k + ("machine_cpu_cores",), r["machine_cpu"] / r["wall"])
-            add(k + ("rss_end_mib",), r["rss_end_kib"] / 1024)
-        elif w == "rpc_throughput":
-            add((w, c, "calls_per_s"), r["calls"] / r["wall"])
-            add((w, c, "client_cpu_us_per_call"), r["client_cpu"] / r["calls"] * 1e6)
-            add((w, c, "server_cpu_cores"), r["server_cpu"] / r["wall"])
-            add((w, c, "client_cpu_cores"), r["client_cpu"] / r["wall"])
-            add((w, c, "machine_cpu_cores"), r["machine_cpu"] / r["wall"])
-        elif w == "memory":
-            add((w, c, "rss_connected_mib"), r["rss_connected_kib"] / 1024)
-            add((w, c, "rss_anon_connected_mib"), r["rss_anon_connected_kib"] / 1024)
-            add((w, c, "rss_file_connected_mib"), r["rss_file_connected_kib"] / 1024)
-            add((w, c, "rss_growth_mib_per_10k"), (r["rss_handles_kib"] - r["rss_connected_kib"]) / 1024
-                * 10000 / r["handles"])
-        elif w == "cold_start":
-            add((w, c, "to_first_rpc_ms"), r["to_first_rpc_s"] * 1e3)
-            add((w, c, "to_exit_ms"), r["to_exit_s"] * 1e3)
-            add((w, c, "process_cpu_ms"), r["process_cpu_s"] * 1e3)
-        elif w == "payload":
-            for s in r["sizes"]:
-                add((w, c, s["label"], "us_per_op"), s["seconds_per_op"] * 1e6)
-                add((w, c, s["label"], "bytes"), s["bytes"])
-        elif w == "latency":
-            k = (w, c, r["op"])
-            add(k + ("p50_ms",), r["p50_ms"])
-            add(k + ("p99_ms",), r["p99_ms"])
-            add(k + ("client_cpu_us_per_call",), r["client_cpu"] / r["calls"] * 1e6)
-    nested: dict = {}
-    for key, values in out.items():
-        d = nested
-        for part in key[:-1]:
-            d = d.setdefault(str(part), {})
-        d[key[-1]] = spread(values)
-    return nested
-
-
 def machine() -> dict:
     model = ""
     with open("/proc/cpuinfo") as f:
@@ -340,7 +279,7 @@ def main() -> None:
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--readme", help="copy the table into this README between its bench markers")
     ap.add_argument("--smoke", action="store_true", help="tiny counts, one repetition")
-    ap.add_argument("--reps", type=int, help="repetitions (default 3)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 5)")
     args = ap.parse_args()
 
     config = json.loads(json.dumps(SMOKE if args.smoke else FULL))
@@ -362,7 +301,7 @@ def main() -> None:
     phases["callgrind"] = time.monotonic() - t0
     results["lua_api"] = sorted({r["api"] for r in bench.runs if r["client"] == "lua" and "api" in r})
     results["runs"] = bench.runs
-    results["summary"] = summarize(bench.runs)
+    results["summary"] = report.summarize(bench.runs)
     results["phase_seconds"] = phases
     results["elapsed_seconds"] = time.monotonic() - started
 

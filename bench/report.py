@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,68 @@ from pathlib import Path
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 CHART = "throughput.png"
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Median and spread over the repetitions of every number the report shows."""
+    out: dict = {}
+
+    def add(key: tuple, value: float) -> None:
+        out.setdefault(key, []).append(value)
+
+    for r in runs:
+        w, c = r["workload"], r["client"]
+        if w == "throughput":
+            k = (w, c, r["concurrency"])
+            add(k + ("workflows_per_s",), r["workflows_per_s"])
+            add(k + ("p50_ms",), r["p50_ms"])
+            add(k + ("p99_ms",), r["p99_ms"])
+            add(k + ("client_cpu_us_per_call",), r["client_cpu"] / r["calls"] * 1e6)
+            add(k + ("client_user_us_per_call",), r["client_user"] / r["calls"] * 1e6)
+            add(k + ("client_sys_us_per_call",), r["client_sys"] / r["calls"] * 1e6)
+            add(k + ("client_cpu_cores",), r["client_cpu"] / r["wall"])
+            add(k + ("server_cpu_us_per_call",), r["server_cpu"] / r["calls"] * 1e6)
+            add(k + ("server_cpu_cores",), r["server_cpu"] / r["wall"])
+            add(k + ("machine_cpu_cores",), r["machine_cpu"] / r["wall"])
+            add(k + ("rss_end_mib",), r["rss_end_kib"] / 1024)
+        elif w == "rpc_throughput":
+            add((w, c, "calls_per_s"), r["calls"] / r["wall"])
+            add((w, c, "client_cpu_us_per_call"), r["client_cpu"] / r["calls"] * 1e6)
+            add((w, c, "server_cpu_cores"), r["server_cpu"] / r["wall"])
+            add((w, c, "client_cpu_cores"), r["client_cpu"] / r["wall"])
+            add((w, c, "machine_cpu_cores"), r["machine_cpu"] / r["wall"])
+        elif w == "memory":
+            add((w, c, "rss_connected_mib"), r["rss_connected_kib"] / 1024)
+            add((w, c, "rss_anon_connected_mib"), r["rss_anon_connected_kib"] / 1024)
+            add((w, c, "rss_file_connected_mib"), r["rss_file_connected_kib"] / 1024)
+            add((w, c, "rss_growth_mib_per_10k"), (r["rss_handles_kib"] - r["rss_connected_kib"]) / 1024
+                * 10000 / r["handles"])
+            if "heap_growth_kib" in r:  # Lua's own count of live memory
+                add((w, c, "heap_growth_mib_per_10k"), r["heap_growth_kib"] / 1024 * 10000 / r["handles"])
+        elif w == "cold_start":
+            add((w, c, "to_first_rpc_ms"), r["to_first_rpc_s"] * 1e3)
+            add((w, c, "to_exit_ms"), r["to_exit_s"] * 1e3)
+            add((w, c, "process_cpu_ms"), r["process_cpu_s"] * 1e3)
+        elif w == "payload":
+            for s in r["sizes"]:
+                add((w, c, s["label"], "us_per_op"), s["seconds_per_op"] * 1e6)
+                add((w, c, s["label"], "bytes"), s["bytes"])
+        elif w == "latency":
+            k = (w, c, r["op"])
+            add(k + ("p50_ms",), r["p50_ms"])
+            add(k + ("p99_ms",), r["p99_ms"])
+            add(k + ("client_cpu_us_per_call",), r["client_cpu"] / r["calls"] * 1e6)
+    nested: dict = {}
+    for key, values in out.items():
+        d = nested
+        for part in key[:-1]:
+            d = d.setdefault(str(part), {})
+        d[key[-1]] = spread(values)
+    return nested
 
 
 def fmt(x: float) -> str:
@@ -104,6 +167,8 @@ def rows(results: dict) -> list[list[str]]:
     row("  of which file-backed (RssFile: code of the binary and libraries, shareable)", "MiB",
         ("memory", "rss_file_connected_mib"))
     row(f"RSS growth per 10,000 live handles (measured with {m:,})", "MiB", ("memory", "rss_growth_mib_per_10k"))
+    row("  live Lua heap growth per 10,000 handles (collectgarbage count)", "MiB",
+        ("memory", "heap_growth_mib_per_10k"))
     last_c = cfg["throughput"]["concurrency"][-1]
     row(f"RSS after {n:,} starts at concurrency {last_c}", "MiB", ("throughput", last_c, "rss_end_mib"))
     row("cold start: process start to first RPC complete", "ms", ("cold_start", "to_first_rpc_ms"), ("<=", 0.1))
@@ -164,6 +229,7 @@ set terminal pngcairo size 900,520 font ",10"
 set output "{png}"
 set title "Workflow starts per second against concurrency ({m['nproc']} CPUs, server on the same machine)"
 set logscale x 2
+set xrange [0.8:320]
 set xlabel "concurrent starts (Lua tasks / asyncio tasks)"
 set ylabel "workflows/s (median, min-max)"
 set y2label "dev server CPU (cores busy)"
@@ -211,7 +277,9 @@ def main() -> None:
     ap.add_argument("--readme")
     args = ap.parse_args()
     path = Path(args.results)
-    write_all(json.loads(path.read_text()), path.parent, args.readme)
+    results = json.loads(path.read_text())
+    results["summary"] = summarize(results["runs"])  # this version's summary of the saved runs
+    write_all(results, path.parent, args.readme)
     print((path.parent / "latest.md").read_text())
 
 
