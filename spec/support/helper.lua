@@ -202,6 +202,11 @@ async def _main():
     await _body(client, args)
 
 asyncio.run(_main())
+# The SDK's native runtime sometimes crashes while the interpreter tears down
+# (temporalio/sdk-python#300): the snippet's work is done, leave without teardown.
+import sys
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(0)
 ]]
 
 -- `code` is the body of `async def _body(client, args)`; write results with print().
