@@ -17,7 +17,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-TB=$ROOT/.testbed
+# One directory per run (server db, logs, ready file, summary), so two runs in one tree
+# cannot clobber each other; it is removed when the run passes.
+TB=$ROOT/.testbed/run.$$
 TASK_QUEUE=${TEMPORAL_TEST_TASK_QUEUE:-lua-test-tq}
 BUSTED_PID=
 SUMMARY_FILE=$TB/summary.txt
@@ -33,6 +35,7 @@ cleanup() {
     stop_group "$WORKER_PID"
     stop_group "$SERVER_PID"
   } 2>/dev/null
+  [ "$rc" = 0 ] && rm -rf "$TB"
   exit "$rc"
 }
 trap cleanup EXIT
