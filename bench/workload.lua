@@ -18,7 +18,7 @@ local p = core.json_decode(params_json or "{}")
 -- The high-level API (client:start_workflow, handles, temporal.converter) when it is
 -- there; raw WorkflowService calls doing the same requests otherwise.
 local HIGH_LEVEL = pcall(require, "temporal.converter")
-local uuid4 = require("temporal.workflow").uuid4
+local uuid4 = require("temporal.client").uuid4
 
 -- ------------------------------------------------------------------ process measurements
 

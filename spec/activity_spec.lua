@@ -102,6 +102,25 @@ describe("async activity completion", function()
     assert.same({ result = "done by id" }, outcome(id))
   end)
 
+  it("goes through the client's interceptors, which can change the result", function()
+    local id, info = start()
+    local names = {}
+    local icpt = temporal.connect(helper.address, { namespace = helper.namespace, interceptors = {
+      { ["*"] = function(next, input, name) names[#names + 1] = name; return next(input) end },
+      { complete_async_activity = function(next, input)
+          assert.equals(info.task_token, input.task_token)
+          input.result = "changed: " .. input.result
+          return next(input)
+        end },
+    } })
+    local ah = icpt:get_async_activity_handle({ task_token = info.task_token })
+    ah:heartbeat("beat")
+    ah:complete("original")
+    assert.same({ result = "changed: original" }, outcome(id))
+    assert.same({ "heartbeat_async_activity", "complete_async_activity" }, names)
+    icpt:close()
+  end)
+
   it("completes without a result (the workflow reads None)", function()
     local id, info = start()
     -- run_id may be left out: the current run

@@ -24,33 +24,10 @@ local check_options = client_mod.check_options
 local WORKFLOW_SERVICE = client_mod.SERVICES.workflow_service
 local state = core.handle_state
 
-local interceptor_ok, interceptor = pcall(require, "temporal.interceptor")
+local data_converter = client_mod.data_converter
+local check_type = client_mod.check_type
 
-local function data_converter(client)
-  local s = state(client)
-  local dc = s.data_converter
-  if dc == nil then
-    dc = require("temporal.converter").default
-    s.data_converter = dc
-  end
-  return dc
-end
-
-local function check_type(value, expected, name, level)
-  if value ~= nil and type(value) ~= expected then
-    error(("%s: expected a %s, got %s"):format(name, expected, type(value)), level + 1)
-  end
-  return value
-end
-
-local function check_rpc(opts, what, known, level)
-  known = known or {}
-  known.rpc_timeout, known.rpc_metadata = true, true
-  opts = check_options(opts, known, what, level + 1)
-  check_type(opts.rpc_timeout, "number", "rpc_timeout", level + 1)
-  check_type(opts.rpc_metadata, "table", "rpc_metadata", level + 1)
-  return opts
-end
+local check_rpc_options = client_mod.check_rpc_options
 
 local function check_details(details, name, level)
   if details == nil then return { n = 0 } end
@@ -128,11 +105,9 @@ end
 local function run(self, name, fields, opts, fn)
   local s = state(self)
   local client = s.client
-  local md = {}
-  for k, v in pairs(opts.rpc_metadata or {}) do md[k] = v end
   local input = {
     task_token = s.task_token, workflow_id = s.workflow_id, run_id = s.run_id,
-    activity_id = s.activity_id, rpc_timeout = opts.rpc_timeout, rpc_metadata = md,
+    activity_id = s.activity_id, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata,
   }
   for k, v in pairs(fields) do input[k] = v end
   local function call(inp)
@@ -150,11 +125,7 @@ local function run(self, name, fields, opts, fn)
     return client:_rpc(WORKFLOW_SERVICE, method, request,
       { rpc_timeout = inp.rpc_timeout, rpc_metadata = inp.rpc_metadata, retry = true })
   end
-  local list = client.interceptors
-  if interceptor_ok and list and #list > 0 then
-    return interceptor.run(list, name, input, call)
-  end
-  return call(input)
+  return client:_intercept(name, input, call)
 end
 
 local function payloads(dc, values)
@@ -192,7 +163,7 @@ end
 --- heartbeat with options: { details = { ... }, rpc_timeout =, rpc_metadata = }.
 function handle_methods:heartbeat_with_options(opts)
   check_self(self, "heartbeat_with_options")
-  opts = check_rpc(opts, "heartbeat_with_options", { details = true }, 2)
+  opts = check_rpc_options(opts, { details = true }, "heartbeat_with_options", 2)
   heartbeat(self, check_details(opts.details, "details", 2), opts)
 end
 
@@ -202,7 +173,7 @@ function handle_methods:complete(...)
   check_self(self, "complete")
   local n = select("#", ...)
   local result, opts = ...
-  opts = check_rpc(opts, "complete", nil, 2)
+  opts = check_rpc_options(opts, nil, "complete", 2)
   run(self, "complete_async_activity", { result = result, has_result = n > 0 }, opts, function(inp, dc)
     return "RespondActivityTaskCompleted", {
       result = inp.has_result and { payloads = dc:to_payloads(table.pack(inp.result)) } or nil,
@@ -217,7 +188,7 @@ end
 function handle_methods:fail(err, opts)
   check_self(self, "fail")
   if err == nil then error("fail: an error (a message or an error object) is required", 2) end
-  opts = check_rpc(opts, "fail", { last_heartbeat_details = true }, 2)
+  opts = check_rpc_options(opts, { last_heartbeat_details = true }, "fail", 2)
   local details = check_details(opts.last_heartbeat_details, "last_heartbeat_details", 2)
   run(self, "fail_async_activity", { error = err, last_heartbeat_details = details }, opts, function(inp, dc)
     return "RespondActivityTaskFailed", {
@@ -243,7 +214,7 @@ end
 --- report_cancellation with options: { details = { ... }, rpc_timeout =, rpc_metadata = }.
 function handle_methods:report_cancellation_with_options(opts)
   check_self(self, "report_cancellation_with_options")
-  opts = check_rpc(opts, "report_cancellation_with_options", { details = true }, 2)
+  opts = check_rpc_options(opts, { details = true }, "report_cancellation_with_options", 2)
   report_cancellation(self, check_details(opts.details, "details", 2), opts)
 end
 

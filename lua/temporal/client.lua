@@ -50,6 +50,49 @@ local function check_type(value, expected, name, level)
   end
   return value
 end
+M.check_type = check_type
+
+--- Checks opts against `known` (a set, changed in place) plus rpc_timeout (number) and
+-- rpc_metadata (table); returns opts ({} when nil).
+function M.check_rpc_options(opts, known, what, level)
+  known = known or {}
+  known.rpc_timeout, known.rpc_metadata = true, true
+  opts = check_options(opts, known, what, level + 1)
+  check_type(opts.rpc_timeout, "number", "rpc_timeout", level + 1)
+  check_type(opts.rpc_metadata, "table", "rpc_metadata", level + 1)
+  return opts
+end
+
+local urandom
+--- A random (version 4) UUID string: request ids, update ids.
+function M.uuid4()
+  if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
+  local b = urandom and urandom:read(16)
+  if not b or #b ~= 16 then
+    local t = {}
+    for i = 1, 16 do t[i] = string.char(math.random(0, 255)) end
+    b = table.concat(t)
+  end
+  local bytes = { b:byte(1, 16) }
+  bytes[7] = (bytes[7] & 0x0f) | 0x40   -- version 4
+  bytes[9] = (bytes[9] & 0x3f) | 0x80   -- RFC 4122 variant
+  local hex = {}
+  for i = 1, 16 do hex[i] = ("%02x"):format(bytes[i]) end
+  local s = table.concat(hex)
+  return ("%s-%s-%s-%s-%s"):format(s:sub(1, 8), s:sub(9, 12), s:sub(13, 16), s:sub(17, 20), s:sub(21, 32))
+end
+
+--- The client's data converter (temporal.converter's default, loaded on first use, until
+-- one is given at connect).
+function M.data_converter(client)
+  local s = state(client)
+  local dc = s.data_converter
+  if dc == nil then
+    dc = require("temporal.converter").default
+    s.data_converter = dc
+  end
+  return dc
+end
 
 local function check_metadata(md, name, level)
   check_type(md, "table", name, level + 1)
@@ -159,16 +202,25 @@ function methods:_rpc(service, method, request, opts)
   end
 end
 
+-- A shallow copy of t (nil: an empty table).
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t or {}) do c[k] = v end
+  return c
+end
+
 --- Runs the client operation `name` (e.g. "start_workflow") through the `interceptors`
 -- given at connect (see temporal.interceptor): returns what the chain returns. `input`
 -- holds the operation's arguments as named fields; `header` (Temporal headers: name ->
--- payload) and `rpc_metadata` are made tables if absent. `fn(input)` performs the
+-- payload) and `rpc_metadata` become fresh tables (copies of what the input had), so the
+-- interceptors may edit them without touching the caller's. `fn(input)` performs the
 -- operation from the input the chain hands it - it must build its request from that
--- input, including `input.header`, and pass `input.rpc_metadata` to _rpc.
+-- input, including `input.header` where the request has a header, and pass
+-- `input.rpc_metadata` to _rpc.
 function methods:_intercept(name, input, fn)
   local list = state(self).interceptors
-  input.header = input.header or {}
-  input.rpc_metadata = input.rpc_metadata or {}
+  input.header = copy(input.header)
+  input.rpc_metadata = copy(input.rpc_metadata)
   if #list == 0 then return fn(input) end
   return interceptor.run(list, name, input, fn)
 end

@@ -19,13 +19,29 @@
 -- The first interceptor of the list is the outermost: it sees the input first and the
 -- result last. The key "*" wraps every operation and receives the operation's name as a
 -- third argument. Operations (as in the Python SDK's OutboundInterceptor):
--- start_workflow, signal_workflow, signal_with_start_workflow, query_workflow,
+-- start_workflow, signal_workflow, query_workflow,
 -- start_workflow_update, start_update_with_start_workflow, describe_workflow,
 -- cancel_workflow, terminate_workflow, fetch_workflow_history_events, list_workflows,
 -- count_workflows, create_schedule, list_schedules, update_schedule, delete_schedule,
 -- describe_schedule, pause_schedule, unpause_schedule, trigger_schedule,
 -- backfill_schedule, heartbeat_async_activity, complete_async_activity,
 -- fail_async_activity, report_cancellation_async_activity.
+--
+-- The workflow operations' inputs hold the call's options under their own names plus:
+--   start_workflow                    workflow (signal-with-start too: start_signal is set)
+--   signal_workflow                   id, run_id, signal, args
+--   query_workflow                    id, run_id, query, args, reject_condition
+--   start_workflow_update             id, run_id, first_execution_run_id, update, update_id,
+--                                     args, wait_for_stage (execute_update: "COMPLETED")
+--   start_update_with_start_workflow  update, update_id, args, wait_for_stage,
+--                                     start_workflow_operation; header goes on both the
+--                                     start and the update
+--   describe_workflow                 id, run_id
+--   cancel_workflow, terminate_workflow  id, run_id, first_execution_run_id, reason (details)
+--   fetch_workflow_history_events     id, run_id (also for h:result(), once per run)
+--   list_workflows, count_workflows   query (list: page_size, limit, next_page_token)
+-- `header` reaches the server with start, signal, query and update requests (the others
+-- have no header). In these operations `id` is the workflow id.
 local M = {}
 
 --- Checks the `interceptors` connect option; returns the list (possibly empty).

@@ -22,12 +22,7 @@ local methods = client_mod.methods
 local check_options = client_mod.check_options
 local SERVICES = client_mod.SERVICES
 
-local function check_type(value, expected, name, level)
-  if value ~= nil and type(value) ~= expected then
-    error(("%s: expected a %s, got %s"):format(name, expected, type(value)), level + 1)
-  end
-  return value
-end
+local check_type = client_mod.check_type
 
 local function check_name(value, name, level)
   if type(value) ~= "string" or value == "" then
@@ -49,11 +44,7 @@ end
 
 -- Checks opts against `known` plus the rpc options; returns opts and the _rpc options.
 local function options(opts, known, what, level)
-  known = known or {}
-  known.rpc_timeout, known.rpc_metadata = true, true
-  opts = check_options(opts, known, what, level + 1)
-  check_type(opts.rpc_timeout, "number", "rpc_timeout", level + 1)
-  check_type(opts.rpc_metadata, "table", "rpc_metadata", level + 1)
+  opts = client_mod.check_rpc_options(opts, known, what, level + 1)
   return opts, { rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata, retry = true }
 end
 
@@ -195,7 +186,7 @@ function methods:reset_workflow(workflow_id, opts)
     workflow_execution = { workflow_id = workflow_id, run_id = opts.run_id },
     reason = opts.reason or "reset via temporal-lua",
     workflow_task_finish_event_id = event_id,
-    request_id = require("temporal.schedule").uuid4(),
+    request_id = client_mod.uuid4(),
     reset_reapply_exclude_types = excludes,
     identity = self.identity,
   }, rpc)

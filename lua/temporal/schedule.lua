@@ -56,20 +56,13 @@ M.OVERLAP_POLICIES = { "SKIP", "BUFFER_ONE", "BUFFER_ALL", "CANCEL_OTHER", "TERM
 -- How many times update() re-reads and re-applies after losing to a concurrent change.
 M.UPDATE_MAX_ATTEMPTS = 10
 
-local RPC_OPTIONS = { rpc_timeout = true, rpc_metadata = true }
-
 -- ------------------------------------------------------------------ helpers
 
 local function fail(field, msg, level)
   error(("%s: %s"):format(field, msg), level + 1)
 end
 
-local function check_type(value, expected, field, level)
-  if value ~= nil and type(value) ~= expected then
-    fail(field, ("expected a %s, got %s"):format(expected, type(value)), level + 1)
-  end
-  return value
-end
+local check_type = client_mod.check_type
 
 local function check_seconds(value, field, level)
   if value == nil then return nil end
@@ -109,9 +102,7 @@ local function check_overlap(value, field, level)
 end
 
 local function rpc_opts(opts, what, level)
-  opts = check_options(opts, RPC_OPTIONS, what, level + 1)
-  check_type(opts.rpc_timeout, "number", "rpc_timeout", level + 1)
-  check_type(opts.rpc_metadata, "table", "rpc_metadata", level + 1)
+  opts = client_mod.check_rpc_options(opts, nil, what, level + 1)
   return opts
 end
 
@@ -126,51 +117,8 @@ local function call_opts(input)
   return { rpc_timeout = input.rpc_timeout, rpc_metadata = input.rpc_metadata, retry = true }
 end
 
--- Runs operation `name` through the client's interceptors (see temporal.interceptor).
--- input.rpc_metadata is a fresh table the interceptors may edit.
-local interceptor_ok, interceptor = pcall(require, "temporal.interceptor")
-local function intercepted(client, name, input, fn)
-  local md = {}
-  for k, v in pairs(input.rpc_metadata or {}) do md[k] = v end
-  input.rpc_metadata = md
-  local list = client.interceptors
-  if interceptor_ok and list and #list > 0 then
-    return interceptor.run(list, name, input, fn)
-  end
-  return fn(input)
-end
-M.intercepted = intercepted
-
--- The client's data converter (temporal.converter's default until one is set).
-local function data_converter(client)
-  local s = core.handle_state(client)
-  local dc = s.data_converter
-  if dc == nil then
-    dc = require("temporal.converter").default
-    s.data_converter = dc
-  end
-  return dc
-end
-
--- A random UUID (version 4) for request ids: one per logical call.
-local urandom
-local function uuid4()
-  if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
-  local b = urandom and urandom:read(16)
-  if not b or #b ~= 16 then
-    local t = {}
-    for i = 1, 16 do t[i] = string.char(math.random(0, 255)) end
-    b = table.concat(t)
-  end
-  local bytes = { b:byte(1, 16) }
-  bytes[7] = (bytes[7] & 0x0f) | 0x40
-  bytes[9] = (bytes[9] & 0x3f) | 0x80
-  local hex = {}
-  for i = 1, 16 do hex[i] = ("%02x"):format(bytes[i]) end
-  local h = table.concat(hex)
-  return ("%s-%s-%s-%s-%s"):format(h:sub(1, 8), h:sub(9, 12), h:sub(13, 16), h:sub(17, 20), h:sub(21, 32))
-end
-M.uuid4 = uuid4
+local data_converter = client_mod.data_converter
+local uuid4 = client_mod.uuid4
 
 -- ------------------------------------------------------------------ spec: Lua -> proto
 
@@ -709,7 +657,7 @@ function handle_methods:describe(opts)
   opts = rpc_opts(opts, "describe", 2)
   local s = state(self)
   local client = s.client
-  return intercepted(client, "describe_schedule",
+  return client:_intercept("describe_schedule",
     { id = s.id, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata },
     function(input)
       return description_from_proto(client, input.id, describe_raw(client, input))
@@ -721,7 +669,7 @@ local function patch_op(self, name, fields, opts, make_patch)
   local client = s.client
   local input = { id = s.id, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata }
   for k, v in pairs(fields) do input[k] = v end
-  return intercepted(client, name, input, function(inp)
+  return client:_intercept(name, input, function(inp)
     schedule_rpc(client, "PatchSchedule", inp.id, {
       patch = make_patch(inp), identity = client.identity, request_id = uuid4(),
     }, inp)
@@ -807,7 +755,7 @@ function handle_methods:delete(opts)
   opts = rpc_opts(opts, "delete", 2)
   local s = state(self)
   local client = s.client
-  intercepted(client, "delete_schedule",
+  client:_intercept("delete_schedule",
     { id = s.id, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata },
     function(input)
       schedule_rpc(client, "DeleteSchedule", input.id, { identity = client.identity }, input)
@@ -858,7 +806,7 @@ function handle_methods:update(updater, opts)
   local s = state(self)
   local client = s.client
   local input = { id = s.id, updater = updater, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata }
-  return intercepted(client, "update_schedule", input, function(inp)
+  return client:_intercept("update_schedule", input, function(inp)
     local resp = describe_raw(client, inp)
     for attempt = 1, M.UPDATE_MAX_ATTEMPTS do
       local desc = description_from_proto(client, inp.id, resp)
@@ -928,7 +876,7 @@ function methods:create_schedule(id, schedule, opts)
     backfill = opts.backfill or {}, memo = opts.memo, search_attributes = opts.search_attributes,
     rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata,
   }
-  return intercepted(client, "create_schedule", input, function(inp)
+  return client:_intercept("create_schedule", input, function(inp)
     local proto = schedule_to_proto(client, inp.schedule, 1, true)
     local initial_patch
     if inp.trigger_immediately or #inp.backfill > 0 then
@@ -1019,7 +967,7 @@ function methods:list_schedules(query, opts)
     query = query, page_size = opts.page_size or 1000, limit = opts.limit,
     rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata,
   }
-  return intercepted(client, "list_schedules", input, function(inp)
+  return client:_intercept("list_schedules", input, function(inp)
     local page, index, token, done, count = {}, 0, nil, false, 0
     return function()
       if inp.limit and count >= inp.limit then return nil end

@@ -16,6 +16,9 @@
 -- options table. `rpc_timeout` is seconds per RPC (default 30, 70 for long polls);
 -- `rpc_metadata` is a table of headers that override the client's.
 --
+-- Each call runs through the client's interceptors (see temporal.interceptor) as the
+-- operation the Python SDK names it after (start_workflow, signal_workflow, ...).
+--
 -- Transient RPC failures are retried as the client's retry_config says (see
 -- temporal.retry); a request id made for a call is the same on every attempt, so the
 -- server deduplicates.
@@ -31,34 +34,8 @@ local WS = client_mod.SERVICES.workflow_service
 
 -- ------------------------------------------------------------------ helpers
 
-local urandom
---- A random (version 4) UUID string.
-function M.uuid4()
-  if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
-  local b = urandom and urandom:read(16)
-  if not b or #b ~= 16 then
-    local t = {}
-    for i = 1, 16 do t[i] = string.char(math.random(0, 255)) end
-    b = table.concat(t)
-  end
-  local bytes = { b:byte(1, 16) }
-  bytes[7] = (bytes[7] & 0x0f) | 0x40   -- version 4
-  bytes[9] = (bytes[9] & 0x3f) | 0x80   -- RFC 4122 variant
-  local hex = {}
-  for i = 1, 16 do hex[i] = ("%02x"):format(bytes[i]) end
-  local s = table.concat(hex)
-  return ("%s-%s-%s-%s-%s"):format(s:sub(1, 8), s:sub(9, 12), s:sub(13, 16), s:sub(17, 20), s:sub(21, 32))
-end
-
-local function converter_of(client)
-  local s = state(client)
-  local dc = s.data_converter
-  if dc == nil then
-    dc = require("temporal.converter").default
-    s.data_converter = dc
-  end
-  return dc
-end
+local uuid4 = client_mod.uuid4
+local converter_of = client_mod.data_converter
 
 -- Option checking: every message names the call and the option.
 local function fail(what, fmt, ...)
@@ -191,6 +168,25 @@ local function rpc(client, method, request, rpc_opts)
 end
 M._rpc = rpc
 
+-- ------------------------------------------------------------------ interceptors
+
+-- Runs operation `name` through the client's interceptors (see temporal.interceptor):
+-- the input is a copy of the call's (checked) options with `fields` on top - the
+-- operation's other arguments - plus header and rpc_metadata. `fn(input)` builds the
+-- request from the input it is handed; the input also serves as rpc()'s options.
+local function intercept(client, name, fields, opts, fn)
+  local input = {}
+  for k, v in pairs(opts) do input[k] = v end
+  for k, v in pairs(fields) do input[k] = v end
+  return client:_intercept(name, input, fn)
+end
+
+-- The request's Temporal header from the input's: nil when there is none.
+local function header_proto(header)
+  if header == nil or next(header) == nil then return nil end
+  return { fields = header }
+end
+
 -- ------------------------------------------------------------------ start options
 
 local ID_REUSE = set_of("UNSPECIFIED", "ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILED_ONLY", "REJECT_DUPLICATE",
@@ -288,7 +284,7 @@ local function start_request(client, what, workflow, opts)
     workflow_run_timeout = opt_duration(what, opts, "run_timeout"),
     workflow_task_timeout = opt_duration(what, opts, "task_timeout"),
     identity = s.identity,
-    request_id = M.uuid4(),
+    request_id = uuid4(),
     workflow_id_reuse_policy = opt_enum(what, opts, "id_reuse_policy", ID_REUSE) or "ALLOW_DUPLICATE",
     workflow_id_conflict_policy = opt_enum(what, opts, "id_conflict_policy", ID_CONFLICT),
     retry_policy = retry_policy_proto(what, opts.retry_policy),
@@ -338,6 +334,11 @@ local function new_handle(client, id, fields)
   }, WorkflowHandle)
 end
 
+-- The input fields naming the handle's run (chain): id, run_id, first_execution_run_id.
+local function execution_fields(h)
+  return { id = h.id, run_id = h.run_id, first_execution_run_id = h.first_execution_run_id }
+end
+
 local function check_self(h, what)
   if getmetatable(h) ~= WorkflowHandle then
     error(what .. ": call it with ':' on a WorkflowHandle (h:" .. what .. "(...))", 3)
@@ -365,35 +366,38 @@ end
 function methods:start_workflow(workflow, opts)
   local what = "start_workflow"
   opts = check_opts(opts, START_OPTIONS, what)
-  local req = start_request(self, what, workflow, opts)
-  local rpc_opts = check_rpc(what, opts)
-  local eager = opt_type(what, opts, "request_eager_start", "boolean")
-  local signal = opt_string(what, opts, "start_signal")
-  local signal_args = check_args(what, "start_signal_args", opts.start_signal_args)
-  if signal_args ~= nil and signal == nil then
-    fail(what, "option 'start_signal_args' needs option 'start_signal'")
-  end
-  local method = "StartWorkflowExecution"
-  if signal ~= nil then
-    method = "SignalWithStartWorkflowExecution"
-    req.signal_name = signal
-    req.signal_input = encode_payloads(converter_of(self), signal_args)
-    if eager then fail(what, "option 'request_eager_start' cannot be used with 'start_signal'") end
-  else
-    req.request_eager_execution = eager or nil
-  end
-  local ok, resp = pcall(rpc, self, method, req, rpc_opts)
-  if not ok then
-    if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
-      error(already_started(resp, req.workflow_id, workflow) or resp, 0)
+  check_rpc(what, opts)
+  return intercept(self, what, { workflow = workflow }, opts, function(inp)
+    local req = start_request(self, what, inp.workflow, inp)
+    req.header = header_proto(inp.header)
+    local eager = opt_type(what, inp, "request_eager_start", "boolean")
+    local signal = opt_string(what, inp, "start_signal")
+    local signal_args = check_args(what, "start_signal_args", inp.start_signal_args)
+    if signal_args ~= nil and signal == nil then
+      fail(what, "option 'start_signal_args' needs option 'start_signal'")
     end
-    error(resp, 0)
-  end
-  return new_handle(self, req.workflow_id, {
-    result_run_id = resp.run_id,
-    first_execution_run_id = signal == nil and resp.run_id or nil,
-    start_response = resp,
-  })
+    local method = "StartWorkflowExecution"
+    if signal ~= nil then
+      method = "SignalWithStartWorkflowExecution"
+      req.signal_name = signal
+      req.signal_input = encode_payloads(converter_of(self), signal_args)
+      if eager then fail(what, "option 'request_eager_start' cannot be used with 'start_signal'") end
+    else
+      req.request_eager_execution = eager or nil
+    end
+    local ok, resp = pcall(rpc, self, method, req, inp)
+    if not ok then
+      if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
+        error(already_started(resp, req.workflow_id, inp.workflow) or resp, 0)
+      end
+      error(resp, 0)
+    end
+    return new_handle(self, req.workflow_id, {
+      result_run_id = resp.run_id,
+      first_execution_run_id = signal == nil and resp.run_id or nil,
+      start_response = resp,
+    })
+  end)
 end
 
 --- client:execute_workflow(workflow, opts) -> the workflow's result
@@ -427,39 +431,48 @@ local FILTER = set_of("ALL_EVENT", "CLOSE_EVENT")
 local HISTORY_OPTIONS = known_with_rpc("wait_new_event", "event_filter_type", "skip_archival",
   "page_size", "next_page_token")
 
--- An iterator over the events of one run (nil: the latest run).
+-- An iterator over the events of one run (nil: the latest run); the operation
+-- fetch_workflow_history_events, intercepted once per iterator.
+local function history_options(what, opts)
+  check_rpc(what, opts)
+  opt_type(what, opts, "wait_new_event", "boolean")
+  opt_type(what, opts, "skip_archival", "boolean")
+  opt_type(what, opts, "page_size", "number")
+  opt_string(what, opts, "next_page_token")
+  return opt_enum(what, opts, "event_filter_type", FILTER) or "ALL_EVENT"
+end
+
 local function history_iterator(h, run_id, what, opts)
   opts = check_opts(opts, HISTORY_OPTIONS, what)
-  local rpc_opts = check_rpc(what, opts)
-  local wait = opt_type(what, opts, "wait_new_event", "boolean")
-  local skip = opt_type(what, opts, "skip_archival", "boolean")
-  local filter = opt_enum(what, opts, "event_filter_type", FILTER) or "ALL_EVENT"
-  local page_size = opt_type(what, opts, "page_size", "number")
-  local token = opt_string(what, opts, "next_page_token")
+  history_options(what, opts)
   local client = h._client
-  local page, index, done = nil, 1, false
-  return function()
-    while true do
-      if page and index <= #page then
-        index = index + 1
-        return page[index - 1]
+  return intercept(client, "fetch_workflow_history_events", { id = h.id, run_id = run_id }, opts, function(inp)
+    local filter = history_options(what, inp)
+    local token = inp.next_page_token
+    local page, index, done = nil, 1, false
+    return function()
+      while true do
+        if page and index <= #page then
+          index = index + 1
+          return page[index - 1]
+        end
+        if done then return nil end
+        local resp = rpc(client, "GetWorkflowExecutionHistory", {
+          namespace = state(client).namespace,
+          execution = { workflow_id = inp.id, run_id = inp.run_id },
+          maximum_page_size = inp.page_size,
+          next_page_token = token,
+          wait_new_event = inp.wait_new_event,
+          history_event_filter_type = filter,
+          skip_archival = inp.skip_archival,
+        }, inp)
+        page = resp.history and resp.history.events or {}
+        index = 1
+        token = resp.next_page_token
+        if token == nil or token == "" then done = true end
       end
-      if done then return nil end
-      local resp = rpc(client, "GetWorkflowExecutionHistory", {
-        namespace = state(client).namespace,
-        execution = { workflow_id = h.id, run_id = run_id },
-        maximum_page_size = page_size,
-        next_page_token = token,
-        wait_new_event = wait,
-        history_event_filter_type = filter,
-        skip_archival = skip,
-      }, rpc_opts)
-      page = resp.history and resp.history.events or {}
-      index = 1
-      token = resp.next_page_token
-      if token == nil or token == "" then done = true end
     end
-  end
+  end)
 end
 
 --- h:history_events(opts) -> iterator over history events (tables, as HistoryEvent protos)
@@ -600,21 +613,24 @@ function handle_methods:describe(opts)
   check_self(self, "describe")
   local what = "describe"
   opts = check_opts(opts, known_with_rpc(), what)
+  check_rpc(what, opts)
   local client = self._client
   local s = state(client)
-  local resp = rpc(client, "DescribeWorkflowExecution", {
-    namespace = s.namespace,
-    execution = { workflow_id = self.id, run_id = self.run_id },
-  }, check_rpc(what, opts))
-  local dc = converter_of(client)
-  local d = execution_entry(dc, resp.workflow_execution_info, s.namespace)
-  local um = resp.execution_config and resp.execution_config.user_metadata
-  if um then
-    if um.summary then d.static_summary = dc:from_payloads({ um.summary })[1] end
-    if um.details then d.static_details = dc:from_payloads({ um.details })[1] end
-  end
-  d.raw = resp
-  return d
+  return intercept(client, "describe_workflow", { id = self.id, run_id = self.run_id }, opts, function(inp)
+    local resp = rpc(client, "DescribeWorkflowExecution", {
+      namespace = s.namespace,
+      execution = { workflow_id = inp.id, run_id = inp.run_id },
+    }, inp)
+    local dc = converter_of(client)
+    local d = execution_entry(dc, resp.workflow_execution_info, s.namespace)
+    local um = resp.execution_config and resp.execution_config.user_metadata
+    if um then
+      if um.summary then d.static_summary = dc:from_payloads({ um.summary })[1] end
+      if um.details then d.static_details = dc:from_payloads({ um.details })[1] end
+    end
+    d.raw = resp
+    return d
+  end)
 end
 
 --- client:list_workflows(query, opts) -> iterator of workflow executions
@@ -623,11 +639,13 @@ end
 -- page_size (1000), next_page_token, rpc_timeout (per page), rpc_metadata.
 -- Visibility is eventually consistent: a workflow just started may not be listed yet.
 --   for wf in client:list_workflows("WorkflowType = 'Greet'", { limit = 10 }) do print(wf.id) end
-function methods:list_workflows(query, opts)
-  local what = "list_workflows"
+local function check_query(what, query)
   if query ~= nil and type(query) ~= "string" then fail(what, "query must be a string, got %s", type(query)) end
-  opts = check_opts(opts, known_with_rpc("limit", "page_size", "next_page_token"), what)
-  local rpc_opts = check_rpc(what, opts)
+  return query
+end
+
+local function list_options(what, opts)
+  check_rpc(what, opts)
   local limit = opt_type(what, opts, "limit", "number")
   local page_size = opt_type(what, opts, "page_size", "number") or 1000
   if limit ~= nil and (math.type(limit) ~= "integer" or limit < 0) then
@@ -636,49 +654,64 @@ function methods:list_workflows(query, opts)
   if math.type(page_size) ~= "integer" or page_size <= 0 then
     fail(what, "option 'page_size' must be a positive integer")
   end
-  local token = opt_string(what, opts, "next_page_token")
+  opt_string(what, opts, "next_page_token")
+  return limit, page_size
+end
+
+function methods:list_workflows(query, opts)
+  local what = "list_workflows"
+  check_query(what, query)
+  opts = check_opts(opts, known_with_rpc("limit", "page_size", "next_page_token"), what)
+  local _, size = list_options(what, opts)
   local client = self
   local s = state(client)
   local dc = converter_of(client)
-  local page, index, done, yielded = nil, 1, false, 0
-  return function()
-    if limit and yielded >= limit then return nil end
-    while true do
-      if page and index <= #page then
-        index = index + 1
-        yielded = yielded + 1
-        return execution_entry(dc, page[index - 1], s.namespace)
+  return intercept(client, what, { query = query, page_size = size }, opts, function(inp)
+    local q = check_query(what, inp.query)
+    local limit, page_size = list_options(what, inp)
+    local token = inp.next_page_token
+    local page, index, done, yielded = nil, 1, false, 0
+    return function()
+      if limit and yielded >= limit then return nil end
+      while true do
+        if page and index <= #page then
+          index = index + 1
+          yielded = yielded + 1
+          return execution_entry(dc, page[index - 1], s.namespace)
+        end
+        if done then return nil end
+        local size = page_size
+        if limit and limit - yielded < size then size = limit - yielded end
+        local resp = rpc(client, "ListWorkflowExecutions", {
+          namespace = s.namespace, page_size = size, next_page_token = token, query = q,
+        }, inp)
+        page, index = resp.executions or {}, 1
+        token = resp.next_page_token
+        if token == nil or token == "" then done = true end
       end
-      if done then return nil end
-      local size = page_size
-      if limit and limit - yielded < size then size = limit - yielded end
-      local resp = rpc(client, "ListWorkflowExecutions", {
-        namespace = s.namespace, page_size = size, next_page_token = token, query = query,
-      }, rpc_opts)
-      page, index = resp.executions or {}, 1
-      token = resp.next_page_token
-      if token == nil or token == "" then done = true end
     end
-  end
+  end)
 end
 
 --- client:count_workflows(query, opts) -> { count = n, groups = { { count = n, group_values = {...} }, ... } }
 -- groups only with a GROUP BY query (e.g. "GROUP BY ExecutionStatus"). opts: rpc_timeout, rpc_metadata.
 function methods:count_workflows(query, opts)
   local what = "count_workflows"
-  if query ~= nil and type(query) ~= "string" then fail(what, "query must be a string, got %s", type(query)) end
+  check_query(what, query)
   opts = check_opts(opts, known_with_rpc(), what)
-  local s = state(self)
-  local resp = rpc(self, "CountWorkflowExecutions", { namespace = s.namespace, query = query },
-    check_rpc(what, opts))
-  local dc = converter_of(self)
-  local groups = {}
-  for i, g in ipairs(resp.groups or {}) do
-    local values = {}
-    for j, p in ipairs(g.group_values or {}) do values[j] = dc:from_payload(p) end
-    groups[i] = { count = g.count or 0, group_values = values }
-  end
-  return { count = resp.count or 0, groups = groups }
+  check_rpc(what, opts)
+  return intercept(self, what, { query = query }, opts, function(inp)
+    local resp = rpc(self, "CountWorkflowExecutions",
+      { namespace = state(self).namespace, query = check_query(what, inp.query) }, inp)
+    local dc = converter_of(self)
+    local groups = {}
+    for i, g in ipairs(resp.groups or {}) do
+      local values = {}
+      for j, p in ipairs(g.group_values or {}) do values[j] = dc:from_payload(p) end
+      groups[i] = { count = g.count or 0, group_values = values }
+    end
+    return { count = resp.count or 0, groups = groups }
+  end)
 end
 
 -- ------------------------------------------------------------------ signal / query / cancel / terminate
@@ -692,17 +725,21 @@ function handle_methods:signal_with_options(name, opts)
   local what = "signal"
   if type(name) ~= "string" or name == "" then fail(what, "signal name must be a non-empty string, got %s", type(name)) end
   opts = check_opts(opts, SIGNAL_OPTIONS, what)
-  local args = check_args(what, "args", opts.args)
+  check_args(what, "args", opts.args)
+  check_rpc(what, opts)
   local client = self._client
   local s = state(client)
-  rpc(client, "SignalWorkflowExecution", {
-    namespace = s.namespace,
-    workflow_execution = { workflow_id = self.id, run_id = self.run_id },
-    signal_name = name,
-    input = encode_payloads(converter_of(client), args),
-    identity = s.identity,
-    request_id = M.uuid4(),
-  }, check_rpc(what, opts))
+  intercept(client, "signal_workflow", { id = self.id, run_id = self.run_id, signal = name }, opts, function(inp)
+    rpc(client, "SignalWorkflowExecution", {
+      namespace = s.namespace,
+      workflow_execution = { workflow_id = inp.id, run_id = inp.run_id },
+      signal_name = inp.signal,
+      input = encode_payloads(converter_of(client), check_args(what, "args", inp.args)),
+      identity = s.identity,
+      request_id = uuid4(),
+      header = header_proto(inp.header),
+    }, inp)
+  end)
 end
 
 --- h:signal(name, ...) -- the varargs are the signal's arguments (nils kept).
@@ -723,30 +760,37 @@ function handle_methods:query_with_options(name, opts)
   local what = "query"
   if type(name) ~= "string" or name == "" then fail(what, "query name must be a non-empty string, got %s", type(name)) end
   opts = check_opts(opts, known_with_rpc("args", "reject_condition"), what)
-  local args = check_args(what, "args", opts.args)
-  local reject = opt_enum(what, opts, "reject_condition", REJECT)
+  check_args(what, "args", opts.args)
+  opt_enum(what, opts, "reject_condition", REJECT)
+  check_rpc(what, opts)
   local client = self._client
   local dc = converter_of(client)
-  local ok, resp = pcall(rpc, client, "QueryWorkflow", {
-    namespace = state(client).namespace,
-    execution = { workflow_id = self.id, run_id = self.run_id },
-    query = { query_type = name, query_args = encode_payloads(dc, args) },
-    query_reject_condition = reject,
-  }, check_rpc(what, opts))
-  if not ok then
-    if errors.is(resp, "RPCError") and resp.status == "INVALID_ARGUMENT" then
-      error(errors.new("WorkflowQueryFailedError", { message = resp.grpc_message, cause = resp }), 0)
+  return intercept(client, "query_workflow", { id = self.id, run_id = self.run_id, query = name }, opts, function(inp)
+    local ok, resp = pcall(rpc, client, "QueryWorkflow", {
+      namespace = state(client).namespace,
+      execution = { workflow_id = inp.id, run_id = inp.run_id },
+      query = {
+        query_type = inp.query,
+        query_args = encode_payloads(dc, check_args(what, "args", inp.args)),
+        header = header_proto(inp.header),
+      },
+      query_reject_condition = opt_enum(what, inp, "reject_condition", REJECT),
+    }, inp)
+    if not ok then
+      if errors.is(resp, "RPCError") and resp.status == "INVALID_ARGUMENT" then
+        error(errors.new("WorkflowQueryFailedError", { message = resp.grpc_message, cause = resp }), 0)
+      end
+      error(resp, 0)
     end
-    error(resp, 0)
-  end
-  if resp.query_rejected then
-    local status = resp.query_rejected.status
-    if status == "UNSPECIFIED" then status = nil end
-    error(errors.new("WorkflowQueryRejectedError", {
-      message = "Query rejected, status: " .. tostring(status), status = status,
-    }), 0)
-  end
-  return first_value(dc, resp.query_result)
+    if resp.query_rejected then
+      local status = resp.query_rejected.status
+      if status == "UNSPECIFIED" then status = nil end
+      error(errors.new("WorkflowQueryRejectedError", {
+        message = "Query rejected, status: " .. tostring(status), status = status,
+      }), 0)
+    end
+    return first_value(dc, resp.query_result)
+  end)
 end
 
 --- h:query(name, ...) -> the query's result; the varargs are the query's arguments.
@@ -763,16 +807,20 @@ function handle_methods:cancel(opts)
   check_self(self, "cancel")
   local what = "cancel"
   opts = check_opts(opts, known_with_rpc("reason"), what)
+  opt_string(what, opts, "reason")
+  check_rpc(what, opts)
   local client = self._client
   local s = state(client)
-  rpc(client, "RequestCancelWorkflowExecution", {
-    namespace = s.namespace,
-    workflow_execution = { workflow_id = self.id, run_id = self.run_id },
-    identity = s.identity,
-    request_id = M.uuid4(),
-    first_execution_run_id = self.first_execution_run_id,
-    reason = opt_string(what, opts, "reason"),
-  }, check_rpc(what, opts))
+  intercept(client, "cancel_workflow", execution_fields(self), opts, function(inp)
+    rpc(client, "RequestCancelWorkflowExecution", {
+      namespace = s.namespace,
+      workflow_execution = { workflow_id = inp.id, run_id = inp.run_id },
+      identity = s.identity,
+      request_id = uuid4(),
+      first_execution_run_id = inp.first_execution_run_id,
+      reason = opt_string(what, inp, "reason"),
+    }, inp)
+  end)
 end
 
 --- h:terminate{ reason = "...", details = { ... }, rpc_timeout, rpc_metadata }
@@ -782,16 +830,21 @@ function handle_methods:terminate(opts)
   check_self(self, "terminate")
   local what = "terminate"
   opts = check_opts(opts, known_with_rpc("reason", "details"), what)
+  opt_string(what, opts, "reason")
+  check_args(what, "details", opts.details)
+  check_rpc(what, opts)
   local client = self._client
   local s = state(client)
-  rpc(client, "TerminateWorkflowExecution", {
-    namespace = s.namespace,
-    workflow_execution = { workflow_id = self.id, run_id = self.run_id },
-    reason = opt_string(what, opts, "reason"),
-    details = encode_payloads(converter_of(client), check_args(what, "details", opts.details)),
-    identity = s.identity,
-    first_execution_run_id = self.first_execution_run_id,
-  }, check_rpc(what, opts))
+  intercept(client, "terminate_workflow", execution_fields(self), opts, function(inp)
+    rpc(client, "TerminateWorkflowExecution", {
+      namespace = s.namespace,
+      workflow_execution = { workflow_id = inp.id, run_id = inp.run_id },
+      reason = opt_string(what, inp, "reason"),
+      details = encode_payloads(converter_of(client), check_args(what, "details", inp.details)),
+      identity = s.identity,
+      first_execution_run_id = inp.first_execution_run_id,
+    }, inp)
+  end)
 end
 
 -- ------------------------------------------------------------------ updates
@@ -866,23 +919,36 @@ end
 
 local UPDATE_OPTIONS = known_with_rpc("args", "id", "wait_for_stage")
 
-local function update_request(client, h, what, name, opts, workflow_id)
+-- Checks an update's name and options (args, id, wait_for_stage); returns the update id
+-- (the given one or a new UUID) and the stage to wait for.
+local function check_update(what, name, opts)
   if type(name) ~= "string" or name == "" then
     fail(what, "update name must be a non-empty string, got %s", type(name))
   end
-  local s = state(client)
-  local args = check_args(what, "args", opts.args)
+  check_args(what, "args", opts.args)
   local id = opt_string(what, opts, "id")
-  if id == "" then id = nil end
   local stage = opt_enum(what, opts, "wait_for_stage", WAIT_STAGES) or "ACCEPTED"
   if stage == "ADMITTED" then fail(what, "option 'wait_for_stage': ADMITTED is not supported") end
+  return (id ~= nil and id ~= "") and id or uuid4(), stage
+end
+
+-- The UpdateWorkflowExecution request of an operation's input (update, args, update_id,
+-- wait_for_stage, run_id, first_execution_run_id, header) for workflow `workflow_id`.
+local function update_request(client, what, inp, workflow_id)
+  local update_id, stage = check_update(what, inp.update,
+    { args = inp.args, id = inp.update_id, wait_for_stage = inp.wait_for_stage })
+  local s = state(client)
   return {
     namespace = s.namespace,
-    workflow_execution = { workflow_id = workflow_id, run_id = h and h.run_id or nil },
-    first_execution_run_id = h and h.first_execution_run_id or nil,
+    workflow_execution = { workflow_id = workflow_id, run_id = inp.run_id },
+    first_execution_run_id = inp.first_execution_run_id,
     request = {
-      meta = { update_id = id or M.uuid4(), identity = s.identity },
-      input = { name = name, args = encode_payloads(converter_of(client), args) },
+      meta = { update_id = update_id, identity = s.identity },
+      input = {
+        header = header_proto(inp.header),
+        name = inp.update,
+        args = encode_payloads(converter_of(client), inp.args),
+      },
     },
     wait_policy = { lifecycle_stage = stage },
   }, stage
@@ -895,23 +961,31 @@ end
 -- a new UUID; the same id on the same workflow returns the same update).
 -- Raises WorkflowUpdateRPCTimeoutOrCancelledError when the RPC deadline passes, RPCError
 -- (e.g. NOT_FOUND) otherwise. A rejected update (validator) shows in u:result().
+-- Interceptors see it as start_workflow_update: id is the workflow's, update_id the update's.
 function handle_methods:start_update(name, opts)
   check_self(self, "start_update")
   local what = "start_update"
   opts = check_opts(opts, UPDATE_OPTIONS, what)
-  local rpc_opts = check_rpc(what, opts)
-  local req, stage = update_request(self._client, self, what, name, opts, self.id)
-  local resp
-  repeat
-    local ok, r = pcall(rpc, self._client, "UpdateWorkflowExecution", req, rpc_opts)
-    if not ok then error(update_rpc_error(r), 0) end
-    resp = r
-  until STAGE_ORDER[resp.stage or "UNSPECIFIED"] >= STAGE_ORDER.ACCEPTED
-  local ref = resp.update_ref or {}
-  local u = new_update_handle(self._client, req.request.meta.update_id, self.id,
-    ref.workflow_execution and ref.workflow_execution.run_id, resp.outcome)
-  if stage == "COMPLETED" then poll_outcome(u, rpc_opts) end
-  return u
+  check_rpc(what, opts)
+  local update_id, stage = check_update(what, name, opts)
+  local client = self._client
+  local fields = execution_fields(self)
+  fields.update, fields.update_id, fields.wait_for_stage = name, update_id, stage
+  return intercept(client, "start_workflow_update", fields, opts, function(inp)
+    local req
+    req, stage = update_request(client, what, inp, inp.id)
+    local resp
+    repeat
+      local ok, r = pcall(rpc, client, "UpdateWorkflowExecution", req, inp)
+      if not ok then error(update_rpc_error(r), 0) end
+      resp = r
+    until STAGE_ORDER[resp.stage or "UNSPECIFIED"] >= STAGE_ORDER.ACCEPTED
+    local ref = resp.update_ref or {}
+    local u = new_update_handle(client, req.request.meta.update_id, inp.id,
+      ref.workflow_execution and ref.workflow_execution.run_id, resp.outcome)
+    if stage == "COMPLETED" then poll_outcome(u, inp) end
+    return u
+  end)
 end
 
 --- h:execute_update(name, { args, id, rpc_timeout, rpc_metadata }) -> the update's result
@@ -1029,36 +1103,46 @@ function methods:start_update_with_start_workflow(update, opts)
   end
   if op.used then fail(what, "the WithStartWorkflowOperation has already been used") end
   op.used = true
-  local rpc_opts = check_rpc(what, opts)
+  check_rpc(what, opts)
   local ok, result = pcall(function()
-    local start_req = start_request(self, what, op.workflow, op.options)
-    local update_req, stage = update_request(self, nil, what, update, opts, start_req.workflow_id)
-    local req = {
-      namespace = state(self).namespace,
-      operations = { { start_workflow = start_req }, { update_workflow = update_req } },
-    }
-    local start_resp, update_resp
-    repeat
-      local okc, resp = pcall(rpc, self, "ExecuteMultiOperation", req, rpc_opts)
-      if not okc then
-        local e = update_rpc_error(resp)
-        if e == resp and errors.is(resp, "RPCError") then e = multi_op_error(resp, op) end
-        error(e, 0)
-      end
-      local rs = resp.responses or {}
-      start_resp = rs[1] and rs[1].start_workflow or {}
-      update_resp = rs[2] and rs[2].update_workflow or {}
-      if not op._handle then
-        op._handle = new_handle(self, start_req.workflow_id, {
-          result_run_id = start_resp.run_id, first_execution_run_id = start_resp.run_id,
-          start_response = start_resp,
-        })
-      end
-    until STAGE_ORDER[update_resp.stage or "UNSPECIFIED"] >= STAGE_ORDER.ACCEPTED
-    local u = new_update_handle(self, update_req.request.meta.update_id, start_req.workflow_id,
-      start_resp.run_id, update_resp.outcome)
-    if stage == "COMPLETED" then poll_outcome(u, rpc_opts) end
-    return u
+    local update_id, stage = check_update(what, update, opts)
+    -- the input's update_id is the update's id (opts.id); the workflow's is the operation's
+    local o = {}
+    for k, v in pairs(opts) do if k ~= "id" then o[k] = v end end
+    local fields = { update = update, update_id = update_id, wait_for_stage = stage }
+    return intercept(self, what, fields, o, function(inp)
+      local o = inp.start_workflow_operation
+      local start_req = start_request(self, what, o.workflow, o.options)
+      start_req.header = header_proto(inp.header)
+      local update_req
+      update_req, stage = update_request(self, what, inp, start_req.workflow_id)
+      local req = {
+        namespace = state(self).namespace,
+        operations = { { start_workflow = start_req }, { update_workflow = update_req } },
+      }
+      local start_resp, update_resp
+      repeat
+        local okc, resp = pcall(rpc, self, "ExecuteMultiOperation", req, inp)
+        if not okc then
+          local e = update_rpc_error(resp)
+          if e == resp and errors.is(resp, "RPCError") then e = multi_op_error(resp, o) end
+          error(e, 0)
+        end
+        local rs = resp.responses or {}
+        start_resp = rs[1] and rs[1].start_workflow or {}
+        update_resp = rs[2] and rs[2].update_workflow or {}
+        if not o._handle then
+          o._handle = new_handle(self, start_req.workflow_id, {
+            result_run_id = start_resp.run_id, first_execution_run_id = start_resp.run_id,
+            start_response = start_resp,
+          })
+        end
+      until STAGE_ORDER[update_resp.stage or "UNSPECIFIED"] >= STAGE_ORDER.ACCEPTED
+      local u = new_update_handle(self, update_req.request.meta.update_id, start_req.workflow_id,
+        start_resp.run_id, update_resp.outcome)
+      if stage == "COMPLETED" then poll_outcome(u, inp) end
+      return u
+    end)
   end)
   if not ok then
     if not op._handle then op._error = result end
