@@ -20,6 +20,13 @@ static int channel_close(lua_State *L) {
     grpc_channel_destroy(ch->channel);
     ch->channel = NULL;
   }
+  return 0;
+}
+
+/* The target stays until the object is collected, so "channel to X is closed" can name it. */
+static int channel_gc(lua_State *L) {
+  tl_channel *ch = luaL_checkudata(L, 1, TL_CHANNEL_MT);
+  channel_close(L);
   free(ch->target);
   ch->target = NULL;
   return 0;
@@ -200,7 +207,7 @@ void tl_channel_open(lua_State *L) {
   if (luaL_newmetatable(L, TL_CHANNEL_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, channel_close);
+    lua_pushcfunction(L, channel_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, channel_close);
     lua_setfield(L, -2, "__close");

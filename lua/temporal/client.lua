@@ -179,7 +179,9 @@ function methods:_rpc(service, method, request, opts)
   local s = state(self)
   local timeout = opts and opts.rpc_timeout
   if timeout == nil then
-    timeout = LONG_POLL[method] and M.LONG_POLL_RPC_TIMEOUT or M.DEFAULT_RPC_TIMEOUT
+    -- a history read that waits for new events is a long poll too
+    local long = LONG_POLL[method] or (type(request) == "table" and request.wait_new_event == true)
+    timeout = long and M.LONG_POLL_RPC_TIMEOUT or M.DEFAULT_RPC_TIMEOUT
   end
   local policy = opts and opts.retry and s.retry_config and retry.policy(s.retry_config)
   local attempt, started = 0, core.now()

@@ -313,25 +313,42 @@ end
 
 -- ------------------------------------------------------------------ WorkflowHandle
 
-local WorkflowHandle = { __name = "temporal.WorkflowHandle" }
-local handle_methods = {}
-WorkflowHandle.__index = handle_methods
-WorkflowHandle.__tostring = function(h)
-  return ("temporal.WorkflowHandle(id=%s, run_id=%s)"):format(h.id, tostring(h.run_id or h.result_run_id))
+-- Handles are userdata (type() and __name tell them apart, fields cannot be assigned by
+-- mistake); their fields live in the state table behind core.handle.
+local state = core.handle_state
+
+local function handle_class(name, methods, tostring_fn)
+  return {
+    __name = name,
+    __index = function(self, k)
+      local m = methods[k]
+      if m ~= nil then return m end
+      return state(self)[k]
+    end,
+    __newindex = function(_, k)
+      error(("%s: field '%s' cannot be set"):format(name, tostring(k)), 2)
+    end,
+    __tostring = tostring_fn,
+  }
 end
+
+local handle_methods = {}
+local WorkflowHandle = handle_class("temporal.WorkflowHandle", handle_methods, function(h)
+  return ("temporal.WorkflowHandle(id=%s, run_id=%s)"):format(h.id, tostring(h.run_id or h.result_run_id))
+end)
 M.WorkflowHandle = WorkflowHandle
 M.WorkflowHandle_methods = handle_methods
 
 local function new_handle(client, id, fields)
   fields = fields or {}
-  return setmetatable({
+  return core.handle(WorkflowHandle, {
     _client = client,
     id = id,
     run_id = fields.run_id,
     result_run_id = fields.result_run_id,
     first_execution_run_id = fields.first_execution_run_id,
     start_response = fields.start_response,
-  }, WorkflowHandle)
+  })
 end
 
 -- The input fields naming the handle's run (chain): id, run_id, first_execution_run_id.
@@ -852,19 +869,17 @@ end
 local STAGE_ORDER = { UNSPECIFIED = 0, ADMITTED = 1, ACCEPTED = 2, COMPLETED = 3 }
 local WAIT_STAGES = set_of("ADMITTED", "ACCEPTED", "COMPLETED")
 
-local WorkflowUpdateHandle = { __name = "temporal.WorkflowUpdateHandle" }
 local update_methods = {}
-WorkflowUpdateHandle.__index = update_methods
-WorkflowUpdateHandle.__tostring = function(u)
+local WorkflowUpdateHandle = handle_class("temporal.WorkflowUpdateHandle", update_methods, function(u)
   return ("temporal.WorkflowUpdateHandle(id=%s, workflow_id=%s)"):format(u.id, u.workflow_id)
-end
+end)
 M.WorkflowUpdateHandle = WorkflowUpdateHandle
 
 local function new_update_handle(client, id, workflow_id, workflow_run_id, outcome)
-  return setmetatable({
+  return core.handle(WorkflowUpdateHandle, {
     _client = client, id = id, workflow_id = workflow_id, workflow_run_id = workflow_run_id,
     _outcome = outcome,
-  }, WorkflowUpdateHandle)
+  })
 end
 
 local function update_rpc_error(err)
@@ -890,7 +905,7 @@ local function poll_outcome(u, rpc_opts)
     local ok, resp = pcall(rpc, client, "PollWorkflowExecutionUpdate", req, rpc_opts)
     if not ok then error(update_rpc_error(resp), 0) end
     if resp.outcome then
-      u._outcome = resp.outcome
+      state(u)._outcome = resp.outcome
       return resp.outcome
     end
   end
