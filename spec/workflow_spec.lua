@@ -608,3 +608,44 @@ describe("inside tasks", function()
     for i = 1, 5 do assert.equals("Hello, t" .. i .. "!", tasks[i]:wait()) end
   end)
 end)
+
+describe("search attributes", function()
+  it("sends typed search attributes the worker, describe, list and the CLI see as typed", function()
+    local sa = temporal.search_attributes
+    local wid = id("sa")
+    local when = 1767225600  -- 2026-01-01T00:00:00Z
+    local h = client:start_workflow("Info", { id = wid, task_queue = TQ, search_attributes = {
+      CustomKeyword = sa.keyword("blue"), CustomText = sa.text("free text"), CustomInt = sa.int(42),
+      CustomDouble = sa.double(1.5), CustomBool = sa.bool(true), CustomDatetime = sa.datetime(when),
+      CustomKeywordList = sa.keyword_list({ "a", "b" }),
+    } })
+    -- the Python workflow's own view of its typed search attributes
+    local seen = h:result().search_attributes
+    assert.equals("blue", seen.CustomKeyword)
+    assert.equals("free text", seen.CustomText)
+    assert.equals(42, seen.CustomInt)
+    assert.equals("integer", math.type(seen.CustomInt))
+    assert.equals(1.5, seen.CustomDouble)
+    assert.equals(true, seen.CustomBool)
+    assert.matches("^2026%-01%-01T00:00:00", seen.CustomDatetime)
+    assert.same({ "a", "b" }, seen.CustomKeywordList)
+    -- describe decodes them back to Lua values
+    local d = h:describe()
+    assert.equals("blue", d.search_attributes.CustomKeyword)
+    assert.equals(42, d.search_attributes.CustomInt)
+    assert.equals(when, d.search_attributes.CustomDatetime)
+    assert.same({ "a", "b" }, d.search_attributes.CustomKeywordList)
+    -- the server indexed them with their types: a typed visibility query finds the run
+    local found = helper.eventually(function()
+      for wf in client:list_workflows(("WorkflowId = '%s' AND CustomInt = 42 AND CustomKeyword = 'blue' AND CustomBool = true"):format(wid)) do
+        return wf
+      end
+    end, 20)
+    assert.equals(wid, found.id)
+    assert.equals(1.5, found.search_attributes.CustomDouble)
+    -- untyped values are refused with a pointer to the helpers
+    local err = raises(client.start_workflow, client, "Info",
+      { id = id("sa-bad"), task_queue = TQ, search_attributes = { CustomKeyword = "blue" } })
+    assert.matches("CustomKeyword", tostring(err))
+  end)
+end)
