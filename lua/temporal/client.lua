@@ -20,7 +20,8 @@ local SERVICES = {
 }
 M.SERVICES = SERVICES
 
--- Methods whose server side waits (long polls) get the longer default deadline.
+-- Methods whose server side waits (long polls) get the longer default deadline; so does
+-- any request with wait_new_event = true (see _rpc).
 local LONG_POLL = {
   PollWorkflowExecutionUpdate = true, UpdateWorkflowExecution = true,
   ExecuteMultiOperation = true,
@@ -150,7 +151,8 @@ end
 
 Client.__close = function(self) self:close() end
 
---- Closes the connection; calls in flight still complete (with CANCELLED if need be).
+--- Closes the connection; calls in flight still complete (with CANCELLED if need be);
+-- later calls raise "channel to <target> is closed".
 function methods:close()
   local s = state(self)
   if s.channel then s.channel:close() end
@@ -286,8 +288,8 @@ end
 -- ({ interval = 30, timeout = 15 } or false), http_connect_proxy ("host:port" or
 -- { target = "host:port", basic_auth = { user, password } }), use_proxy_env (false: the
 -- http_proxy/https_proxy/grpc_proxy variables are ignored), max_receive_message_length
--- (128 MiB), connect_timeout (10 s), retry_config (see temporal.retry; false disables
--- retries), interceptors (see temporal.interceptor), data_converter
+-- (128 MiB), connect_timeout (10 s), retry_config (see temporal.retry; nil or true gives
+-- the defaults, false disables retries), interceptors (see temporal.interceptor), data_converter
 -- (temporal.converter.default, loaded on first use): converts workflow arguments,
 -- results, memos, search attributes and failures.
 -- Without a target (`temporal.connect()` or `temporal.connect(nil, opts)`) the address

@@ -198,8 +198,8 @@ end
 
 --- A payload converter that tries each encoding converter in order to encode (first
 -- non-nil payload wins) and picks the one named by metadata.encoding to decode.
--- Later converters with the same encoding replace earlier ones for decoding, earlier
--- ones still win for encoding (prepend yours to override a default).
+-- When several converters share an encoding, the first one in the list wins both for
+-- encoding and for decoding (prepend yours to override a default).
 function M.composite_payload_converter(converters)
   if type(converters) ~= "table" then
     error("composite_payload_converter: expected a list of encoding converters", 2)

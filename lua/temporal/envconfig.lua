@@ -22,6 +22,9 @@
 --   [profile.default.grpc_meta]
 --   my-header = "value"
 --
+-- A profile's `codec` table (the remote codec settings of other SDKs) is accepted and
+-- ignored: this client does not support it.
+--
 -- Environment variables override the profile: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 -- TEMPORAL_API_KEY, TEMPORAL_TLS (true/false), TEMPORAL_TLS_SERVER_NAME,
 -- TEMPORAL_TLS_SERVER_CA_CERT_PATH / _DATA, TEMPORAL_TLS_CLIENT_CERT_PATH / _DATA,

@@ -14,8 +14,8 @@
 --                                category ("BENIGN" or nil)
 --   timeout_failure_info      -> TimeoutError      type ("START_TO_CLOSE", ...),
 --                                last_heartbeat_details (values, with .n)
---   canceled_failure_info     -> CancelledError    details (values, with .n)
---   terminated_failure_info   -> TerminatedError
+--   canceled_failure_info     -> CancelledError    details (values, with .n), identity
+--   terminated_failure_info   -> TerminatedError   identity
 --   server_failure_info       -> ServerError       non_retryable
 --   activity_failure_info     -> ActivityError     activity_type, activity_id, identity,
 --                                retry_state, scheduled_event_id, started_event_id

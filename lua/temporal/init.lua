@@ -13,6 +13,7 @@ local activity = require("temporal.activity")  -- async activity completion
 require("temporal.operations")                  -- health, task queues, reset, namespaces, ...
 local converter = require("temporal.converter")  -- payloads, codecs, search attributes
 local failure = require("temporal.failure")      -- also adds errors.application_error
+local envconfig = require("temporal.envconfig")  -- environment and TOML profiles
 
 local M = {
   VERSION = core.version,
@@ -20,6 +21,7 @@ local M = {
   errors = errors,
   converter = converter,
   failure = failure,
+  envconfig = envconfig,
   DataConverter = converter.DataConverter,
   binary = converter.binary,         -- bytes as binary/plain
   array = converter.array,           -- JSON array marker: temporal.array{} -> []

@@ -11,8 +11,11 @@
 --
 -- Each method takes an options table with rpc_timeout (seconds) and rpc_metadata (table)
 -- besides its own options; argument mistakes raise at once naming the option, RPC
--- failures raise RPCError. Every call except reset is read-only or idempotent and is
--- retried on transient failures; reset carries a request id and is retried too.
+-- failures raise RPCError. Every call is retried on transient failures. Most are
+-- read-only or idempotent, and reset carries a request id; register_namespace and
+-- delete_namespace are neither: a retried register whose first reply was lost (the
+-- namespace was created) raises RPCError ALREADY_EXISTS, and a retried delete can
+-- likewise fail because the first attempt already went through.
 local client_mod = require("temporal.client")
 local errors = require("temporal.errors")
 
@@ -214,7 +217,8 @@ end
 --- client:register_namespace(name, opts): registers a namespace.
 -- opts: retention (seconds workflow histories are kept after closing; default 3 days),
 -- description, owner_email, data (a string -> string table), is_global_namespace (false).
--- Raises RPCError ALREADY_EXISTS when taken. A new namespace may take a few seconds to be
+-- Raises RPCError ALREADY_EXISTS when taken, also when a retry follows an attempt whose
+-- reply was lost but which created the namespace. A new namespace may take a few seconds to be
 -- usable for workflows on a multi-node cluster (namespace caches refresh).
 function methods:register_namespace(name, opts)
   check_name(name, "namespace", 2)

@@ -6,7 +6,8 @@
 -- (the server throttling) waits at least as long as a separate, slower backoff (1 s, x2,
 -- at most 10 s). The waits use temporal.sleep, so other tasks keep running meanwhile.
 --
--- Configured per client with `temporal.connect(target, { retry_config = {...} | false })`:
+-- Configured per client with `temporal.connect(target, { retry_config = {...} | true | false })`
+-- (nil or true: all defaults; false: no retries; a table: these, defaults for the rest):
 --   initial_interval (0.1 s), randomization_factor (0.2), multiplier (1.7),
 --   max_interval (5 s), max_elapsed_time (10 s; false = no limit),
 --   max_retries (10; the call fails when attempt number max_retries fails; 0 = no limit).
@@ -45,7 +46,8 @@ local KNOWN = {
   max_interval = true, max_elapsed_time = true, max_retries = true,
 }
 
---- Checks a retry_config option; returns the full config (defaults filled in) or false.
+--- Checks a retry_config option (nil or true: the defaults); returns the full config
+-- (defaults filled in) or false.
 function M.check_config(cfg, level)
   level = (level or 1) + 1
   if cfg == nil or cfg == true then return M.DEFAULT_CONFIG end

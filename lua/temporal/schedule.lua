@@ -13,7 +13,8 @@
 --                search_attributes = { CustomKeyword = sa.keyword("x") },
 --                static_summary = "...", static_details = "...",
 --                priority = { priority_key = 1 } },
---     policy = { overlap = "SKIP", catchup_window = 86400, pause_on_failure = false },
+--     policy = { overlap = "SKIP", catchup_window = 86400, pause_on_failure = false,
+--                keep_original_workflow_id = false },
 --     state  = { note = "...", paused = false, limited_actions = false, remaining_actions = 0 },
 --   }, { trigger_immediately = false, backfill = { { start_at = a, end_at = b } },
 --        memo = { ... }, search_attributes = { ... } })
@@ -34,7 +35,8 @@
 --    TERMINATE_OTHER, ALLOW_ALL. catchup_window nil means the server's default (one year).
 --  - state.limited_actions must be true exactly when remaining_actions > 0; when only
 --    remaining_actions is given, limited_actions is set for you.
---  - The action's workflow id gets the scheduled time appended by the server for each run.
+--  - The action's workflow id gets the scheduled time appended by the server for each run,
+--    unless policy.keep_original_workflow_id is true (default false).
 -- Every method takes an optional last `opts` table with rpc_timeout (seconds) and
 -- rpc_metadata (table); argument mistakes raise at once naming the field.
 local core = require("temporal.core")
@@ -790,7 +792,7 @@ end
 -- to replace the schedule's search attributes too, or nil to change nothing.
 -- The update carries the description's conflict token. When another change got in
 -- between, the schedule is described again and `updater` runs again, up to
--- temporal.schedule.UPDATE_MAX_ATTEMPTS (10) times; then ScheduleUpdateConflictError.
+-- require("temporal.schedule").UPDATE_MAX_ATTEMPTS (10) times; then ScheduleUpdateConflictError.
 -- (The Python SDK does not retry.) Servers running the workflow-based scheduler drop a
 -- conflicting update silently rather than failing it; there the outcome is checked by
 -- describing again: state, pause_on_failure and the action's workflow id, type and task
