@@ -315,7 +315,6 @@ end
 
 -- Handles are userdata (type() and __name tell them apart, fields cannot be assigned by
 -- mistake); their fields live in the state table behind core.handle.
-local state = core.handle_state
 
 local function handle_class(name, methods, tostring_fn)
   return {
