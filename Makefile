@@ -35,13 +35,18 @@ LUA_MODS  := $(wildcard lua/temporal/*.lua)
 .PHONY: all deps proto test demo install clean bench check-deps
 all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop
 
+# Packages install with services held back (policy-rc.d): nginx and tinyproxy must not start
+# system-wide listeners; the specs start their own on 127.0.0.1.
 deps:
 	@missing=$$(for p in $(DEBIAN_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done; \
 	  for cp in $(DEBIAN_IF_MISSING); do command -v $${cp%%:*} >/dev/null || echo $${cp#*:}; done; \
 	  python3 -c 'import ensurepip' 2>/dev/null || echo python3-venv); \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
 	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  rc_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then rc_policy=/usr/sbin/policy-rc.d; \
+	    printf '#!/bin/sh\nexit 101\n' > $$rc_policy; chmod 755 $$rc_policy; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; rc=$$?; \
+	  [ -z "$$rc_policy" ] || rm -f $$rc_policy; exit $$rc; \
 	else echo "deps: missing packages; run as root:"; echo "  apt-get install -y $$missing"; exit 1; fi
 
 $(PROTO_PKG)/.pin: proto/pin.txt proto/fetch.sh
