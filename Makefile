@@ -18,6 +18,7 @@ GEN      := $(BUILD)/gen
 DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler \
   protobuf-compiler libprotobuf-dev lua-cjson libssl-dev lua-busted libreadline-dev \
   pkg-config openssl valgrind gnuplot-nox nginx tinyproxy
+DEBIAN_PKGS += lua-check  # luacheck: spec/luacheck_spec.lua lints every Lua tree
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
 DEBIAN_IF_MISSING := npm:npm python3:python3-venv
@@ -32,7 +33,7 @@ CORE_SRCS := src/core.c src/runtime.c src/channel.c src/call.c src/pb.c src/regi
 CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
 LUA_MODS  := $(wildcard lua/temporal/*.lua)
 
-.PHONY: all deps proto test demo install clean bench check-deps
+.PHONY: all deps proto test demo install clean bench check-deps lint
 all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop
 
 # Packages install with services held back (policy-rc.d): nginx and tinyproxy must not start
@@ -117,3 +118,7 @@ $(BUILD)/asan/temporal-lua: $(CORE_SRCS) src/main.c $(GEN)/embedded.c $(BUILD)/g
 	  -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
 asan: $(BUILD)/asan/temporal-lua
 .PHONY: asan examples
+
+# luacheck with .luacheckrc over every Lua tree (make test runs it as spec/luacheck_spec.lua).
+lint:
+	luacheck lua spec examples bench tools

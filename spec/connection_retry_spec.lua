@@ -17,12 +17,6 @@ local function start_cmd()
       server.dir, server.dir, server.dir)
 end
 
-local function server_pid()
-  local f = io.open(server.dir .. "/server.pid")
-  local pid = f and tonumber(f:read("a"):match("%d+"))
-  if f then f:close() end
-  return pid
-end
 
 local function healthy()
   return helper.run({ "timeout", "5", helper.cli_path, "operator", "cluster", "health",

@@ -113,6 +113,7 @@ describe("protobuf converter", function()
     f.cause = f
     assert.has_error(function() core.encode(F, f) end)
     local ok, err = pcall(core.encode, F, f)
+    assert.is_false(ok)
     assert.matches("nesting deeper than 100", err)
     local deep = { message = "0" }
     local cur = deep

@@ -637,9 +637,8 @@ describe("search attributes", function()
     assert.same({ "a", "b" }, d.search_attributes.CustomKeywordList)
     -- the server indexed them with their types: a typed visibility query finds the run
     local found = helper.eventually(function()
-      for wf in client:list_workflows(("WorkflowId = '%s' AND CustomInt = 42 AND CustomKeyword = 'blue' AND CustomBool = true"):format(wid)) do
-        return wf
-      end
+      local next_run = client:list_workflows(("WorkflowId = '%s' AND CustomInt = 42 AND CustomKeyword = 'blue' AND CustomBool = true"):format(wid))
+      return next_run()
     end, 20)
     assert.equals(wid, found.id)
     assert.equals(1.5, found.search_attributes.CustomDouble)

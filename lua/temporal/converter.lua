@@ -414,8 +414,8 @@ sa_mt.__tostring = function(v)
   return ("temporal.search_attributes.%s(%s)"):format(v.type, tostring(v.value))
 end
 
-local function sa_value(type_name, value)
-  return setmetatable({ type = type_name, value = value }, sa_mt)
+local function sa_value(kind, value)
+  return setmetatable({ type = kind, value = value }, sa_mt)
 end
 
 local function sa_check(cond, name, expected, v)

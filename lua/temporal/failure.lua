@@ -206,10 +206,7 @@ function encode_error(err, pc, opts, depth)
   elseif class and FAILURE_CLASSES[class] then
     f = { message = tostring(err.message or ""), source = M.SOURCE,
           stack_trace = type(err.stack_trace) == "string" and nonempty(err.stack_trace) or nil }
-    failure_info(err, class, pc, f)
-    if class == "FailureError" then
-      -- the base class carries no info; Python sends it as-is too
-    end
+    failure_info(err, class, pc, f)  -- FailureError, the base class, carries no info (as in Python)
     if err.cause ~= nil then f.cause = encode_error(err.cause, pc, opts, depth + 1) end
   else
     local message, type_name, cause, stack

@@ -251,8 +251,7 @@ end
 function methods:describe_namespace(name, opts)
   if type(name) == "table" and opts == nil then name, opts = nil, name end
   if name ~= nil then check_name(name, "namespace", 2) end
-  local rpc
-  opts, rpc = options(opts, nil, "describe_namespace", 2)
+  local _, rpc = options(opts, nil, "describe_namespace", 2)
   return namespace_from_proto(ws(self, "DescribeNamespace", { namespace = name or self.namespace }, rpc))
 end
 
@@ -288,8 +287,7 @@ end
 -- data is deleted in the background (OperatorService.DeleteNamespace).
 function methods:delete_namespace(name, opts)
   check_name(name, "namespace", 2)
-  local rpc
-  opts, rpc = options(opts, nil, "delete_namespace", 2)
+  local _, rpc = options(opts, nil, "delete_namespace", 2)
   if name == self.namespace then
     error("delete_namespace: refusing to delete the client's own namespace '" .. name .. "'", 2)
   end
@@ -408,8 +406,7 @@ end
 function methods:update_worker_build_id_compatibility(task_queue, operation, opts)
   check_name(task_queue, "task_queue", 2)
   local request = build_id_operation(operation, 2)
-  local rpc
-  opts, rpc = options(opts, nil, "update_worker_build_id_compatibility", 2)
+  local _, rpc = options(opts, nil, "update_worker_build_id_compatibility", 2)
   request.namespace = self.namespace
   request.task_queue = task_queue
   legacy_versioning(self, "UpdateWorkerBuildIdCompatibility", request, rpc, "update_worker_build_id_compatibility")

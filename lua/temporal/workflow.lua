@@ -316,11 +316,11 @@ end
 -- Handles are userdata (type() and __name tell them apart, fields cannot be assigned by
 -- mistake); their fields live in the state table behind core.handle.
 
-local function handle_class(name, methods, tostring_fn)
+local function handle_class(name, class_methods, tostring_fn)
   return {
     __name = name,
     __index = function(self, k)
-      local m = methods[k]
+      local m = class_methods[k]
       if m ~= nil then return m end
       return state(self)[k]
     end,
@@ -696,10 +696,10 @@ function methods:list_workflows(query, opts)
           return execution_entry(dc, page[index - 1], s.namespace)
         end
         if done then return nil end
-        local size = page_size
-        if limit and limit - yielded < size then size = limit - yielded end
+        local this_page = page_size
+        if limit and limit - yielded < this_page then this_page = limit - yielded end
         local resp = rpc(client, "ListWorkflowExecutions", {
-          namespace = s.namespace, page_size = size, next_page_token = token, query = q,
+          namespace = s.namespace, page_size = this_page, next_page_token = token, query = q,
         }, inp)
         page, index = resp.executions or {}, 1
         token = resp.next_page_token
@@ -1125,8 +1125,8 @@ function methods:start_update_with_start_workflow(update, opts)
     for k, v in pairs(opts) do if k ~= "id" then o[k] = v end end
     local fields = { update = update, update_id = update_id, wait_for_stage = stage }
     return intercept(self, what, fields, o, function(inp)
-      local o = inp.start_workflow_operation
-      local start_req = start_request(self, what, o.workflow, o.options)
+      local start_op = inp.start_workflow_operation
+      local start_req = start_request(self, what, start_op.workflow, start_op.options)
       start_req.header = header_proto(inp.header)
       local update_req
       update_req, stage = update_request(self, what, inp, start_req.workflow_id)
@@ -1139,14 +1139,14 @@ function methods:start_update_with_start_workflow(update, opts)
         local okc, resp = pcall(rpc, self, "ExecuteMultiOperation", req, inp)
         if not okc then
           local e = update_rpc_error(resp)
-          if e == resp and errors.is(resp, "RPCError") then e = multi_op_error(resp, o) end
+          if e == resp and errors.is(resp, "RPCError") then e = multi_op_error(resp, start_op) end
           error(e, 0)
         end
         local rs = resp.responses or {}
         start_resp = rs[1] and rs[1].start_workflow or {}
         update_resp = rs[2] and rs[2].update_workflow or {}
-        if not o._handle then
-          o._handle = new_handle(self, start_req.workflow_id, {
+        if not start_op._handle then
+          start_op._handle = new_handle(self, start_req.workflow_id, {
             result_run_id = start_resp.run_id, first_execution_run_id = start_resp.run_id,
             start_response = start_resp,
           })
