@@ -32,9 +32,11 @@ LDLIBS   := -lgrpc -lgpr -lprotobuf-c -lpthread
 CORE_SRCS := src/core.c src/runtime.c src/channel.c src/call.c src/pb.c src/registry.c src/json.c
 CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
 LUA_MODS  := $(wildcard lua/temporal/*.lua)
+# docs/reference.md as the module temporal.reference: the text help(x) shows at the prompt.
+REFERENCE_MOD := $(BUILD)/temporal/reference.lua
 
 .PHONY: all deps proto test demo install clean bench check-deps lint
-all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop
+all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop $(REFERENCE_MOD)
 
 # Packages install with services held back (policy-rc.d): nginx and tinyproxy must not start
 # system-wide listeners; the specs start their own on 127.0.0.1.
@@ -71,8 +73,13 @@ $(BUILD)/temporal/core.so: $(CORE_OBJS) $(BUILD)/gen.a
 	$(CC) -shared -o $@ $(CORE_OBJS) $(BUILD)/gen.a $(LDLIBS)
 
 # temporal-lua embeds the pure-Lua modules so it runs from anywhere.
-$(GEN)/embedded.c: tools/embed.lua $(LUA_MODS)
-	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS)
+$(REFERENCE_MOD): docs/reference.md tools/embed.lua
+	@mkdir -p $(dir $@)
+	lua$(LUA_VER) tools/embed.lua --text $@ docs/reference.md
+
+$(GEN)/embedded.c: tools/embed.lua $(LUA_MODS) $(REFERENCE_MOD)
+	@mkdir -p $(dir $@)
+	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS) $(REFERENCE_MOD)
 
 $(BUILD)/obj/embedded.o: $(GEN)/embedded.c
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
@@ -97,7 +104,7 @@ LUA_LDIR  := $(PREFIX)/share/lua/$(LUA_VER)
 install: all
 	install -d $(DESTDIR)$(LUA_CDIR)/temporal $(DESTDIR)$(LUA_LDIR)/temporal $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/temporal/core.so $(DESTDIR)$(LUA_CDIR)/temporal/core.so
-	install -m 644 $(LUA_MODS) $(DESTDIR)$(LUA_LDIR)/temporal/
+	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(DESTDIR)$(LUA_LDIR)/temporal/
 	install -m 755 $(BUILD)/temporal-lua $(DESTDIR)$(PREFIX)/bin/temporal-lua
 
 clean:

@@ -179,6 +179,69 @@ describe("temporal-lua", function()
     end)
   end)
 
+  describe("help and JSON output", function()
+    it("-h and --help print the usage to stdout and exit 0", function()
+      for _, flag in ipairs({ "-h", "--help" }) do
+        local r = run({ flag })
+        assert.equal(0, r.code)
+        assert.equal("", r.err)
+        assert.truthy(has(r.out, "usage: temporal-lua [options] [script [args]]"), r.out)
+        assert.truthy(has(r.out, "-o json"), r.out)
+        assert.truthy(has(r.out, "help(x)"), r.out)
+      end
+    end)
+
+    it("-o json prints what -e chunks return, one JSON value per line", function()
+      local r = run({ "-o", "json", "-e", "return {b = {1, 2}, a = 'x'}, 'two', math.mininteger, nil",
+        "-e", "return math.maxinteger" })
+      assert.equal(0, r.code, r.err)
+      assert.equal('{"a":"x","b":[1,2]}\n"two"\n-9223372036854775808\nnull\n9223372036854775807\n', r.out)
+    end)
+
+    it("--json prints the script's return values; bytes are base64, objects named", function()
+      local script = tmpname("return { raw = '\\255\\0\\1', empty = temporal.object{}, list = {} }")
+      local r = run({ "--json", "-e", "temporal = require('temporal')", script })
+      assert.equal(0, r.code, r.err)
+      assert.equal('{"empty":{},"list":[],"raw":"/wAB"}\n', r.out)
+    end)
+
+    it("-o json prints the REPL's results as JSON", function()
+      local r = run({ "-i", "-o", "json" }, { stdin = "{ id = 'wf', n = 1.5 }\n" })
+      assert.equal(0, r.code, r.err)
+      assert.truthy(has(r.out, '> {"id":"wf","n":1.5}\n'), r.out)
+    end)
+
+    it("rejects other formats and a missing format", function()
+      local r = run({ "-o", "yaml", "-e", "print(1)" })
+      assert.equal(1, r.code)
+      assert.equal("", r.out)
+      assert.truthy(has(r.err, "temporal-lua: '-o': unknown output format 'yaml' (expected json)"), r.err)
+      r = run({ "-o" })
+      assert.equal(1, r.code)
+      assert.truthy(has(r.err, "'-o' needs argument"), r.err)
+    end)
+
+    it("repl.json shows handles by their fields and marks cycles", function()
+      local r = run({ "-e", [[
+        local repl = require("temporal.repl")
+        local c = temporal.connect("127.0.0.1:1", { lazy = true, namespace = "ns1" })
+        local h = c:get_workflow_handle("wf-9", { run_id = "r1" })
+        local t = { name = "loop" }; t.self = t
+        print(repl.json(h))
+        print(repl.json(t))
+        print(repl.json({ f = print, n = 0/0 }))
+      ]] })
+      assert.equal(0, r.code, r.err)
+      local lines = {}
+      for line in r.out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.truthy(lines[1]:find('"id":"wf-9"', 1, true), lines[1])
+      assert.truthy(lines[1]:find('"run_id":"r1"', 1, true), lines[1])
+      assert.falsy(lines[1]:find('_client', 1, true), lines[1])
+      assert.equal('{"name":"loop","self":"<cycle>"}', lines[2])
+      assert.truthy(lines[3]:match('^{"n":"[-]?nan"}$'), lines[3])
+    end)
+  end)
+
   describe("errors", function()
     it("a raising script exits 1 with the message and a traceback", function()
       local script = tmpname("local function inner() error('boom') end\ninner()\n")

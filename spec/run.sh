@@ -66,7 +66,7 @@ export TEMPORAL_TEST_SERVER_PID=$SERVER_PID
 export TEMPORAL_TEST_WORKER_PID=$WORKER_PID
 export TEMPORAL_TEST_PYTHON=$PY
 export TEMPORAL_LUA=$ROOT/build/temporal-lua
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;;"
+export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;$ROOT/spec/?.lua;$ROOT/build/?.lua;;"
 export LUA_CPATH="$ROOT/build/?.so;;"
 unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
 export TEMPORAL_TEST_SUMMARY_FILE=$SUMMARY_FILE

@@ -5,13 +5,17 @@
  * status), with three differences: the temporal modules are preloaded from the binary so
  * nothing has to be installed, -e chunks and the REPL find a ready 'temporal' global, and
  * the REPL pretty-prints results and survives Ctrl-C at the prompt.
+ * The REPL also completes names with Tab, has help(x), keeps spawned tasks running while
+ * it waits for a line, and -o json prints results as JSON for other tools.
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <sys/select.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <fcntl.h>
 
@@ -42,6 +46,9 @@ void tl_preload(lua_State *L);
 
 /* Errors are prefixed with the program name, except inside the REPL (as lua.c does). */
 static const char *main_progname = PROGNAME;
+
+/* -o json / --json: results (REPL, -e chunks, the script's return values) as JSON lines. */
+static int main_output_json = 0;
 
 /* --- embedded modules --------------------------------------------------------------- */
 
@@ -158,8 +165,15 @@ static int main_report(lua_State *L, int status) {
   return status;
 }
 
+static void main_print_results(lua_State *L, int base);
+
+/* Under -o json the chunk's return values are printed (as JSON lines). */
 static int main_dochunk(lua_State *L, int status) {
-  if (status == LUA_OK) status = main_docall(L, 0, 0, 1);
+  if (status == LUA_OK) {
+    int base = lua_gettop(L) - 1;
+    status = main_docall(L, 0, main_output_json ? LUA_MULTRET : 0, 1);
+    if (status == LUA_OK && main_output_json) main_print_results(L, base);
+  }
   return main_report(L, status);
 }
 
@@ -219,6 +233,19 @@ static int main_use_readline = 0;
 static char *main_history_path = NULL;
 static int main_pretty_ref = LUA_NOREF;
 
+/* Loads temporal.repl and keeps the function results are printed with: repl.pretty, or
+ * repl.json under -o json. Without it results still print, through tostring. */
+static void main_load_printer(lua_State *L) {
+  int top = lua_gettop(L);
+  if (main_pretty_ref != LUA_NOREF) return;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "temporal.repl");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK &&
+      lua_getfield(L, -1, main_output_json ? "json" : "pretty") == LUA_TFUNCTION)
+    main_pretty_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, top);
+}
+
 /* Ctrl-C at the prompt: the handler only records it and wakes select() through a pipe,
  * because whichever thread (gRPC runs its own) receives the signal must not touch
  * readline. */
@@ -240,6 +267,59 @@ static void main_on_sigint_prompt(int sig) {
 static char *main_rl_line = NULL;
 static int main_rl_done = 0;
 
+/* Tasks spawned at the prompt keep running while it waits for a line: besides the
+ * terminal it waits on the loaded temporal module's pollfd() for timeout() seconds (the
+ * host-loop protocol) and then calls temporal.step(0). Returns 1 and sets *fd (and
+ * *timeout, negative for none) when the module is loaded and has the protocol. */
+static int main_idle_source(lua_State *L, int *fd, double *timeout) {
+  int top = lua_gettop(L);
+  int ok = 0;
+  *fd = -1;
+  *timeout = -1;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "temporal") == LUA_TTABLE) {
+    int module = lua_gettop(L);
+    if (lua_getfield(L, module, "pollfd") == LUA_TFUNCTION && lua_pcall(L, 0, 1, 0) == LUA_OK &&
+        lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) < FD_SETSIZE) {
+      *fd = (int)lua_tointeger(L, -1);
+      ok = 1;
+    }
+    lua_settop(L, module);
+    if (ok && lua_getfield(L, module, "timeout") == LUA_TFUNCTION &&
+        lua_pcall(L, 0, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TNUMBER) {
+      double t = lua_tonumber(L, -1);
+      if (t >= 0 && !isnan(t)) *timeout = t;
+    }
+  }
+  lua_settop(L, top);
+  return ok;
+}
+
+static void main_on_sigint_prompt(int sig);
+
+/* temporal.step(0) while the prompt waits: the stack (prompt, unfinished chunk) is kept,
+ * Ctrl-C interrupts a task that runs too long, and errors are reported on a line of their
+ * own, after which readline redraws the line being typed. */
+static void main_idle_step(lua_State *L) {
+  int top = lua_gettop(L);
+  int status;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "temporal") == LUA_TTABLE &&
+      lua_getfield(L, -1, "step") == LUA_TFUNCTION) {
+    lua_pushinteger(L, 0);
+    status = main_docall(L, 1, 0, 0);
+    main_set_signal(SIGINT, main_on_sigint_prompt);
+    if (status != LUA_OK) {
+      fputc('\n', stdout);
+      fflush(stdout);
+      main_report(L, status);
+      rl_on_new_line();
+      rl_redisplay();
+    }
+  }
+  lua_settop(L, top);
+}
+
 static void main_on_rl_line(char *line) {
   main_rl_line = line;
   main_rl_done = 1;
@@ -247,9 +327,9 @@ static void main_on_rl_line(char *line) {
 }
 
 /* Reads one line with readline's callback interface, which (unlike readline()) lets a
- * Ctrl-C abandon the line cleanly. Returns 1 with *out set (malloc'd), 0 on end of input,
- * -1 when interrupted. */
-static int main_tty_readline(const char *prompt, char **out) {
+ * Ctrl-C abandon the line cleanly and lets spawned tasks run while no key is pressed.
+ * Returns 1 with *out set (malloc'd), 0 on end of input, -1 when interrupted. */
+static int main_tty_readline(lua_State *L, const char *prompt, char **out) {
   char drain[64];
   int result = 1;
   main_rl_line = NULL;
@@ -260,13 +340,32 @@ static int main_tty_readline(const char *prompt, char **out) {
   while (!main_rl_done) {
     fd_set fds;
     int maxfd = main_wake_pipe[0] > 0 ? main_wake_pipe[0] : 0;
+    int task_fd;
+    double task_timeout;
+    int idle = main_idle_source(L, &task_fd, &task_timeout);
+    struct timeval tv, *tvp = NULL;
+    int ready;
     FD_ZERO(&fds);
     FD_SET(0, &fds);
     if (main_wake_pipe[0] >= 0) FD_SET(main_wake_pipe[0], &fds);
-    if (select(maxfd + 1, &fds, NULL, NULL, NULL) < 0 && errno != EINTR) {
-      rl_callback_handler_remove();
-      result = 0;
-      break;
+    if (idle) {
+      FD_SET(task_fd, &fds);
+      if (task_fd > maxfd) maxfd = task_fd;
+      if (task_timeout >= 0) {
+        if (task_timeout > 86400) task_timeout = 86400;
+        tv.tv_sec = (time_t)task_timeout;
+        tv.tv_usec = (suseconds_t)((task_timeout - (double)tv.tv_sec) * 1e6);
+        tvp = &tv;
+      }
+    }
+    ready = select(maxfd + 1, &fds, NULL, NULL, tvp);
+    if (ready < 0) {
+      if (errno != EINTR) {
+        rl_callback_handler_remove();
+        result = 0;
+        break;
+      }
+      FD_ZERO(&fds);  /* a signal: only the wake pipe's flag matters */
     }
     if (main_wake_pipe[0] >= 0 && FD_ISSET(main_wake_pipe[0], &fds)) {
       while (read(main_wake_pipe[0], drain, sizeof drain) > 0) {}
@@ -282,6 +381,7 @@ static int main_tty_readline(const char *prompt, char **out) {
       break;
     }
     if (FD_ISSET(0, &fds)) rl_callback_read_char();
+    if (idle && !main_rl_done && (ready == 0 || FD_ISSET(task_fd, &fds))) main_idle_step(L);
   }
   main_set_signal(SIGINT, SIG_DFL);
   if (result == 1) {
@@ -327,7 +427,7 @@ static int main_pushline(lua_State *L, int firstline) {
   lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2");
   prompt = lua_tostring(L, -1);
   if (prompt == NULL) prompt = firstline ? PROMPT1 : PROMPT2;
-  status = main_use_readline ? main_tty_readline(prompt, &line)
+  status = main_use_readline ? main_tty_readline(L, prompt, &line)
                              : main_plain_readline(prompt, &line);
   lua_pop(L, 1);
   if (status != 1) return status;
@@ -409,14 +509,16 @@ static int main_loadline(lua_State *L) {
   return status;
 }
 
-/* Prints the results on the stack, each through repl.pretty, separated by tabs. */
-static void main_print_results(lua_State *L) {
-  int n = lua_gettop(L);
+/* Prints the values above base, each through repl.pretty separated by tabs (or under
+ * -o json through repl.json, one per line), and pops them. */
+static void main_print_results(lua_State *L, int base) {
+  int n = lua_gettop(L) - base;
   int i;
   luaL_Buffer b;
-  if (n == 0) return;
+  if (n <= 0) return;
   luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-  for (i = 1; i <= n; i++) {
+  main_load_printer(L);
+  for (i = base + 1; i <= base + n; i++) {
     int ok = 0;
     if (main_pretty_ref != LUA_NOREF) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, main_pretty_ref);
@@ -428,8 +530,8 @@ static void main_print_results(lua_State *L) {
     lua_replace(L, i);
   }
   luaL_buffinit(L, &b);
-  for (i = 1; i <= n; i++) {
-    if (i > 1) luaL_addchar(&b, '\t');
+  for (i = base + 1; i <= base + n; i++) {
+    if (i > base + 1) luaL_addchar(&b, main_output_json ? '\n' : '\t');
     lua_pushvalue(L, i);
     luaL_addvalue(&b);
   }
@@ -437,7 +539,7 @@ static void main_print_results(lua_State *L) {
   luaL_pushresult(&b);
   fputs(lua_tostring(L, -1), stdout);
   fflush(stdout);
-  lua_settop(L, 0);
+  lua_settop(L, base);
 }
 
 /* Lets background work spawned by the chunk (workers, polls) make progress: calls
@@ -451,6 +553,59 @@ static void main_step_temporal(lua_State *L) {
     main_report(L, main_docall(L, 1, 0, 0));
   }
   lua_settop(L, 0);
+}
+
+/* --- tab completion ------------------------------------------------------------------ */
+
+/* Completion asks repl.complete(word, line, start) for the candidates; readline then
+ * inserts their common prefix or lists them. */
+static lua_State *main_completion_L = NULL;
+static int main_complete_ref = LUA_NOREF;
+static char **main_matches = NULL;
+static size_t main_match_count = 0, main_match_next = 0;
+
+static void main_free_matches(void) {
+  size_t i;
+  for (i = 0; i < main_match_count; i++) free(main_matches[i]);
+  free(main_matches);
+  main_matches = NULL;
+  main_match_count = main_match_next = 0;
+}
+
+static char *main_match_generator(const char *text, int state) {
+  (void)text;
+  if (state == 0) main_match_next = 0;
+  if (main_match_next < main_match_count) return strdup(main_matches[main_match_next++]);
+  return NULL;
+}
+
+static char **main_attempt_completion(const char *text, int start, int end) {
+  lua_State *L = main_completion_L;
+  int top;
+  (void)end;
+  rl_attempted_completion_over = 1;  /* never fall back to file names */
+  rl_completion_append_character = '\0';
+  main_free_matches();
+  if (L == NULL || main_complete_ref == LUA_NOREF) return NULL;
+  top = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, main_complete_ref);
+  lua_pushstring(L, text);
+  lua_pushstring(L, rl_line_buffer);
+  lua_pushinteger(L, start);
+  if (lua_pcall(L, 3, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+    size_t n = (size_t)lua_rawlen(L, -1), i;
+    main_matches = calloc(n + 1, sizeof *main_matches);
+    for (i = 0; main_matches != NULL && i < n; i++) {
+      const char *m;
+      lua_rawgeti(L, -1, (lua_Integer)i + 1);
+      m = lua_tostring(L, -1);
+      if (m != NULL && (main_matches[main_match_count] = strdup(m)) != NULL) main_match_count++;
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+  if (main_match_count == 0) return NULL;
+  return rl_completion_matches(text, main_match_generator);
 }
 
 static void main_history_open(void) {
@@ -483,17 +638,29 @@ static void main_repl(lua_State *L) {
   int status;
   const char *saved_progname = main_progname;
   main_load_temporal_global(L);
-  /* The pretty printer; without it results still print, through tostring. */
+  main_load_printer(L);
+  /* repl.complete for Tab, and the global help (unless the user has one). */
+  lua_settop(L, 0);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "temporal.repl");
-  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_getfield(L, -1, "pretty") == LUA_TFUNCTION)
-    main_pretty_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+    if (lua_getfield(L, 1, "complete") == LUA_TFUNCTION)
+      main_complete_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    else
+      lua_pop(L, 1);
+    if (lua_getglobal(L, "help") == LUA_TNIL && lua_getfield(L, 1, "help") == LUA_TFUNCTION)
+      lua_setglobal(L, "help");
+  }
   lua_settop(L, 0);
 
   main_use_readline = isatty(0);
   if (main_use_readline) {
     rl_readline_name = PROGNAME;
     rl_catch_signals = 0;  /* SIGINT is ours: see main_tty_readline */
+    /* Words run over '.' and ':' so `client.workflow_service:get_<Tab>` is one word. */
+    rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^~#";
+    rl_attempted_completion_function = main_attempt_completion;
+    main_completion_L = L;
     if (pipe(main_wake_pipe) == 0) {
       fcntl(main_wake_pipe[0], F_SETFL, O_NONBLOCK);
       fcntl(main_wake_pipe[1], F_SETFL, O_NONBLOCK);
@@ -507,7 +674,7 @@ static void main_repl(lua_State *L) {
   while ((status = main_loadline(L)) != -1) {
     if (status == -2) continue;
     if (status == LUA_OK) status = main_docall(L, 0, LUA_MULTRET, 0);
-    if (status == LUA_OK) main_print_results(L);
+    if (status == LUA_OK) main_print_results(L, 0);
     else main_report(L, status);
     main_step_temporal(L);
   }
@@ -518,6 +685,8 @@ static void main_repl(lua_State *L) {
 
   if (main_use_readline) {
     main_history_close();
+    main_free_matches();
+    main_completion_L = NULL;
     if (main_wake_pipe[0] >= 0) {
       close(main_wake_pipe[0]);
       close(main_wake_pipe[1]);
@@ -536,27 +705,41 @@ static void main_print_version(void) {
   fflush(stdout);
 }
 
-static void main_print_usage(const char *badoption) {
-  fprintf(stderr, "%s: ", PROGNAME);
-  if (badoption[1] == 'e' || badoption[1] == 'l')
-    fprintf(stderr, "'%s' needs argument\n", badoption);
-  else
-    fprintf(stderr, "unrecognized option '%s'\n", badoption);
-  fprintf(stderr,
+static void main_usage(FILE *out) {
+  fprintf(out,
           "usage: %s [options] [script [args]]\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
           "  -i        enter interactive mode after executing 'script'\n"
           "  -l mod    require library 'mod' into global 'mod'\n"
           "  -l g=mod  require library 'mod' into global 'g'\n"
+          "  -o json   print results as JSON, one value per line: what -e chunks and the\n"
+          "            script return, and the REPL's results (--json is the same)\n"
           "  -v        show version information\n"
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
+          "  -h        show this help (also --help)\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n"
-          "The global 'temporal' is set for -e and the interactive mode.\n",
+          "The global 'temporal' is set for -e and the interactive mode. At the prompt, Tab\n"
+          "completes names, fields and methods, and help(x) shows the reference of a\n"
+          "function or method (help() lists the topics).\n",
           PROGNAME);
-  fflush(stderr);
+  fflush(out);
+}
+
+/* Set by main_collectargs when an option's value (not its name) is at fault. */
+static const char *main_bad_value = NULL;
+
+static void main_print_usage(const char *badoption) {
+  fprintf(stderr, "%s: ", PROGNAME);
+  if (main_bad_value != NULL)
+    fprintf(stderr, "'%s': unknown output format '%s' (expected json)\n", "-o", main_bad_value);
+  else if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'o')
+    fprintf(stderr, "'%s' needs argument\n", badoption);
+  else
+    fprintf(stderr, "unrecognized option '%s'\n", badoption);
+  main_usage(stderr);
 }
 
 #define HAS_ERROR 1
@@ -564,6 +747,7 @@ static void main_print_usage(const char *badoption) {
 #define HAS_V 4
 #define HAS_E 8
 #define HAS_NOENV 16
+#define HAS_HELP 32
 
 /* Scans the options that matter before any Lua runs. *first gets the script's index
  * (0 if none) or, on error, the bad option's. */
@@ -575,9 +759,34 @@ static int main_collectargs(char **argv, int *first) {
     if (argv[i][0] != '-') return args;
     switch (argv[i][1]) {
       case '-':
+        if (strcmp(argv[i], "--help") == 0) {
+          args |= HAS_HELP;
+          break;
+        }
+        if (strcmp(argv[i], "--json") == 0) {
+          main_output_json = 1;
+          break;
+        }
         if (argv[i][2] != '\0') return HAS_ERROR;
         *first = argv[i + 1] != NULL ? i + 1 : 0;
         return args;
+      case 'h':
+        if (argv[i][2] != '\0') return HAS_ERROR;
+        args |= HAS_HELP;
+        break;
+      case 'o': {
+        const char *format = argv[i] + 2;
+        if (*format == '\0') {
+          format = argv[++i];
+          if (format == NULL || format[0] == '-') return HAS_ERROR;
+        }
+        if (strcmp(format, "json") != 0) {
+          main_bad_value = format;
+          return HAS_ERROR;
+        }
+        main_output_json = 1;
+        break;
+      }
       case '\0':
         return args;  /* the script is "-": stdin */
       case 'E':
@@ -625,6 +834,8 @@ static int main_runargs(lua_State *L, char **argv, int n) {
       if (status != LUA_OK) return 0;
     } else if (option == 'W') {
       lua_warning(L, "@on", 0);
+    } else if (option == 'o' && argv[i][2] == '\0') {
+      i++;  /* the format, taken by main_collectargs */
     }
   }
   return 1;
@@ -654,12 +865,14 @@ static int main_pushargs(lua_State *L) {
 
 static int main_handle_script(lua_State *L, char **argv) {
   int status;
+  int base = lua_gettop(L);
   const char *fname = argv[0];
   if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0) fname = NULL;
   status = luaL_loadfile(L, fname);
   if (status == LUA_OK) {
     int n = main_pushargs(L);
     status = main_docall(L, n, LUA_MULTRET, 1);
+    if (status == LUA_OK && main_output_json) main_print_results(L, base);
   }
   return main_report(L, status);
 }
@@ -686,6 +899,11 @@ static int main_pmain(lua_State *L) {
   if (args == HAS_ERROR) {
     main_print_usage(argv[script]);
     return 0;
+  }
+  if (args & HAS_HELP) {
+    main_usage(stdout);
+    lua_pushboolean(L, 1);
+    return 1;
   }
   if (args & HAS_V) main_print_version();
   if (args & HAS_NOENV) {

@@ -206,4 +206,200 @@ function repl.run(opts)
   output:write("\n")
 end
 
+-- ------------------------------------------------------------------ JSON for other tools
+
+local function is_utf8(s) return utf8.len(s) ~= nil end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local chars = {}
+    for j = 3, 0, -1 do
+      local k = (n >> (6 * j)) & 63
+      chars[#chars + 1] = B64:sub(k + 1, k + 1)
+    end
+    if not b then chars[3], chars[4] = "=", "=" elseif not c then chars[4] = "=" end
+    out[#out + 1] = table.concat(chars)
+  end
+  return table.concat(out)
+end
+
+-- A copy of v that core.json_encode takes: strings that are not UTF-8 as base64 (as the
+-- protobuf JSON mapping writes bytes), handles as their fields, error objects as their
+-- fields, functions and other userdata as their tostring, cycles as "<cycle>".
+local function plain(v, core, path, is_state)
+  local t = type(v)
+  if t == "string" then return is_utf8(v) and v or base64(v) end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return tostring(v) end
+    return v
+  end
+  if t == "boolean" or t == "nil" then return v end
+  if rawequal(v, core.json_null) then return v end
+  if t == "userdata" then
+    local ok, state = pcall(core.handle_state, v)
+    if ok and type(state) == "table" then v, t, is_state = state, "table", true else return safe_tostring(v) end
+  end
+  if t ~= "table" then return safe_tostring(v) end
+  if path[v] then return "<cycle>" end
+  path[v] = true
+  local mt = getmetatable(v)
+  local n = 0
+  while rawget(v, n + 1) ~= nil do n = n + 1 end
+  local only_sequence = true
+  for k in next, v do
+    if not (math.type(k) == "integer" and k >= 1 and k <= n) then only_sequence = false; break end
+  end
+  local out
+  if only_sequence and not (mt == core.json_object_mt and n == 0) then
+    out = setmetatable({}, core.json_array_mt)
+    for i = 1, n do out[i] = plain(rawget(v, i), core, path) end
+  else
+    out = setmetatable({}, core.json_object_mt)
+    for k, x in next, v do
+      -- private fields of handles and objects (_client, ...) stay out
+      local private = type(k) == "string" and k:sub(1, 1) == "_" and (mt ~= nil or is_state)
+      if not private and type(x) ~= "function" then
+        out[type(k) == "string" and k or safe_tostring(k)] = plain(x, core, path)
+      end
+    end
+  end
+  path[v] = nil
+  return out
+end
+
+--- Renders a value as one line of JSON, for scripts that hand results to other tools
+-- (`temporal-lua -o json` prints results with it). Tables with only 1..n keys are
+-- arrays (an empty table is `[]`, `temporal.object{}` is `{}`), other tables objects with
+-- string keys; strings that are not valid UTF-8 (bytes) become base64 as in the protobuf
+-- JSON mapping; integers stay exact; handles (Client, WorkflowHandle, ...) show their
+-- public fields, error objects their fields (`class`, `message`, `cause`, ...); functions
+-- and other userdata their `tostring`; NaN and infinities their `tostring`; a table met
+-- again inside itself `"<cycle>"`.
+-- @param value anything
+-- @treturn string
+-- @usage repl.json({ id = "wf-1", n = 3 })  --> {"id":"wf-1","n":3}
+function repl.json(value)
+  local core = require("temporal.core")
+  return core.json_encode(plain(value, core, {}), { max_depth = 1000 })
+end
+
+-- ------------------------------------------------------------------ completion
+
+local function sorted_keys(set)
+  local list = {}
+  for k in pairs(set) do list[#list + 1] = k end
+  table.sort(list)
+  return list
+end
+
+-- The names reachable from v: { name = "field" | "method" }. Reads tables raw and follows
+-- __index tables; for handles, their state fields and their class's methods; for raw
+-- service objects, the RPC names. Calls no __index function, so completing has no side
+-- effect.
+local function members(v)
+  local out = {}
+  local help = require("temporal.help")
+  local function add_table(t, kind)
+    for k, x in next, t do
+      if type(k) == "string" and k:match("^[%a_][%w_]*$") and out[k] == nil then
+        out[k] = (kind == "method" or type(x) == "function") and "method" or "field"
+      end
+    end
+  end
+  local t = type(v)
+  if t == "table" then
+    local svc = rawget(v, "_service")
+    if type(svc) == "string" and rawget(v, "_client") then
+      for name in pairs(require("temporal.client").methods_of(svc)) do
+        if name:match("^[%l_][%l%d_]*$") then out[name] = "method" end
+      end
+      return out
+    end
+    add_table(v, "field")
+  elseif t == "userdata" then
+    local ok, state = pcall(require("temporal.core").handle_state, v)
+    if ok and type(state) == "table" then add_table(state, "field") end
+  elseif t == "string" then
+    add_table(string, "method")
+    return out
+  else
+    return out
+  end
+  local mt, seen = getmetatable(v), {}
+  while type(mt) == "table" and not seen[mt] do
+    seen[mt] = true
+    local methods = help.methods_of_metatable(mt)
+    if methods then add_table(methods, "method") end
+    local index = rawget(mt, "__index")
+    mt = type(index) == "table" and getmetatable(index) or nil
+  end
+  for k in pairs(out) do
+    if k:match("^_") then out[k] = nil end -- private
+  end
+  return out
+end
+
+local KEYWORD_LIST = sorted_keys(KEYWORDS)
+
+--- The completions of `word` (the text before the cursor back to a space or bracket),
+-- as temporal-lua's Tab uses them: global names and keywords; after `a.b.` the fields
+-- and methods of that value; after `a.b:` its methods (handles: the class's methods;
+-- `client.workflow_service:` every RPC in snake_case). Each completion is the whole word.
+-- @tparam string word
+-- @tparam[opt] table env where names start (default _G)
+-- @treturn table sorted list of strings
+function repl.complete(word, line, start, env)
+  if type(line) == "table" and env == nil then env = line end
+  env = type(env) == "table" and env or _G
+  local base, sep, partial = word:match("^(.*)([.:])([%a_]?[%w_]*)$")
+  local candidates = {}
+  if not base then
+    if not word:match("^[%a_]?[%w_]*$") then return {} end
+    for k in next, env do
+      if type(k) == "string" and k:sub(1, #word) == word and k:match("^[%a_][%w_]*$") then
+        candidates[#candidates + 1] = k
+      end
+    end
+    for _, k in ipairs(KEYWORD_LIST) do
+      if k:sub(1, #word) == word then candidates[#candidates + 1] = k end
+    end
+    table.sort(candidates)
+    return candidates
+  end
+  -- resolve base: name(.name)* with no calls
+  if not base:match("^[%a_][%w_]*$") and not base:match("^[%a_][%w_]*[%.%w_]*[%w_]$") then return {} end
+  local v = rawget(env, base:match("^[%a_][%w_]*"))
+  for name in base:gmatch("%.([%a_][%w_]*)") do
+    local m = members(v)
+    if m[name] == nil then return {} end
+    if type(v) == "table" then
+      v = rawget(v, name)
+      if v == nil then return {} end
+    else
+      local ok, state = pcall(require("temporal.core").handle_state, v)
+      if not ok or type(state) ~= "table" then return {} end
+      v = rawget(state, name)
+    end
+  end
+  if v == nil then return {} end
+  for name, kind in pairs(members(v)) do
+    if name:sub(1, #partial) == partial and (sep == "." or kind == "method") then
+      candidates[#candidates + 1] = base .. sep .. name
+    end
+  end
+  table.sort(candidates)
+  return candidates
+end
+
+--- Prints the reference entry of a function, method or handle (see `temporal.help`):
+-- `help(temporal.connect)`, `help(client.start_workflow)`, `help("h:result")`,
+-- `help(handle)`; `help()` lists the topics.
+function repl.help(...)
+  require("temporal.help").show(...)
+end
+
 return repl

