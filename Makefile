@@ -19,15 +19,21 @@ DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-com
   protobuf-compiler libprotobuf-dev lua-cjson libssl-dev lua-busted libreadline-dev \
   pkg-config openssl valgrind gnuplot-nox nginx tinyproxy
 DEBIAN_PKGS += lua-check  # luacheck: spec/luacheck_spec.lua lints every Lua tree
+DEBIAN_PKGS += luarocks  # spec/luarocks_spec.lua installs the rock into a fresh tree
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
 DEBIAN_IF_MISSING := npm:npm python3:python3-venv
 
 WARN     := -Wall -Wextra -Werror
+# Where the Lua headers and the external libraries are: the defaults suit Debian; LuaRocks
+# (temporal-lua-*.rockspec) passes its own LUA_INCDIR, GRPC_* and PROTOBUF_C_* directories.
+LUA_INCDIR ?= /usr/include/lua$(LUA_VER)
+EXT_INCS := $(if $(GRPC_INCDIR),-I$(GRPC_INCDIR)) $(if $(PROTOBUF_C_INCDIR),-I$(PROTOBUF_C_INCDIR))
+EXT_LIBDIRS := $(if $(GRPC_LIBDIR),-L$(GRPC_LIBDIR)) $(if $(PROTOBUF_C_LIBDIR),-L$(PROTOBUF_C_LIBDIR))
 # -Ulinux: one Temporal message has a field named "linux", a predefined macro in GNU C.
-BASE_CFLAGS := -std=gnu11 -fPIC -Ulinux -D_GNU_SOURCE -I/usr/include/lua$(LUA_VER) -Isrc -I$(GEN)
+BASE_CFLAGS := -std=gnu11 -fPIC -Ulinux -D_GNU_SOURCE -I$(LUA_INCDIR) -Isrc -I$(GEN) $(EXT_INCS)
 CFLAGS   ?= -O2 -g
-LDLIBS   := -lgrpc -lgpr -lprotobuf-c -lpthread
+LDLIBS   := $(EXT_LIBDIRS) -lgrpc -lgpr -lprotobuf-c -lpthread
 
 CORE_SRCS := src/core.c src/runtime.c src/channel.c src/call.c src/pb.c src/registry.c src/json.c
 CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
@@ -129,3 +135,14 @@ asan: $(BUILD)/asan/temporal-lua
 # luacheck with .luacheckrc over every Lua tree (make test runs it as spec/luacheck_spec.lua).
 lint:
 	luacheck lua spec examples bench tools
+
+# LuaRocks (build type make, see temporal-lua-*.rockspec): `rock` builds, `rock-install`
+# copies into the directories LuaRocks gives: INST_LIBDIR (C modules), INST_LUADIR (Lua
+# modules), INST_BINDIR (the interpreter).
+rock: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(REFERENCE_MOD)
+rock-install:
+	install -d $(INST_LIBDIR)/temporal $(INST_LUADIR)/temporal $(INST_BINDIR)
+	install -m 755 $(BUILD)/temporal/core.so $(INST_LIBDIR)/temporal/core.so
+	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(INST_LUADIR)/temporal/
+	install -m 755 $(BUILD)/temporal-lua $(INST_BINDIR)/temporal-lua
+.PHONY: rock rock-install
