@@ -20,6 +20,7 @@ DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-com
   pkg-config openssl valgrind gnuplot-nox nginx tinyproxy
 DEBIAN_PKGS += lua-check  # luacheck: spec/luacheck_spec.lua lints every Lua tree
 DEBIAN_PKGS += luarocks  # spec/luarocks_spec.lua installs the rock into a fresh tree
+DEBIAN_PKGS += lua-luaossl lua-http lua-cqueues  # examples/encryption: AES-GCM codec and its HTTP codec server
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
 DEBIAN_IF_MISSING := npm:npm python3:python3-venv
