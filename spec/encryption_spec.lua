@@ -150,6 +150,15 @@ describe("payload encryption (examples/encryption)", function()
     assert.equal("integer", math.type(values[2].n))
   end)
 
+  it("starter.lua, run as the README says, prints what the Python worker returned", function()
+    local id = helper.unique_id("enc-starter")
+    local ok, out, err = helper.run({ helper.temporal_lua or (ROOT .. "/build/temporal-lua"),
+      DIR .. "/starter.lua", id }, { TEMPORAL_ADDRESS = helper.address,
+      TEMPORAL_NAMESPACE = helper.namespace, TEMPORAL_TASK_QUEUE = task_queue })
+    assert.is_true(ok, err)
+    assert.equal("Hello, Lua!\tpython\t4111-1111-1111-1111\t42\n", out)
+  end)
+
   it("the Lua codec refuses another key id, tampered data and bad options", function()
     local codec = codec_mod.new()
     local enc = codec.encode({ { metadata = { encoding = "json/plain" }, data = '"x"' } })

@@ -16,7 +16,7 @@
 -- OPTIONS included. With --auth, a request whose Authorization header is not exactly that
 -- value gets 401. Port 0 picks a free port; the bound address is printed (and written to
 -- --ready-file).
-package.path = "./?.lua;" .. package.path
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 
 -- Debian packages lua-http's pure-Lua files (and its dependencies fifo, basexx,
 -- lpeg_patterns) for Lua 5.1-5.3 only; they run unchanged on 5.4 (cqueues, luaossl and

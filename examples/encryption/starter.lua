@@ -1,7 +1,7 @@
 -- Starts the EncryptedGreeting workflow with encrypted arguments and prints the result the
--- Python worker (worker.py, same codec) encrypted. Run from examples/encryption/:
+-- Python worker (worker.py, same codec) encrypted:
 --   temporal-lua starter.lua [workflow-id]     (TEMPORAL_ADDRESS, TEMPORAL_TASK_QUEUE)
-package.path = "./?.lua;" .. package.path
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local temporal = require("temporal")
 local codec = require("codec")
 
