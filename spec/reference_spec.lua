@@ -87,6 +87,29 @@ describe("docs/reference.md", function()
     assert.equal("call", documented["temporal.search_attributes.keyword_list"])
   end)
 
+  it("help.render finds entries by function, name, handle, module and raw RPC", function()
+    local temporal = require("temporal")
+    local function first_line(x) return (help.render(x):match("^[^\n]*")) end
+    assert.equal("### `temporal.connect([target[, opts]])`", first_line(temporal.connect))
+    assert.equal("#### `client:start_workflow(workflow, opts)`", first_line(temporal.Client and
+      help.api()["Client.start_workflow"]))
+    assert.equal("#### `h:result([opts])`", first_line("h:result"))
+    assert.equal("### `sh:pause([note][, opts])` / `sh:unpause([note][, opts])`", first_line("sh:unpause"))
+    assert.equal("- `errors.raise(class, fields[, level])` — `error(errors.new(class, fields), level)`.",
+      first_line(temporal.errors.raise))
+    assert.equal("## The `temporal` module", first_line(temporal))
+    local c = temporal.connect("127.0.0.1:1", { lazy = true })
+    local h = c:get_workflow_handle("wf")
+    local all = help.render(h)
+    assert.truthy(all:find("#### `h:signal(name, ...)`", 1, true))
+    assert.truthy(all:find("#### `h:result([opts])`", 1, true))
+    assert.truthy(help.render(c.workflow_service.start_workflow_execution):find(
+      "calls temporal.api.workflowservice.v1.WorkflowService.StartWorkflowExecution", 1, true))
+    assert.equal("help: no reference entry for 'no_such_name'", help.render("no_such_name"))
+    assert.equal("help: no reference entry for a number value", help.render(42))
+    c:close()
+  end)
+
   it("the parse catches an undocumented method and a documented ghost", function()
     local text = "### `client:start_workflow(workflow, opts)`\n\n- `h:frobnicate(x)` — no such thing\n" ..
       "```lua\nclient:not_in_prose()\n```\n"

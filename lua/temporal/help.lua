@@ -332,7 +332,9 @@ local function service_of_name(field)
 end
 
 -- Resolves what help() was given to a list of entries (or nil, why).
-local function resolve(x)
+local resolve
+
+function resolve(x)
   if type(x) == "function" then
     -- raw service methods are closures made on first use, holding their service object
     local svc, method
@@ -383,7 +385,25 @@ local function resolve(x)
     end
     return found, name
   end
+  if type(x) == "table" then
+    -- a module (temporal.errors, ...) or a class metatable (temporal.WorkflowHandle)
+    for _, m in ipairs(M.modules()) do
+      if rawequal(m.table, x) then
+        if m.name == "temporal" then return resolve("The `temporal` module") end
+        local found = {}
+        for _, e in ipairs(M.entries()) do
+          for _, n in ipairs(e.names) do
+            if n:sub(1, #m.name + 1) == m.name .. "." then found[#found + 1] = e; break end
+          end
+        end
+        return found, m.name
+      end
+    end
+  end
   local class = class_of_value(x)
+  for _, c in ipairs(M.classes()) do
+    if rawequal(c.metatable, x) then class = c end
+  end
   if class then
     if class.name == "Service" then return find_entries("Service.method"), "Service" end
     local found = {}
