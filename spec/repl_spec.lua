@@ -70,6 +70,19 @@ describe("temporal-lua REPL", function()
     assert.truthy(has(screen, "help: no reference entry for 'nothing_like_this'"), screen)
   end)
 
+  it("what a task prints while a line is half typed appears above the prompt; the line survives", function()
+    local e, history = env()
+    local screen = pty.run({ BIN }, {
+      { wait = "> ", send = "t = temporal.spawn(function() temporal.sleep(0.5); print('from' .. ' the task') end)\r" },
+      { wait = "> ", send = "'half" },
+      { wait = "from the task", send = " typed'\r" },
+      { wait = '"half typed"', send = "\4" },
+    }, e)
+    os.remove(history)
+    assert.truthy(has(screen, "from the task"), screen)
+    assert.truthy(has(screen, '"half typed"'), screen)
+  end)
+
   it("a task spawned at the prompt completes its RPC while no line is typed", function()
     local e, history = env()
     local id = helper.unique_id("repl-idle")

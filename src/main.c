@@ -297,25 +297,33 @@ static int main_idle_source(lua_State *L, int *fd, double *timeout) {
 
 static void main_on_sigint_prompt(int sig);
 
-/* temporal.step(0) while the prompt waits: the stack (prompt, unfinished chunk) is kept,
- * Ctrl-C interrupts a task that runs too long, and errors are reported on a line of their
- * own, after which readline redraws the line being typed. */
+/* temporal.step(0) while the prompt waits: the stack (prompt, unfinished chunk) is kept
+ * and Ctrl-C interrupts a task that runs too long. The prompt and the line being typed are
+ * taken off the screen meanwhile and drawn again afterwards, so whatever a task prints
+ * (and any error) appears above the prompt instead of inside the line. */
 static void main_idle_step(lua_State *L) {
   int top = lua_gettop(L);
   int status;
+  char *saved_line;
+  int saved_point;
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   if (lua_getfield(L, -1, "temporal") == LUA_TTABLE &&
       lua_getfield(L, -1, "step") == LUA_TFUNCTION) {
+    saved_point = rl_point;
+    saved_line = rl_copy_text(0, rl_end);
+    rl_save_prompt();
+    rl_replace_line("", 0);
+    rl_redisplay();
     lua_pushinteger(L, 0);
     status = main_docall(L, 1, 0, 0);
     main_set_signal(SIGINT, main_on_sigint_prompt);
-    if (status != LUA_OK) {
-      fputc('\n', stdout);
-      fflush(stdout);
-      main_report(L, status);
-      rl_on_new_line();
-      rl_redisplay();
-    }
+    if (status != LUA_OK) main_report(L, status);
+    fflush(stdout);
+    rl_restore_prompt();
+    rl_replace_line(saved_line != NULL ? saved_line : "", 0);
+    rl_point = saved_point <= rl_end ? saved_point : rl_end;
+    free(saved_line);
+    rl_forced_update_display();
   }
   lua_settop(L, top);
 }
