@@ -222,10 +222,14 @@ function M.classes()
     end
     list[#list + 1] = { name = name, metatable = mt, methods = methods }
   end
-  for _, name in ipairs({ "Client", "WorkflowHandle", "WorkflowUpdateHandle", "ScheduleHandle",
-      "AsyncActivityHandle", "DataConverter" }) do
-    if type(temporal[name]) == "table" then add(name, temporal[name]) end
+  -- every capitalized table of the temporal module is a class (Client, WorkflowHandle,
+  -- ..., and whatever is added later)
+  local names = {}
+  for name, v in pairs(temporal) do
+    if type(name) == "string" and name:match("^%u") and type(v) == "table" then names[#names + 1] = name end
   end
+  table.sort(names)
+  for _, name in ipairs(names) do add(name, temporal[name]) end
   local ok, workflow = pcall(require, "temporal.workflow")
   if ok and type(workflow.WithStartWorkflowOperation_mt) == "table" then
     add("WithStartWorkflowOperation", workflow.WithStartWorkflowOperation_mt)
@@ -244,20 +248,21 @@ function M.classes()
   return list
 end
 
---- The public modules: `{ name =, table = }`: `temporal` and its sub-modules.
+--- The public modules: `{ name =, table = }`: `temporal`, every lower-case table field
+-- of it (its sub-modules: errors, converter, ..., and whatever is added later), and
+-- `temporal.repl` and `temporal.help`.
 function M.modules()
   local temporal = require("temporal")
-  return {
-    { name = "temporal", table = temporal },
-    { name = "temporal.errors", table = temporal.errors },
-    { name = "temporal.converter", table = temporal.converter },
-    { name = "temporal.failure", table = temporal.failure },
-    { name = "temporal.envconfig", table = temporal.envconfig },
-    { name = "temporal.core", table = temporal.core },
-    { name = "temporal.search_attributes", table = temporal.search_attributes },
-    { name = "temporal.repl", table = require("temporal.repl") },
-    { name = "temporal.help", table = M },
-  }
+  local list = { { name = "temporal", table = temporal } }
+  local names = {}
+  for name, v in pairs(temporal) do
+    if type(name) == "string" and name:match("^%l") and type(v) == "table" then names[#names + 1] = name end
+  end
+  table.sort(names)
+  for _, name in ipairs(names) do list[#list + 1] = { name = "temporal." .. name, table = temporal[name] } end
+  list[#list + 1] = { name = "temporal.repl", table = require("temporal.repl") }
+  list[#list + 1] = { name = "temporal.help", table = M }
+  return list
 end
 
 --- Every public function and method, as a map canonical name -> the function.
