@@ -37,6 +37,8 @@ describe("LuaRocks", function()
       assert.is_true(ok, out)
     end
     local tree = dir .. "/tree"
+    ok, out = sh(("cd %s/src && luarocks --lua-version 5.4 lint temporal-lua-0.1.0-1.rockspec"):format(q(dir)))
+    assert.is_true(ok, out)
     ok, out = sh(("cd %s/src && luarocks --lua-version 5.4 make --tree %s"):format(q(dir), q(tree)))
     assert.is_true(ok, out)
     assert.truthy(out:find("temporal-lua 0.1.0-1 is now installed in " .. tree, 1, true), out)
