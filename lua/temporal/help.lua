@@ -240,11 +240,14 @@ function M.classes()
   if type(registry["temporal.Call"]) == "table" then add("temporal.core.Call", registry["temporal.Call"]) end
   -- tasks: the metatable of the objects temporal.spawn returns, found without spawning
   local scheduler = require("temporal.scheduler")
+  local task_mt = type(scheduler.Task) == "table" and scheduler.Task or nil
   for i = 1, 255 do
+    if task_mt or type(scheduler.spawn) ~= "function" then break end
     local name, v = debug.getupvalue(scheduler.spawn, i)
     if name == nil then break end
-    if name == "Task" and type(v) == "table" then add("Task", v) end
+    if type(v) == "table" and (name == "Task" or rawget(v, "__name") == "temporal.Task") then task_mt = v end
   end
+  if task_mt then add("Task", task_mt) end
   return list
 end
 
