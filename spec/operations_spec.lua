@@ -263,7 +263,10 @@ describe("legacy worker versioning", function()
 
     it("manages version sets and reports reachability", function()
       local tq = helper.unique_id("bv")
-      assert.is_nil(client:get_worker_build_id_compatibility(tq))
+      local none = client:get_worker_build_id_compatibility(tq)
+      assert.same({}, none.version_sets)
+      assert.is_nil(none.default_build_id)
+      assert.is_nil(none:default_set())
       client:update_worker_build_id_compatibility(tq, { add_new_id_in_new_default_set = "1.0" })
       client:update_worker_build_id_compatibility(tq, { add_new_compatible_version = {
         build_id = "1.1", existing_compatible_build_id = "1.0" } })
@@ -271,6 +274,26 @@ describe("legacy worker versioning", function()
       local sets = client:get_worker_build_id_compatibility(tq)
       assert.same({ { build_ids = { "1.0", "1.1" } }, { build_ids = { "2.0" } } }, sets.version_sets)
       assert.equals("2.0", sets.default_build_id)
+      assert.same({ "2.0" }, sets:default_set().build_ids)
+      assert.equals("1.1", sets.version_sets[1]:default())
+      -- the Python client reads the same sets from the server
+      local py = helper.json.decode(helper.python(([[
+import asyncio, json, os
+from temporalio.client import Client
+async def main():
+    c = await Client.connect(%q)
+    s = await c.get_worker_build_id_compatibility(%q)
+    print(json.dumps({"sets": [list(v.build_ids) for v in s.version_sets],
+                      "default_set": list(s.default_set().build_ids), "default": s.default_build_id()}))
+    e = await c.get_worker_build_id_compatibility(%q)
+    print(json.dumps(len(e.version_sets)))
+asyncio.run(main())
+os._exit(0)
+]]):format(server.address, tq, tq .. "-none")):match("^[^\n]+"))
+      assert.same({ { "1.0", "1.1" }, { "2.0" } }, py.sets)
+      assert.same(py.default_set, sets:default_set().build_ids)
+      assert.equals(py.default, sets.default_build_id)
+      assert.same({}, client:get_worker_build_id_compatibility(tq .. "-none").version_sets)
       client:update_worker_build_id_compatibility(tq, { promote_set_by_build_id = "1.1" })
       assert.equals("1.1", client:get_worker_build_id_compatibility(tq).default_build_id)
       client:update_worker_build_id_compatibility(tq, { merge_sets = { primary_build_id = "2.0", secondary_build_id = "1.0" } })

@@ -31,6 +31,41 @@ M.LONG_POLL_RPC_TIMEOUT = 70
 
 local state = core.handle_state
 
+-- Option names the Python SDK uses where the Lua name differs (or that Lua has no use
+-- for), by call ("*": every call): an unknown-option error names the Lua way instead.
+-- A string value is the Lua option to use; a table { reason } says why there is none.
+local PYTHON_NAMES = {
+  ["*"] = {
+    result_type = { "results are decoded to Lua values; there is no type to give" },
+  },
+  connect = {
+    target_host = { "the target is connect's first argument" },
+    keep_alive_config = "keep_alive",
+    http_connect_proxy_config = "http_connect_proxy",
+    plugins = { "there are no plugins; pass interceptors and data_converter" },
+    runtime = { "one runtime per Lua state, made on first use" },
+    dns_load_balancing_config = { "the gRPC C core resolves and balances by itself" },
+    grpc_compression = { "calls are sent uncompressed" },
+    payload_limits = { "payload sizes are not checked on the client" },
+    header_codec_behavior = { "headers are sent as the interceptors set them, without the codec" },
+  },
+  get_worker_task_reachability = { reachability_type = "reachability" },
+}
+M.PYTHON_NAMES = PYTHON_NAMES
+
+--- The error message for unknown option `name` of call `what`: names the Lua option
+-- when `name` is the Python SDK's spelling.
+function M.unknown_option_message(what, name)
+  name = tostring(name)
+  local hint = (PYTHON_NAMES[what] or {})[name] or PYTHON_NAMES["*"][name]
+  if type(hint) == "string" then
+    return ("%s: unknown option '%s' (the Python SDK's name; use '%s')"):format(what, name, hint)
+  elseif hint then
+    return ("%s: unknown option '%s' (a Python SDK option with no Lua counterpart: %s)"):format(what, name, hint[1])
+  end
+  return ("%s: unknown option '%s'"):format(what, name)
+end
+
 local function check_options(opts, known, what, level)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
@@ -38,7 +73,7 @@ local function check_options(opts, known, what, level)
   end
   for k in pairs(opts) do
     if not known[k] then
-      error(("%s: unknown option '%s'"):format(what, tostring(k)), level + 1)
+      error(M.unknown_option_message(what, k), level + 1)
     end
   end
   return opts
@@ -138,10 +173,13 @@ local settable = {
   -- The key itself never goes into an error message.
   api_key = function(v) return check_type(v, "string", "api_key", 3) end,
 }
+-- rpc_metadata and api_key belong to the connection (as in Python, where they live on the
+-- service client): setting them on one client changes them for every client sharing it.
 Client.__newindex = function(self, k, v)
   local set = settable[k]
   if not set then error(("temporal.Client: field '%s' cannot be set"):format(tostring(k)), 2) end
-  state(self)[k] = set(v)
+  local s = state(self)
+  rawget(s, "_conn")[k] = set(v)
 end
 
 Client.__tostring = function(self)
@@ -253,12 +291,202 @@ Service.__index = function(svc, k)
 end
 Service.__tostring = function(svc) return "temporal.Service(" .. svc._service .. ")" end
 
+-- ------------------------------------------------------------------ ServiceClient
+
+--- temporal.ServiceClient: the connection (channel, target, identity, rpc_metadata,
+-- api_key, retry_config) that one or more Clients share, as Python's ServiceClient.
+-- client.service_client is it; temporal.Client.new(service_client, opts) makes another
+-- client on it. Fields: target, identity, rpc_metadata and api_key (settable: every
+-- client on the connection sees the change), retry_config, system_info, and the raw
+-- services workflow_service, operator_service, health_service (calls carry the namespace
+-- of the client connect made).
+local ServiceClient = { __name = "temporal.ServiceClient" }
+local service_client_methods = {}
+local SERVICE_CLIENT_FIELDS = {
+  target = true, identity = true, rpc_metadata = true, api_key = true, retry_config = true,
+  system_info = true,
+}
+ServiceClient.__index = function(self, k)
+  local m = service_client_methods[k]
+  if m ~= nil then return m end
+  local conn = state(self)
+  if SERVICES[k] then return state(conn.root)[k] end
+  if SERVICE_CLIENT_FIELDS[k] then return conn[k] end
+  return nil
+end
+ServiceClient.__newindex = function(self, k, v)
+  local set = settable[k]
+  if not set then error(("temporal.ServiceClient: field '%s' cannot be set"):format(tostring(k)), 2) end
+  state(self)[k] = set(v)
+end
+ServiceClient.__tostring = function(self)
+  return ("temporal.ServiceClient(%s)"):format(state(self).target)
+end
+ServiceClient.__close = function(self) self:close() end
+M.ServiceClient = ServiceClient
+
+--- service_client:close(): closes the connection of every client made on it.
+function service_client_methods:close()
+  local conn = state(self)
+  if conn.channel then conn.channel:close() end
+end
+
+--- service_client:check_health(opts) -> as client:check_health.
+function service_client_methods:check_health(opts)
+  return state(self).root:check_health(opts)
+end
+
+local REDACTED = "<redacted>"
+M.REDACTED = REDACTED
+
+local function copy_table(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- The connection's settings as connect took them (defaults filled in), secrets replaced
+-- by "<redacted>": api_key, the authorization metadata, the TLS private key, the proxy
+-- password.
+local function connection_config(conn)
+  local st = conn.settings
+  local md = copy_table(conn.rpc_metadata)
+  for k in pairs(md) do
+    if k:lower() == "authorization" then md[k] = REDACTED end
+  end
+  local tls = copy_table(st.tls)
+  if type(tls) == "table" and tls.client_private_key ~= nil then tls.client_private_key = REDACTED end
+  local proxy = st.http_connect_proxy
+  if type(proxy) == "table" then
+    proxy = { target = proxy.target, basic_auth = proxy.basic_auth and {
+      proxy.basic_auth[1] or proxy.basic_auth.user, REDACTED } or nil }
+  end
+  local retry_config = conn.retry_config
+  if type(retry_config) == "table" then retry_config = copy_table(retry_config) end
+  return {
+    target = conn.target,
+    identity = conn.identity,
+    rpc_metadata = md,
+    api_key = conn.api_key and REDACTED or nil,
+    tls = tls or false,
+    retry_config = retry_config,
+    keep_alive = copy_table(st.keep_alive),
+    http_connect_proxy = proxy,
+    use_proxy_env = st.use_proxy_env or false,
+    max_receive_message_length = st.max_receive_message_length or 128 * 1024 * 1024,
+    connect_timeout = st.connect_timeout or 10,
+    lazy = st.lazy or false,
+  }
+end
+
+--- service_client:config() -> the connection's settings (see client:config()).
+function service_client_methods:config()
+  return connection_config(state(self))
+end
+
+-- ------------------------------------------------------------------ Client construction
+
+local REJECT_CONDITIONS = { NONE = true, NOT_OPEN = true, NOT_COMPLETED_CLEANLY = true }
+
+local function check_reject_condition(v, level)
+  if v == nil then return nil end
+  local up = type(v) == "string" and v:upper()
+  if not REJECT_CONDITIONS[up] then
+    error(("default_workflow_query_reject_condition: expected NONE, NOT_OPEN or NOT_COMPLETED_CLEANLY, got %s")
+      :format(type(v) == "string" and ("'" .. v .. "'") or type(v)), level + 1)
+  end
+  return up
+end
+
+-- A Client on connection `conn` with the client-level options (namespace, data_converter,
+-- interceptors, default_workflow_query_reject_condition), checked.
+local function new_client(conn, opts, level)
+  check_type(opts.namespace, "string", "namespace", level + 1)
+  check_type(opts.data_converter, "table", "data_converter", level + 1)
+  local interceptors = interceptor.check(opts.interceptors, level + 1)
+  local namespace = opts.namespace or "default"
+  local s = setmetatable({
+    namespace = namespace,
+    data_converter = opts.data_converter,
+    base_metadata = { ["temporal-namespace"] = namespace },
+    interceptors = interceptors,
+    default_workflow_query_reject_condition =
+      check_reject_condition(opts.default_workflow_query_reject_condition, level + 1),
+    service_client = conn.service_client,
+    _conn = conn,
+  }, { __index = conn })
+  local client = core.handle(Client, s)
+  for field, service in pairs(SERVICES) do
+    s[field] = setmetatable({ _client = client, _service = service }, Service)
+  end
+  return client
+end
+
+local CLIENT_OPTIONS = {
+  namespace = true, data_converter = true, interceptors = true,
+  default_workflow_query_reject_condition = true,
+}
+
+--- temporal.Client.new(service_client, opts) -> Client on an existing connection
+-- (Python's Client(service_client, ...)): no new channel; retries, credentials,
+-- rpc_metadata and identity are the connection's. opts: namespace ("default"),
+-- data_converter (the default converter), interceptors ({}),
+-- default_workflow_query_reject_condition (nil). service_client: a
+-- temporal.ServiceClient (client.service_client) or a Client (its connection).
+--   local other = temporal.Client.new(client.service_client, { namespace = "team-b" })
+function Client.new(service_client, opts)
+  if getmetatable(service_client) == Client then service_client = state(service_client).service_client end
+  if getmetatable(service_client) ~= ServiceClient then
+    error("Client.new: expected a temporal.ServiceClient (client.service_client), got "
+      .. type(service_client), 2)
+  end
+  opts = check_options(opts, CLIENT_OPTIONS, "Client.new", 2)
+  return new_client(state(service_client), opts, 2)
+end
+M.new = Client.new
+
+--- client:with(opts) -> Client on the same connection, with this client's namespace,
+-- data_converter, interceptors and default_workflow_query_reject_condition unless opts
+-- (the options of temporal.Client.new) say otherwise.
+--   local team_b = client:with{ namespace = "team-b" }
+function methods:with(opts)
+  opts = check_options(opts, CLIENT_OPTIONS, "with", 2)
+  local s = state(self)
+  local merged = {
+    namespace = s.namespace,
+    data_converter = rawget(s, "data_converter"),
+    interceptors = s.interceptors,
+    default_workflow_query_reject_condition = s.default_workflow_query_reject_condition,
+  }
+  for k, v in pairs(opts) do merged[k] = v end
+  return new_client(s._conn, merged, 2)
+end
+
+--- client:config() -> the client's settings: namespace, data_converter, interceptors (a
+-- copy of the list), default_workflow_query_reject_condition, service_client, and the
+-- connection's (service_client:config()): target, identity, rpc_metadata, api_key, tls,
+-- retry_config, keep_alive, http_connect_proxy, use_proxy_env,
+-- max_receive_message_length, connect_timeout, lazy. Secrets read "<redacted>": api_key,
+-- an authorization metadata value, tls.client_private_key, the proxy password.
+function methods:config()
+  local s = state(self)
+  local cfg = connection_config(s._conn)
+  cfg.namespace = s.namespace
+  cfg.data_converter = M.data_converter(self)
+  cfg.interceptors = copy_table(s.interceptors)
+  cfg.default_workflow_query_reject_condition = s.default_workflow_query_reject_condition
+  cfg.service_client = s.service_client
+  return cfg
+end
+
 local CONNECT_OPTIONS = {
   namespace = true, identity = true, rpc_metadata = true, lazy = true, tls = true,
   keep_alive = true, http_connect_proxy = true, max_receive_message_length = true,
   connect_timeout = true, use_proxy_env = true, data_converter = true, api_key = true,
   retry_config = true,
   interceptors = true,
+  default_workflow_query_reject_condition = true,
 }
 
 -- http_connect_proxy: "host:port" or { target = "host:port", basic_auth = { user, password } }.
@@ -291,7 +519,10 @@ end
 -- (128 MiB), connect_timeout (10 s), retry_config (see temporal.retry; nil or true gives
 -- the defaults, false disables retries), interceptors (see temporal.interceptor), data_converter
 -- (temporal.converter.default, loaded on first use): converts workflow arguments,
--- results, memos, search attributes and failures.
+-- results, memos, search attributes and failures; default_workflow_query_reject_condition
+-- ("NONE" | "NOT_OPEN" | "NOT_COMPLETED_CLEANLY"; nil: the server's) for every query that
+-- sets no reject_condition of its own. Options under their Python SDK names
+-- (keep_alive_config, ...) are refused with the Lua name to use.
 -- Without a target (`temporal.connect()` or `temporal.connect(nil, opts)`) the address
 -- and options come from the environment and the TOML profile (see temporal.envconfig);
 -- explicit options win over them.
@@ -321,7 +552,8 @@ function M.connect(target, opts)
   check_metadata(opts.rpc_metadata, "rpc_metadata", 2)
   check_type(opts.api_key, "string", "api_key", 2)
   local retry_config = retry.check_config(opts.retry_config, 2)
-  local interceptors = interceptor.check(opts.interceptors, 2)
+  interceptor.check(opts.interceptors, 2)
+  check_reject_condition(opts.default_workflow_query_reject_condition, 2)
   local proxy, proxy_user, proxy_password = proxy_options(opts.http_connect_proxy, 2)
   local tls = opts.tls
   if tls == nil and opts.api_key then tls = true end
@@ -343,23 +575,27 @@ function M.connect(target, opts)
     http_proxy_password = proxy_password,
     use_proxy_env = opts.use_proxy_env,
   })
-  local namespace = opts.namespace or "default"
-  local s = {
+  -- The connection (Python's ServiceClient), shared by every Client made on it.
+  local conn = {
     target = target,
-    namespace = namespace,
     identity = opts.identity or (core.pid() .. "@" .. core.hostname()),
     channel = channel,
     rpc_metadata = opts.rpc_metadata or {},
-    data_converter = opts.data_converter,
-    base_metadata = { ["temporal-namespace"] = namespace },
     api_key = opts.api_key,
     retry_config = retry_config,
-    interceptors = interceptors,
+    settings = {
+      tls = tls, keep_alive = keep_alive, http_connect_proxy = opts.http_connect_proxy,
+      use_proxy_env = opts.use_proxy_env, max_receive_message_length = opts.max_receive_message_length,
+      connect_timeout = opts.connect_timeout, lazy = opts.lazy,
+    },
   }
-  local client = core.handle(Client, s)
-  for field, service in pairs(SERVICES) do
-    s[field] = setmetatable({ _client = client, _service = service }, Service)
-  end
+  conn.service_client = core.handle(ServiceClient, conn)
+  local client = new_client(conn, {
+    namespace = opts.namespace, data_converter = opts.data_converter, interceptors = opts.interceptors,
+    default_workflow_query_reject_condition = opts.default_workflow_query_reject_condition,
+  }, 2)
+  conn.root = client
+  local s = conn
   if not opts.lazy then
     local ok, err = pcall(methods._rpc, client, SERVICES.workflow_service, "GetSystemInfo", {},
       { rpc_timeout = opts.connect_timeout or 10 })

@@ -522,9 +522,9 @@ sa.parse_datetime = parse_datetime
 local function sa_payload(name, v)
   if v == json_null then return M.default_payload_converter.to_payload(nil) end
   if not sa.is_typed(v) then
-    error(("search attribute '%s': wrap the value in a type, e.g."
-      .. " temporal.search_attributes.keyword(v) (keyword, text, int, double, bool,"
-      .. " datetime, keyword_list), got %s"):format(name, type(v)), 0)
+    error(("search attribute '%s': a plain %s is refused (the attribute's type cannot be"
+      .. " told from a Lua value); wrap it in its type, e.g. temporal.search_attributes.keyword(v)"
+      .. " (keyword, text, int, double, bool, datetime, keyword_list)"):format(name, type(v)), 0)
   end
   local value = v.value
   if v.type == "Datetime" and type(value) == "number" then value = format_datetime(value) end
@@ -542,7 +542,7 @@ function DataConverter:to_search_attributes(attrs)
   for k, v in pairs(attrs) do
     if type(k) ~= "string" then error("search_attributes: names must be strings, got " .. type(k), 2) end
     local ok, p = pcall(sa_payload, k, v)
-    if not ok then error(p, 2) end
+    if not ok then error(p, 0) end  -- the message names the attribute; no file:line of ours
     fields[k] = p
   end
   return { indexed_fields = fields }
@@ -576,6 +576,29 @@ function DataConverter:from_search_attributes(attrs)
     types[k] = t
   end
   return out, types
+end
+
+--- SearchAttributes message -> { Name = typed value } (temporal.search_attributes.keyword(v)
+-- and friends), the type taken from each payload's "type" metadata, as Python's
+-- typed_search_attributes: values without a known type, and lists of several values for
+-- a type that is not KeywordList, are left out. A typed value sent back on write keeps its
+-- type.
+function DataConverter:from_typed_search_attributes(attrs)
+  local values, types = self:from_search_attributes(attrs)
+  local make = {
+    Keyword = sa.keyword, Text = sa.text, Int = sa.int, Double = sa.double, Bool = sa.bool,
+    Datetime = sa.datetime, KeywordList = sa.keyword_list,
+  }
+  local out = {}
+  for k, v in pairs(values) do
+    local t = types[k]
+    local ctor = make[t]
+    if ctor and v ~= nil and (t == "KeywordList" or type(v) ~= "table") then
+      local ok, typed = pcall(ctor, v)
+      if ok then out[k] = typed end
+    end
+  end
+  return out
 end
 
 M.default = M.new()

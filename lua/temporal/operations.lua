@@ -412,9 +412,23 @@ function methods:update_worker_build_id_compatibility(task_queue, operation, opt
   legacy_versioning(self, "UpdateWorkerBuildIdCompatibility", request, rpc, "update_worker_build_id_compatibility")
 end
 
+-- The result of get_worker_build_id_compatibility (Python's WorkerBuildIdVersionSets):
+-- sets:default_set() and set:default() as Python's default_set() and default().
+local version_set_methods = {}
+local VersionSet = { __name = "temporal.BuildIdVersionSet", __index = version_set_methods }
+--- set:default() -> the set's default build id (its last), nil when empty.
+function version_set_methods:default() return self.build_ids[#self.build_ids] end
+
+local version_sets_methods = {}
+local VersionSets = { __name = "temporal.WorkerBuildIdVersionSets", __index = version_sets_methods }
+--- sets:default_set() -> the task queue's default set (the last), nil when there is none.
+function version_sets_methods:default_set() return self.version_sets[#self.version_sets] end
+
 --- client:get_worker_build_id_compatibility(task_queue, opts) -> { version_sets =
--- { { build_ids = { ... } }, ... } (oldest first), default_build_id } or nil when the task
--- queue has no version sets. opts: max_sets (0 = all). Legacy worker versioning.
+-- { { build_ids = { ... } }, ... } (oldest first), default_build_id, raw }, with
+-- :default_set() (the last set, with :default(): its last build id). A task queue without
+-- version sets gives version_sets = {} and default_build_id = nil (Python: an empty
+-- list). opts: max_sets (0 = all). Legacy worker versioning.
 function methods:get_worker_build_id_compatibility(task_queue, opts)
   check_name(task_queue, "task_queue", 2)
   local rpc
@@ -426,10 +440,12 @@ function methods:get_worker_build_id_compatibility(task_queue, opts)
     { namespace = self.namespace, task_queue = task_queue, max_sets = opts.max_sets or 0 }, rpc,
     "get_worker_build_id_compatibility")
   local sets = {}
-  for i, s in ipairs(resp.major_version_sets or {}) do sets[i] = { build_ids = s.build_ids or {} } end
-  if #sets == 0 then return nil end
-  local default_set = sets[#sets].build_ids
-  return { version_sets = sets, default_build_id = default_set[#default_set], raw = resp }
+  for i, s in ipairs(resp.major_version_sets or {}) do
+    sets[i] = setmetatable({ build_ids = s.build_ids or {} }, VersionSet)
+  end
+  local default_set = sets[#sets]
+  return setmetatable({ version_sets = sets, default_build_id = default_set and default_set:default(), raw = resp },
+    VersionSets)
 end
 
 local REACHABILITY = { NEW_WORKFLOWS = true, EXISTING_WORKFLOWS = true, OPEN_WORKFLOWS = true, CLOSED_WORKFLOWS = true }

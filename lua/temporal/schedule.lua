@@ -282,7 +282,7 @@ M.spec_from_proto = spec_from_proto
 -- ------------------------------------------------------------------ action
 
 local ACTION_KEYS = {
-  workflow = true, args = true, id = true, task_queue = true, execution_timeout = true,
+  workflow = true, args = true, arg = true, id = true, task_queue = true, execution_timeout = true,
   run_timeout = true, task_timeout = true, retry_policy = true, memo = true,
   search_attributes = true, static_summary = true, static_details = true, priority = true,
   raw = true,
@@ -339,6 +339,13 @@ local function check_args(args, field, level)
   return args
 end
 
+-- A SearchAttributes message; a plain (untyped) value is an error naming the field.
+local function search_attributes_proto(dc, attrs, field, level)
+  local ok, msg = pcall(dc.to_search_attributes, dc, attrs)
+  if not ok then fail(field, tostring(msg), level + 1) end
+  return msg
+end
+
 local function action_to_proto(client, action, level)
   if action == nil then fail("action", "required", level + 1) end
   if type(action) ~= "table" then fail("action", "expected a table, got " .. type(action), level + 1) end
@@ -352,7 +359,10 @@ local function action_to_proto(client, action, level)
   if type(action.task_queue) ~= "string" or action.task_queue == "" then
     fail("action.task_queue", "required: a task queue name (a string)", level + 1)
   end
-  local args = check_args(action.args, "action.args", level + 1)
+  if action.arg ~= nil and action.args ~= nil then
+    fail("action.arg", "give arg (one argument) or args (a list), not both", level + 1)
+  end
+  local args = action.arg ~= nil and { action.arg, n = 1 } or check_args(action.args, "action.args", level + 1)
   check_type(action.memo, "table", "action.memo", level + 1)
   check_type(action.search_attributes, "table", "action.search_attributes", level + 1)
   check_type(action.static_summary, "string", "action.static_summary", level + 1)
@@ -375,7 +385,7 @@ local function action_to_proto(client, action, level)
     retry_policy = retry_policy_to_proto(action.retry_policy, "action.retry_policy", level + 1),
     memo = (action.memo and next(action.memo)) and dc:to_memo(action.memo) or nil,
     search_attributes = (action.search_attributes and next(action.search_attributes))
-      and dc:to_search_attributes(action.search_attributes) or nil,
+      and search_attributes_proto(dc, action.search_attributes, "action.search_attributes", level + 1) or nil,
     priority = action.priority,
   }
   if action.static_summary or action.static_details then
@@ -585,6 +595,8 @@ local function description_from_proto(client, id, resp)
     info = info_from_proto(resp.info),
     memo = resp.memo and dc:from_memo(resp.memo) or {},
     search_attributes = resp.search_attributes and dc:from_search_attributes(resp.search_attributes) or {},
+    typed_search_attributes = resp.search_attributes
+      and dc:from_typed_search_attributes(resp.search_attributes) or {},
     conflict_token = resp.conflict_token,
     raw = resp,
   }
@@ -653,7 +665,9 @@ end
 -- num_buffer_dropped, buffer_size, running_actions = { { workflow_id,
 -- first_execution_run_id } }, recent_actions = { { scheduled_at, started_at, action =
 -- { workflow_id, first_execution_run_id }, status } }, next_action_times, created_at,
--- last_updated_at }, memo, search_attributes, conflict_token, raw (the response) }.
+-- last_updated_at }, memo, search_attributes (plain values), typed_search_attributes (typed
+-- values, the type from the server's metadata, as Python's), conflict_token, raw (the
+-- response) }. The action's search_attributes come back typed.
 function handle_methods:describe(opts)
   check_self(self, "describe")
   opts = rpc_opts(opts, "describe", 2)
@@ -869,6 +883,9 @@ function methods:create_schedule(id, schedule, opts)
   check_type(opts.search_attributes, "table", "search_attributes", 2)
   rpc_opts(rpc_part(opts), "create_schedule", 2)
   schedule_to_proto(self, schedule, 2, true)   -- validate now, naming the field
+  if opts.search_attributes and next(opts.search_attributes) then
+    search_attributes_proto(data_converter(self), opts.search_attributes, "search_attributes", 2)
+  end
   for i, b in ipairs(check_list(opts.backfill, "backfill", 2)) do
     backfill_to_proto(b, ("backfill[%d]"):format(i), 2)
   end
@@ -900,7 +917,7 @@ function methods:create_schedule(id, schedule, opts)
       request_id = uuid4(),
       memo = (inp.memo and next(inp.memo)) and dc:to_memo(inp.memo) or nil,
       search_attributes = (inp.search_attributes and next(inp.search_attributes))
-        and dc:to_search_attributes(inp.search_attributes) or nil,
+        and search_attributes_proto(dc, inp.search_attributes, "search_attributes", 1) or nil,
     }
     local ok, err = pcall(client._rpc, client, WORKFLOW_SERVICE, "CreateSchedule", request, call_opts(inp))
     if not ok then
@@ -930,6 +947,7 @@ local function list_entry_from_proto(client, e)
     id = e.schedule_id,
     memo = e.memo and dc:from_memo(e.memo) or {},
     search_attributes = e.search_attributes and dc:from_search_attributes(e.search_attributes) or {},
+    typed_search_attributes = e.search_attributes and dc:from_typed_search_attributes(e.search_attributes) or {},
     raw = e,
   }
   if info then
@@ -946,49 +964,113 @@ local function list_entry_from_proto(client, e)
   return entry
 end
 
---- for entry in client:list_schedules(query, opts) do ... end
+-- ------------------------------------------------------------------ ScheduleIterator
+
+local iterator_methods = {}
+local ScheduleIterator = {
+  __name = "temporal.ScheduleIterator",
+  __index = function(self, k)
+    local m = iterator_methods[k]
+    if m ~= nil then return m end
+    if k == "current_page" or k == "current_page_index" or k == "next_page_token" then
+      return state(self)[k]
+    end
+    return nil
+  end,
+  __newindex = function(_, k)
+    error(("temporal.ScheduleIterator: field '%s' cannot be set"):format(tostring(k)), 2)
+  end,
+  __tostring = function(self)
+    return ("temporal.ScheduleIterator(query=%s)"):format(tostring(state(self).input.query))
+  end,
+}
+M.ScheduleIterator = ScheduleIterator
+
+-- One more entry (nil when done), fetching pages as needed; a generic `for` calls it.
+ScheduleIterator.__call = function(it)
+  local st = state(it)
+  if st.limit and st.count >= st.limit then return nil end
+  while true do
+    if st.current_page == nil then
+      it:fetch_next_page()
+    elseif st.current_page_index > #st.current_page then
+      if st.next_page_token == nil then return nil end
+      it:fetch_next_page()
+    else
+      local entry = st.current_page[st.current_page_index]
+      st.current_page_index = st.current_page_index + 1
+      st.count = st.count + 1
+      return entry
+    end
+  end
+end
+
+--- it:fetch_next_page{ page_size } -- one ListSchedules call from it.next_page_token:
+-- it.current_page becomes that page (a list of entries), it.current_page_index 1 and
+-- it.next_page_token the token after it (nil on the last page). page_size overrides the
+-- iterator's.
+function iterator_methods:fetch_next_page(opts)
+  if getmetatable(self) ~= ScheduleIterator then
+    error("fetch_next_page: call it with ':' on the iterator list_schedules returned", 2)
+  end
+  opts = check_options(opts, { page_size = true }, "fetch_next_page", 2)
+  local size = opts.page_size
+  if size ~= nil and (math.type(size) ~= "integer" or size < 1) then
+    error("page_size: expected a positive integer, got " .. tostring(size), 2)
+  end
+  local st = state(self)
+  local inp, client = st.input, st.client
+  local resp = client:_rpc(WORKFLOW_SERVICE, "ListSchedules", {
+    namespace = client.namespace,
+    maximum_page_size = size or inp.page_size,
+    next_page_token = st.next_page_token,
+    query = inp.query,
+  }, call_opts(inp))
+  local page = {}
+  for i, e in ipairs(resp.schedules or {}) do page[i] = list_entry_from_proto(client, e) end
+  st.current_page, st.current_page_index = page, 1
+  local token = resp.next_page_token
+  st.next_page_token = (token ~= nil and token ~= "") and token or nil
+end
+
+--- client:list_schedules(query, opts) -> ScheduleIterator
+-- for entry in client:list_schedules(query, opts) do ... end
 -- Each entry: { id, schedule = { action = { workflow }, spec, state = { note, paused } },
--- info = { recent_actions, next_action_times }, memo, search_attributes, raw }.
+-- info = { recent_actions, next_action_times }, memo, search_attributes,
+-- typed_search_attributes, raw }.
 -- query: a visibility query string (nil: every schedule). opts: page_size (1000), limit
--- (nil: no limit), rpc_timeout, rpc_metadata. Pages are fetched as the loop advances.
+-- (nil: no limit), next_page_token (resume where an earlier listing stopped), rpc_timeout,
+-- rpc_metadata. Pages are fetched as the loop advances; no call is made before.
+-- The iterator also pages by hand (Python's ScheduleAsyncIterator): it:fetch_next_page{
+-- page_size }, it.current_page (nil before the first fetch), it.current_page_index (the
+-- index of the entry the loop returns next), it.next_page_token (nil after the last page).
 -- Listing is eventually consistent: a schedule just created can take a moment to appear.
 function methods:list_schedules(query, opts)
   if type(query) == "table" and opts == nil then query, opts = nil, query end
   check_type(query, "string", "query", 2)
-  opts = check_options(opts, { page_size = true, limit = true, rpc_timeout = true, rpc_metadata = true },
-    "list_schedules", 2)
+  opts = check_options(opts, { page_size = true, limit = true, next_page_token = true,
+    rpc_timeout = true, rpc_metadata = true }, "list_schedules", 2)
   for _, k in ipairs({ "page_size", "limit" }) do
     local v = opts[k]
     if v ~= nil and (math.type(v) ~= "integer" or v < 1) then
       error(("%s: expected a positive integer, got %s"):format(k, tostring(v)), 2)
     end
   end
+  check_type(opts.next_page_token, "string", "next_page_token", 2)
   rpc_opts(rpc_part(opts), "list_schedules", 2)
   local client = self
   local input = {
     query = query, page_size = opts.page_size or 1000, limit = opts.limit,
+    next_page_token = opts.next_page_token,
     rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata,
   }
   return client:_intercept("list_schedules", input, function(inp)
-    local page, index, token, done, count = {}, 0, nil, false, 0
-    return function()
-      if inp.limit and count >= inp.limit then return nil end
-      while index >= #page do
-        if done then return nil end
-        local resp = client:_rpc(WORKFLOW_SERVICE, "ListSchedules", {
-          namespace = client.namespace,
-          maximum_page_size = inp.page_size,
-          next_page_token = token,
-          query = inp.query,
-        }, call_opts(inp))
-        page, index = resp.schedules or {}, 0
-        token = resp.next_page_token
-        if token == nil or token == "" then done = true end
-      end
-      index = index + 1
-      count = count + 1
-      return list_entry_from_proto(client, page[index])
-    end
+    local token = inp.next_page_token
+    return core.handle(ScheduleIterator, {
+      client = client, input = inp, limit = inp.limit, count = 0,
+      current_page = nil, current_page_index = 1,
+      next_page_token = (token ~= nil and token ~= "") and token or nil,
+    })
   end)
 end
 

@@ -48,7 +48,7 @@ local function check_opts(opts, known, what)
     fail(what, "options must be a table, got %s", type(opts))
   end
   for k in pairs(opts) do
-    if not known[k] then fail(what, "unknown option '%s'", tostring(k)) end
+    if not known[k] then error(client_mod.unknown_option_message(what, k), 0) end
   end
   return opts
 end
@@ -132,6 +132,17 @@ local function check_args(what, name, args)
   return args
 end
 
+-- Python's `arg` (one argument) beside `args`: a copy of opts with `arg` turned into
+-- `args = { arg, n = 1 }`, so interceptors and the request see only `args`.
+local function fold_arg(what, opts)
+  if opts.arg == nil then return opts end
+  if opts.args ~= nil then fail(what, "give option 'arg' (one argument) or 'args' (a list), not both") end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.args, o.arg = { opts.arg, n = 1 }, nil
+  return o
+end
+
 local function arg_count(args)
   if args == nil then return 0 end
   return args.n or #args
@@ -194,7 +205,7 @@ local ID_REUSE = set_of("UNSPECIFIED", "ALLOW_DUPLICATE", "ALLOW_DUPLICATE_FAILE
 local ID_CONFLICT = set_of("UNSPECIFIED", "FAIL", "USE_EXISTING", "TERMINATE_EXISTING")
 
 local START_COMMON = {
-  "args", "id", "task_queue", "execution_timeout", "run_timeout", "task_timeout",
+  "args", "arg", "id", "task_queue", "execution_timeout", "run_timeout", "task_timeout",
   "id_reuse_policy", "id_conflict_policy", "retry_policy", "cron_schedule", "memo",
   "search_attributes", "static_summary", "static_details", "start_delay", "priority",
   "versioning_override",
@@ -260,6 +271,15 @@ local function user_metadata(dc, what, opts, summary_name, details_name)
 end
 M.user_metadata = user_metadata
 
+-- The search_attributes option as a SearchAttributes message; a plain (untyped) value
+-- is an error naming the call and the attribute.
+local function search_attributes_proto(dc, what, sa)
+  local ok, msg = pcall(dc.to_search_attributes, dc, sa)
+  if not ok then fail(what, "option 'search_attributes': %s", tostring(msg)) end
+  return msg
+end
+M.search_attributes_proto = search_attributes_proto
+
 -- The fields StartWorkflowExecution, SignalWithStart and multi-op start share.
 local function start_request(client, what, workflow, opts)
   if type(workflow) ~= "string" or workflow == "" then
@@ -290,7 +310,7 @@ local function start_request(client, what, workflow, opts)
     retry_policy = retry_policy_proto(what, opts.retry_policy),
     cron_schedule = cron ~= "" and cron or nil,
     memo = memo and dc:to_memo(memo) or nil,
-    search_attributes = sa and dc:to_search_attributes(sa) or nil,
+    search_attributes = sa and search_attributes_proto(dc, what, sa) or nil,
     user_metadata = user_metadata(dc, what, opts, "static_summary", "static_details"),
     workflow_start_delay = opt_duration(what, opts, "start_delay"),
     priority = priority_proto(what, opts.priority),
@@ -298,6 +318,8 @@ local function start_request(client, what, workflow, opts)
   }
 end
 
+-- run_id: the running (or closed) execution's; first_run_id: the first run of its chain,
+-- when the server says (as Python 1.35).
 local function already_started(err, workflow_id, workflow_type)
   local d = errors.detail(err, "WorkflowExecutionAlreadyStartedFailure")
   if d == nil then return nil end
@@ -306,6 +328,7 @@ local function already_started(err, workflow_id, workflow_type)
     workflow_id = workflow_id,
     workflow_type = workflow_type,
     run_id = d.run_id,
+    first_run_id = (d.first_execution_run_id ~= "" and d.first_execution_run_id) or nil,
     start_request_id = d.start_request_id,
     cause = err,
   })
@@ -363,7 +386,8 @@ end
 
 --- client:start_workflow(workflow, opts) -> WorkflowHandle
 -- workflow: the workflow type name. opts (id and task_queue required):
---   args (sequence; `.n` honoured so nils survive), id, task_queue,
+--   args (sequence; `.n` honoured so nils survive) or arg (one argument, Python's `arg`;
+--   not both), id, task_queue,
 --   execution_timeout, run_timeout, task_timeout (seconds),
 --   id_reuse_policy ("ALLOW_DUPLICATE" (default), "ALLOW_DUPLICATE_FAILED_ONLY",
 --   "REJECT_DUPLICATE", "TERMINATE_IF_RUNNING"), id_conflict_policy ("UNSPECIFIED"
@@ -376,12 +400,14 @@ end
 --   fairness_key, fairness_weight }, request_eager_start (false; only for a worker in
 --   this process), versioning_override (the proto table, e.g. { auto_upgrade = true }),
 --   rpc_timeout, rpc_metadata.
--- Raises WorkflowAlreadyStartedError (workflow_id, workflow_type, run_id) when a
+-- The handle's first_execution_run_id is the run chain's first run when the call started
+-- the workflow (signal-with-start: only when it started one, as Python 1.35).
+-- Raises WorkflowAlreadyStartedError (workflow_id, workflow_type, run_id, first_run_id) when a
 -- workflow with that id is running (or closed, per id_reuse_policy); RPCError otherwise.
 --   local h = client:start_workflow("Greet", { id = "order-1", task_queue = "tq", args = { "World" } })
 function methods:start_workflow(workflow, opts)
   local what = "start_workflow"
-  opts = check_opts(opts, START_OPTIONS, what)
+  opts = fold_arg(what, check_opts(opts, START_OPTIONS, what))
   check_rpc(what, opts)
   return intercept(self, what, { workflow = workflow }, opts, function(inp)
     local req = start_request(self, what, inp.workflow, inp)
@@ -408,9 +434,15 @@ function methods:start_workflow(workflow, opts)
       end
       error(resp, 0)
     end
+    -- As Python 1.35: the first run of the chain the server reports, else this run when
+    -- the call started it (always for a start; signal-with-start says `started`).
+    local first = resp.first_execution_run_id
+    if first == nil or first == "" then
+      first = (signal == nil or resp.started) and resp.run_id or nil
+    end
     return new_handle(self, req.workflow_id, {
       result_run_id = resp.run_id,
-      first_execution_run_id = signal == nil and resp.run_id or nil,
+      first_execution_run_id = first,
       start_response = resp,
     })
   end)
@@ -612,6 +644,7 @@ local function execution_entry(dc, info, namespace)
     root_run_id = root and root.run_id,
     memo = info.memo and dc:from_memo(info.memo) or {},
     search_attributes = info.search_attributes and dc:from_search_attributes(info.search_attributes) or {},
+    typed_search_attributes = info.search_attributes and dc:from_typed_search_attributes(info.search_attributes) or {},
     raw_info = info,
   }
 end
@@ -622,7 +655,9 @@ M.execution_entry = execution_entry
 -- "COMPLETED", "FAILED", "CANCELED", "TERMINATED", "CONTINUED_AS_NEW", "TIMED_OUT"),
 -- start_time, close_time, execution_time (epoch seconds), history_length,
 -- history_size_bytes, parent_id, parent_run_id, root_id, root_run_id, memo and
--- search_attributes (decoded), static_summary, static_details, raw_info (the
+-- search_attributes (decoded: plain values), typed_search_attributes (typed values,
+-- temporal.search_attributes.keyword(v) and friends, the type from the server's metadata;
+-- as Python's typed_search_attributes), static_summary, static_details, raw_info (the
 -- WorkflowExecutionInfo) and raw (the whole DescribeWorkflowExecution response).
 -- opts: rpc_timeout, rpc_metadata.
 function handle_methods:describe(opts)
@@ -649,12 +684,6 @@ function handle_methods:describe(opts)
   end)
 end
 
---- client:list_workflows(query, opts) -> iterator of workflow executions
--- Each entry is the table describe() returns, without static_summary/static_details/raw.
--- query: a visibility query (nil or "" lists all). opts: limit (stop after that many),
--- page_size (1000), next_page_token, rpc_timeout (per page), rpc_metadata.
--- Visibility is eventually consistent: a workflow just started may not be listed yet.
---   for wf in client:list_workflows("WorkflowType = 'Greet'", { limit = 10 }) do print(wf.id) end
 local function check_query(what, query)
   if query ~= nil and type(query) ~= "string" then fail(what, "query must be a string, got %s", type(query)) end
   return query
@@ -674,38 +703,144 @@ local function list_options(what, opts)
   return limit, page_size
 end
 
+-- ------------------------------------------------------------------ WorkflowExecutionIterator
+
+local iterator_methods = {}
+local WorkflowExecutionIterator = handle_class("temporal.WorkflowExecutionIterator", iterator_methods,
+  function(it)
+    return ("temporal.WorkflowExecutionIterator(query=%s)"):format(tostring(state(it)._input.query))
+  end)
+M.WorkflowExecutionIterator = WorkflowExecutionIterator
+
+-- One more execution (nil when done), fetching pages as needed; a generic `for` calls it.
+WorkflowExecutionIterator.__call = function(it)
+  local st = state(it)
+  if st._limit and st._yielded >= st._limit then return nil end
+  while true do
+    if st.current_page == nil then
+      it:fetch_next_page()
+    elseif st.current_page_index > #st.current_page then
+      if st.next_page_token == nil then return nil end
+      it:fetch_next_page()
+    else
+      local entry = st.current_page[st.current_page_index]
+      st.current_page_index = st.current_page_index + 1
+      st._yielded = st._yielded + 1
+      return entry
+    end
+  end
+end
+
+local function check_iterator(it, what)
+  if getmetatable(it) ~= WorkflowExecutionIterator then
+    error(what .. ": call it with ':' on the iterator list_workflows returned (it:" .. what .. "(...))", 3)
+  end
+end
+
+--- it:fetch_next_page{ page_size } -- one ListWorkflowExecutions call from
+-- it.next_page_token: it.current_page becomes that page (a list of entries), it.current_page_index 1
+-- and it.next_page_token the token after it (nil on the last page). page_size overrides
+-- the iterator's (capped by what is left of limit).
+function iterator_methods:fetch_next_page(opts)
+  check_iterator(self, "fetch_next_page")
+  local what = "fetch_next_page"
+  opts = check_opts(opts, set_of("page_size"), what)
+  local page_size = opt_type(what, opts, "page_size", "number")
+  if page_size ~= nil and (math.type(page_size) ~= "integer" or page_size <= 0) then
+    fail(what, "option 'page_size' must be a positive integer")
+  end
+  local st = state(self)
+  local inp = st._input
+  local size = page_size or inp.page_size
+  if st._limit and st._limit - st._yielded < size then size = st._limit - st._yielded end
+  local client = st._client
+  local s = state(client)
+  local resp = rpc(client, "ListWorkflowExecutions", {
+    namespace = s.namespace, page_size = size, next_page_token = st.next_page_token,
+    query = inp.query,
+  }, inp)
+  local dc = converter_of(client)
+  local page = {}
+  for i, info in ipairs(resp.executions or {}) do page[i] = execution_entry(dc, info, s.namespace) end
+  st.current_page, st.current_page_index = page, 1
+  local token = resp.next_page_token
+  st.next_page_token = (token ~= nil and token ~= "") and token or nil
+end
+
+local MAP_HISTORIES_OPTIONS = known_with_rpc("event_filter_type", "skip_archival", "concurrency")
+
+--- it:map_histories{ concurrency = 1, event_filter_type, skip_archival, rpc_timeout,
+-- rpc_metadata } -> iterator of { workflow_id, run_id, events } for each workflow the
+-- listing yields (from where the iterator stands), in listing order: the history of each
+-- (h:fetch_history with these options). Up to `concurrency` histories are fetched at once
+-- (in tasks: temporal.spawn); the Python SDK fetches one at a time.
+--   for hist in client:list_workflows("WorkflowType = 'Greet'"):map_histories{ concurrency = 4 } do
+--     print(hist.workflow_id, #hist.events)
+--   end
+function iterator_methods:map_histories(opts)
+  check_iterator(self, "map_histories")
+  local what = "map_histories"
+  opts = check_opts(opts, MAP_HISTORIES_OPTIONS, what)
+  check_rpc(what, opts)
+  local concurrency = opt_type(what, opts, "concurrency", "number") or 1
+  if math.type(concurrency) ~= "integer" or concurrency < 1 then
+    fail(what, "option 'concurrency' must be a positive integer, got %s", tostring(concurrency))
+  end
+  local history_opts = {
+    event_filter_type = opts.event_filter_type, skip_archival = opts.skip_archival,
+    rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata,
+  }
+  history_options(what, history_opts)
+  local scheduler = require("temporal.scheduler")
+  local client = state(self)._client
+  local listing, window, exhausted = self, {}, false
+  local function fetch(entry)
+    local h = client:get_workflow_handle(entry.id, { run_id = entry.run_id })
+    return { workflow_id = entry.id, run_id = entry.run_id, events = h:fetch_history(history_opts) }
+  end
+  return function()
+    while not exhausted and #window < concurrency do
+      local entry = listing()
+      if entry == nil then exhausted = true break end
+      window[#window + 1] = scheduler.spawn(fetch, entry)
+    end
+    local task = table.remove(window, 1)
+    if task == nil then return nil end
+    return task:wait()
+  end
+end
+
+--- client:list_workflows(query, opts) -> WorkflowExecutionIterator
+-- Call it in a generic for (`for wf in client:list_workflows(q) do`): each entry is the
+-- table describe() returns, without static_summary/static_details/raw. query: a
+-- visibility query (nil or "" lists all). opts: limit (stop after that many), page_size
+-- (1000), next_page_token (resume a listing where an earlier one stopped), rpc_timeout
+-- (per page), rpc_metadata. No call is made until the first entry or page is asked for.
+-- The iterator also pages by hand (Python's WorkflowExecutionAsyncIterator):
+-- it:fetch_next_page{ page_size }, it.current_page (nil before the first fetch),
+-- it.current_page_index (the index in current_page of the entry the loop returns next),
+-- it.next_page_token (nil once the last page is fetched), and it:map_histories(opts).
+-- Visibility is eventually consistent: a workflow just started may not be listed yet.
+--   for wf in client:list_workflows("WorkflowType = 'Greet'", { limit = 10 }) do print(wf.id) end
+--   local it = client:list_workflows(q, { page_size = 20, next_page_token = token_from_request })
+--   it:fetch_next_page()
+--   render(it.current_page, it.next_page_token)
 function methods:list_workflows(query, opts)
   local what = "list_workflows"
   check_query(what, query)
   opts = check_opts(opts, known_with_rpc("limit", "page_size", "next_page_token"), what)
   local _, size = list_options(what, opts)
   local client = self
-  local s = state(client)
-  local dc = converter_of(client)
   return intercept(client, what, { query = query, page_size = size }, opts, function(inp)
-    local q = check_query(what, inp.query)
+    check_query(what, inp.query)
     local limit, page_size = list_options(what, inp)
+    inp.page_size = page_size
     local token = inp.next_page_token
-    local page, index, done, yielded = nil, 1, false, 0
-    return function()
-      if limit and yielded >= limit then return nil end
-      while true do
-        if page and index <= #page then
-          index = index + 1
-          yielded = yielded + 1
-          return execution_entry(dc, page[index - 1], s.namespace)
-        end
-        if done then return nil end
-        local this_page = page_size
-        if limit and limit - yielded < this_page then this_page = limit - yielded end
-        local resp = rpc(client, "ListWorkflowExecutions", {
-          namespace = s.namespace, page_size = this_page, next_page_token = token, query = q,
-        }, inp)
-        page, index = resp.executions or {}, 1
-        token = resp.next_page_token
-        if token == nil or token == "" then done = true end
-      end
-    end
+    return core.handle(WorkflowExecutionIterator, {
+      _client = client, _input = inp, _limit = limit, _yielded = 0,
+      current_page = nil, current_page_index = 1,
+      next_page_token = (token ~= nil and token ~= "") and token or nil,
+    })
   end)
 end
 
@@ -732,15 +867,16 @@ end
 
 -- ------------------------------------------------------------------ signal / query / cancel / terminate
 
-local SIGNAL_OPTIONS = known_with_rpc("args")
+local SIGNAL_OPTIONS = known_with_rpc("args", "arg")
 
---- h:signal_with_options(name, { args = {...}, rpc_timeout, rpc_metadata })
--- Sends signal `name` to h.run_id (nil: the latest run).
+--- h:signal_with_options(name, { args = {...} or arg = v, rpc_timeout, rpc_metadata })
+-- Sends signal `name` to h.run_id (nil: the latest run). arg is one argument (Python's
+-- `arg`), args a list of them; not both.
 function handle_methods:signal_with_options(name, opts)
   check_self(self, "signal_with_options")
   local what = "signal"
   if type(name) ~= "string" or name == "" then fail(what, "signal name must be a non-empty string, got %s", type(name)) end
-  opts = check_opts(opts, SIGNAL_OPTIONS, what)
+  opts = fold_arg(what, check_opts(opts, SIGNAL_OPTIONS, what))
   check_args(what, "args", opts.args)
   check_rpc(what, opts)
   local client = self._client
@@ -767,19 +903,26 @@ end
 
 local REJECT = set_of("NONE", "NOT_OPEN", "NOT_COMPLETED_CLEANLY")
 
---- h:query_with_options(name, { args, reject_condition, rpc_timeout, rpc_metadata }) -> result
--- reject_condition: "NONE", "NOT_OPEN", "NOT_COMPLETED_CLEANLY" (default: the server's, none).
+--- h:query_with_options(name, { args or arg, reject_condition, rpc_timeout, rpc_metadata }) -> result
+-- reject_condition: "NONE", "NOT_OPEN", "NOT_COMPLETED_CLEANLY" (default: the client's
+-- default_workflow_query_reject_condition, else the server's: none).
 -- Raises WorkflowQueryFailedError (message; the handler raised, or no such query),
 -- WorkflowQueryRejectedError (status: the workflow's status) or RPCError.
 function handle_methods:query_with_options(name, opts)
   check_self(self, "query_with_options")
   local what = "query"
   if type(name) ~= "string" or name == "" then fail(what, "query name must be a non-empty string, got %s", type(name)) end
-  opts = check_opts(opts, known_with_rpc("args", "reject_condition"), what)
+  opts = fold_arg(what, check_opts(opts, known_with_rpc("args", "arg", "reject_condition"), what))
   check_args(what, "args", opts.args)
   opt_enum(what, opts, "reject_condition", REJECT)
   check_rpc(what, opts)
   local client = self._client
+  if opts.reject_condition == nil and client.default_workflow_query_reject_condition then
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.reject_condition = client.default_workflow_query_reject_condition
+    opts = o
+  end
   local dc = converter_of(client)
   return intercept(client, "query_workflow", { id = self.id, run_id = self.run_id, query = name }, opts, function(inp)
     local ok, resp = pcall(rpc, client, "QueryWorkflow", {
@@ -931,7 +1074,7 @@ function update_methods:result(opts)
   return first_value(dc, outcome.success)
 end
 
-local UPDATE_OPTIONS = known_with_rpc("args", "id", "wait_for_stage")
+local UPDATE_OPTIONS = known_with_rpc("args", "arg", "id", "wait_for_stage")
 
 -- Checks an update's name and options (args, id, wait_for_stage); returns the update id
 -- (the given one or a new UUID) and the stage to wait for.
@@ -968,7 +1111,7 @@ local function update_request(client, what, inp, workflow_id)
   }, stage
 end
 
---- h:start_update(name, { args, id, wait_for_stage = "ACCEPTED", rpc_timeout, rpc_metadata })
+--- h:start_update(name, { args or arg, id, wait_for_stage = "ACCEPTED", rpc_timeout, rpc_metadata })
 --   -> WorkflowUpdateHandle (.id, .workflow_id, .workflow_run_id, :result())
 -- wait_for_stage: "ACCEPTED" (default; returns once the workflow accepted the update) or
 -- "COMPLETED" (also waits for the result); case-insensitive. id: the update id (default:
@@ -979,7 +1122,7 @@ end
 function handle_methods:start_update(name, opts)
   check_self(self, "start_update")
   local what = "start_update"
-  opts = check_opts(opts, UPDATE_OPTIONS, what)
+  opts = fold_arg(what, check_opts(opts, UPDATE_OPTIONS, what))
   check_rpc(what, opts)
   local update_id, stage = check_update(what, name, opts)
   local client = self._client
@@ -1006,7 +1149,7 @@ end
 -- start_update with wait_for_stage = "COMPLETED", then u:result().
 function handle_methods:execute_update(name, opts)
   check_self(self, "execute_update")
-  opts = check_opts(opts, known_with_rpc("args", "id"), "execute_update")
+  opts = check_opts(opts, known_with_rpc("args", "arg", "id"), "execute_update")
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.wait_for_stage = "COMPLETED"
@@ -1049,7 +1192,7 @@ function M.WithStartWorkflowOperation(workflow, opts)
   if type(workflow) ~= "string" or workflow == "" then
     fail(what, "workflow must be a workflow type name (non-empty string), got %s", type(workflow))
   end
-  opts = check_opts(opts, WITH_START_OPTIONS, what)
+  opts = fold_arg(what, check_opts(opts, WITH_START_OPTIONS, what))
   opt_string(what, opts, "id", true)
   opt_string(what, opts, "task_queue", true)
   local policy = opt_enum(what, opts, "id_conflict_policy", ID_CONFLICT)
@@ -1069,7 +1212,7 @@ function with_start_methods:workflow_handle()
   error("workflow_handle: the operation has not been used in an update-with-start call yet", 2)
 end
 
-local UWS_OPTIONS = known_with_rpc("args", "id", "wait_for_stage", "start_workflow_operation")
+local UWS_OPTIONS = known_with_rpc("args", "arg", "id", "wait_for_stage", "start_workflow_operation")
 
 local MULTI_OP_CODES = {
   [0] = "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -1110,7 +1253,7 @@ end
 -- WorkflowUpdateRPCTimeoutOrCancelledError or RPCError of the failing operation.
 function methods:start_update_with_start_workflow(update, opts)
   local what = "start_update_with_start_workflow"
-  opts = check_opts(opts, UWS_OPTIONS, what)
+  opts = fold_arg(what, check_opts(opts, UWS_OPTIONS, what))
   local op = opts.start_workflow_operation
   if getmetatable(op) ~= WithStartWorkflowOperation then
     fail(what, "option 'start_workflow_operation' must be a temporal.WithStartWorkflowOperation, got %s", type(op))
@@ -1169,7 +1312,7 @@ end
 -- start_update_with_start_workflow with wait_for_stage = "COMPLETED", then the result.
 function methods:execute_update_with_start_workflow(update, opts)
   local what = "execute_update_with_start_workflow"
-  opts = check_opts(opts, known_with_rpc("args", "id", "start_workflow_operation"), what)
+  opts = check_opts(opts, known_with_rpc("args", "arg", "id", "start_workflow_operation"), what)
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.wait_for_stage = "COMPLETED"
