@@ -37,6 +37,7 @@ local state = core.handle_state
 local PYTHON_NAMES = {
   ["*"] = {
     result_type = { "results are decoded to Lua values; there is no type to give" },
+    stack_level = { "no deprecation warnings are issued" },
   },
   connect = {
     target_host = { "the target is connect's first argument" },
