@@ -446,7 +446,7 @@ describe("typed search attributes on read", function()
     assert.equals(7, custom)
     -- list entries carry them too
     local entry = helper.eventually(function()
-      for wf in client:list_workflows(("WorkflowId = '%s' AND CustomInt = 42"):format(wid)) do return wf end
+      return client:list_workflows(("WorkflowId = '%s' AND CustomInt = 42"):format(wid))()
     end, 20)
     for name, v in pairs(all) do typed_equal(v, entry.typed_search_attributes[name]) end
     h:terminate{}
