@@ -98,6 +98,22 @@ describe("clients on one connection", function()
     assert.matches("closed", tostring(cerr))
   end)
 
+  it("lets derived clients be collected; any client keeps the connection usable", function()
+    local base = connect({ lazy = true })
+    local weak = setmetatable({}, { __mode = "k" })
+    for i = 1, 1000 do weak[base:with{ namespace = "ns-" .. i }] = true end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(next(weak))
+    local derived = temporal.Client.new(base, { namespace = helper.namespace })
+    base = nil -- luacheck: ignore 311
+    collectgarbage()
+    collectgarbage()
+    assert.is_string(derived:get_system_info().server_version)
+    assert.equals(temporal.ServiceClient, getmetatable(derived.service_client))
+    derived:close()
+  end)
+
   it("rejects what is not a connection or not a client option", function()
     assert.has_error(function() temporal.Client.new({}) end,
       "Client.new: expected a temporal.ServiceClient (client.service_client), got table")

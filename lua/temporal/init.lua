@@ -30,6 +30,7 @@ local M = {
   search_attributes = converter.search_attributes,  -- typed values: .keyword("x"), ...
   application_error = failure.application_error,
   Client = client.Client,
+  ServiceClient = client.ServiceClient,   -- the connection clients share (client.service_client)
   connect = client.connect,
   WorkflowHandle = workflow.WorkflowHandle,
   WorkflowUpdateHandle = workflow.WorkflowUpdateHandle,
