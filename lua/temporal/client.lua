@@ -311,7 +311,7 @@ ServiceClient.__index = function(self, k)
   local m = service_client_methods[k]
   if m ~= nil then return m end
   local conn = state(self)
-  if SERVICES[k] then return state(conn.root)[k] end
+  if SERVICES[k] then return state(conn._root)[k] end
   if SERVICE_CLIENT_FIELDS[k] then return conn[k] end
   return nil
 end
@@ -334,7 +334,7 @@ end
 
 --- service_client:check_health(opts) -> as client:check_health.
 function service_client_methods:check_health(opts)
-  return state(self).root:check_health(opts)
+  return state(self)._root:check_health(opts)
 end
 
 local REDACTED = "<redacted>"
@@ -351,7 +351,7 @@ end
 -- by "<redacted>": api_key, the authorization metadata, the TLS private key, the proxy
 -- password.
 local function connection_config(conn)
-  local st = conn.settings
+  local st = conn._settings
   local md = copy_table(conn.rpc_metadata)
   for k in pairs(md) do
     if k:lower() == "authorization" then md[k] = REDACTED end
@@ -584,7 +584,7 @@ function M.connect(target, opts)
     rpc_metadata = opts.rpc_metadata or {},
     api_key = opts.api_key,
     retry_config = retry_config,
-    settings = {
+    _settings = {
       tls = tls, keep_alive = keep_alive, http_connect_proxy = opts.http_connect_proxy,
       use_proxy_env = opts.use_proxy_env, max_receive_message_length = opts.max_receive_message_length,
       connect_timeout = opts.connect_timeout, lazy = opts.lazy,
@@ -595,7 +595,7 @@ function M.connect(target, opts)
     namespace = opts.namespace, data_converter = opts.data_converter, interceptors = opts.interceptors,
     default_workflow_query_reject_condition = opts.default_workflow_query_reject_condition,
   }, 2)
-  conn.root = client
+  conn._root = client
   local s = conn
   if not opts.lazy then
     local ok, err = pcall(methods._rpc, client, SERVICES.workflow_service, "GetSystemInfo", {},
