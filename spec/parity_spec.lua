@@ -514,6 +514,27 @@ describe("typed search attributes on read", function()
     ]], { id = sid })
     assert.same({ CustomKeyword = "sched", CustomInt = 5 }, py.sa)
     assert.equals(1, py.raw_args)
+    -- typed values read back go out again as they are; a plain one is refused, named
+    local uerr = raises(sh.update, sh, function(desc)
+      return { schedule = desc.schedule, search_attributes = { CustomInt = 6 } }
+    end)
+    assert.equals("update: updater result: search_attributes: search attribute 'CustomInt': a plain number is"
+      .. " refused (the attribute's type cannot be told from a Lua value); wrap it in its type, e.g."
+      .. " temporal.search_attributes.keyword(v) (keyword, text, int, double, bool, datetime, keyword_list)",
+      tostring(uerr))
+    sh:update(function(desc)
+      local attrs = {}
+      for name, v in pairs(desc.typed_search_attributes) do
+        if name:match("^Custom") then attrs[name] = v end
+      end
+      attrs.CustomInt = sa.int(6)
+      return { schedule = desc.schedule, search_attributes = attrs }
+    end)
+    local py2 = helper.python_json([[
+      d = await client.get_schedule_handle(args["id"]).describe()
+      print(json.dumps({p.key.name: p.value for p in d.typed_search_attributes if p.key.name.startswith("Custom")}))
+    ]], { id = sid })
+    assert.same({ CustomKeyword = "sched", CustomInt = 6 }, py2)
     sh:delete()
   end)
 

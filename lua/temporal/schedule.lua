@@ -842,8 +842,9 @@ function handle_methods:update(updater, opts)
       }
       if search_attributes ~= nil then
         check_type(search_attributes, "table", "search_attributes", 1)
-        request.search_attributes = data_converter(client):to_search_attributes(search_attributes)
-          or { indexed_fields = {} }
+        local ok_sa, msg = pcall(data_converter(client).to_search_attributes, data_converter(client), search_attributes)
+        if not ok_sa then error("update: updater result: search_attributes: " .. tostring(msg), 0) end
+        request.search_attributes = msg or { indexed_fields = {} }
       end
       local ok, err = pcall(schedule_rpc, client, "UpdateSchedule", inp.id, request, inp)
       if not ok and not is_conflict(err) then error(err, 0) end
