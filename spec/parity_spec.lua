@@ -630,6 +630,17 @@ describe("options from Python habits", function()
     assert.has_error(function() temporal.connect(helper.address, { plugins = {} }) end,
       "connect: unknown option 'plugins' (a Python SDK option with no Lua counterpart:"
         .. " there are no plugins; pass interceptors and data_converter)")
+    assert.has_error(function() temporal.connect(helper.address, { keep_alive = { interval_millis = 1000 } }) end,
+      "keep_alive: unknown option 'interval_millis' (the Python SDK's name; use 'interval (seconds)')")
+    assert.has_error(function() temporal.connect(helper.address, { retry_config = { max_interval_millis = 1000 } }) end,
+      "retry_config: unknown option 'max_interval_millis' (the Python SDK's name; use 'max_interval', in seconds)")
+    assert.has_error(function()
+      temporal.connect(helper.address, { http_connect_proxy = { target_host = "127.0.0.1:3128" } })
+    end, "http_connect_proxy: unknown option 'target_host' (the Python SDK's name; use 'target')")
+    assert.has_error(function()
+      client:create_schedule("x", { spec = { intervals = { { every = 60 } } }, action = { workflow = "Echo", id = "x",
+        task_queue = TQ, typed_search_attributes = {} } })
+    end, "action: unknown option 'typed_search_attributes' (the Python SDK's name; use 'search_attributes')")
     -- a plain typo still reads as before
     assert.has_error(function() temporal.connect(helper.address, { namespaec = "x" }) end,
       "connect: unknown option 'namespaec'")

@@ -50,7 +50,11 @@ local PYTHON_NAMES = {
     payload_limits = { "payload sizes are not checked on the client" },
     header_codec_behavior = { "headers are sent as the interceptors set them, without the codec" },
   },
+  keep_alive = { interval_millis = "interval (seconds)", timeout_millis = "timeout (seconds)" },
+  http_connect_proxy = { target_host = "target" },
   get_worker_task_reachability = { reachability_type = "reachability" },
+  -- a schedule's action (ScheduleActionStartWorkflow)
+  action = { typed_search_attributes = "search_attributes", untyped_search_attributes = "search_attributes" },
 }
 M.PYTHON_NAMES = PYTHON_NAMES
 

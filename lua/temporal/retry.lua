@@ -57,7 +57,15 @@ function M.check_config(cfg, level)
   end
   local out = {}
   for k, v in pairs(cfg) do
-    if not KNOWN[k] then error(("retry_config: unknown option '%s'"):format(tostring(k)), level) end
+    if not KNOWN[k] then
+      -- Python's RetryConfig counts milliseconds: name the Lua option (seconds) instead
+      local lua_name = type(k) == "string" and k:match("^(.-)_millis$")
+      if lua_name and KNOWN[lua_name] then
+        error(("retry_config: unknown option '%s' (the Python SDK's name; use '%s', in seconds)"):format(k, lua_name),
+          level)
+      end
+      error(("retry_config: unknown option '%s'"):format(tostring(k)), level)
+    end
     out[k] = v
   end
   for k, v in pairs(M.DEFAULT_CONFIG) do
