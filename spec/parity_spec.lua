@@ -192,7 +192,27 @@ describe("config() and service_client", function()
     assert.equals(client.identity, sc.identity)
     assert.is_true((sc:check_health()))
     assert.is_table(sc.operator_service:list_search_attributes({ namespace = helper.namespace }).custom_attributes)
-    assert.is_nil(sc.test_service)   -- not compiled in (see docs/python.md)
+  end)
+
+  it("has the test server's TestService; the dev server answers UNIMPLEMENTED, to Python too", function()
+    local sc = client.service_client
+    assert.matches("TestService", tostring(sc.test_service))
+    assert.is_function(client.test_service.unlock_time_skipping_with_sleep)
+    local err = raises(function() sc.test_service:get_current_time({}) end)
+    assert.is_true(errors.is(err, "RPCError"))
+    assert.equals("UNIMPLEMENTED", err.status)
+    local py = helper.python_json([[
+      from google.protobuf.empty_pb2 import Empty
+      from temporalio.service import RPCError
+      try:
+          await client.test_service.get_current_time(Empty())
+          print(json.dumps("answered"))
+      except RPCError as e:
+          print(json.dumps(e.status.name))
+    ]])
+    assert.equals(py, err.status)
+    -- request fields are checked against TestService's own messages
+    assert.has_error(function() sc.test_service:sleep({ durationx = 1 }) end)
   end)
 end)
 

@@ -17,6 +17,8 @@ local SERVICES = {
   workflow_service = "temporal.api.workflowservice.v1.WorkflowService",
   operator_service = "temporal.api.operatorservice.v1.OperatorService",
   health_service = "grpc.health.v1.Health",
+  -- the time-skipping test server's; other servers answer UNIMPLEMENTED
+  test_service = "temporal.api.testservice.v1.TestService",
 }
 M.SERVICES = SERVICES
 
