@@ -17,7 +17,7 @@ local M = {}
 local PREFIXES = {
   client = "Client", h = "WorkflowHandle", u = "WorkflowUpdateHandle",
   sh = "ScheduleHandle", ah = "AsyncActivityHandle", op = "WithStartWorkflowOperation",
-  task = "Task", dc = "DataConverter", service = "Service",
+  task = "Task", dc = "DataConverter", service = "Service", sc = "ServiceClient",
   channel = "temporal.core.Channel", call = "temporal.core.Call",
   temporal = "temporal", errors = "temporal.errors", converter = "temporal.converter",
   failure = "temporal.failure", envconfig = "temporal.envconfig", core = "temporal.core",
