@@ -274,6 +274,13 @@ function methods:_intercept(name, input, fn)
   return interceptor.run(list, name, input, fn)
 end
 
+--- client:new_worker(opts) -> temporal.Worker: serves Lua activities on a task queue (see
+-- temporal.worker; loaded on first use).
+function methods:new_worker(opts)
+  local worker = require("temporal.worker").new(self, opts)
+  return worker
+end
+
 -- Raw service objects: client.workflow_service:start_workflow_execution{...}
 local Service = { __name = "temporal.Service" }
 Service.__index = function(svc, k)
