@@ -123,6 +123,12 @@ $(BUILD)/host_loop: examples/host_loop.c
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
 examples: $(BUILD)/host_loop
 
+# The Lua activity worker inside a C host's frame loop (pollfd/timeout/step), like host_loop.
+all: $(BUILD)/activity_host
+examples: $(BUILD)/activity_host
+$(BUILD)/activity_host: examples/activity_host.c
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
+
 # AddressSanitizer + UBSan build of temporal-lua (everything linked in) for memory checks:
 #   make asan && ASAN_OPTIONS=detect_leaks=1 build/asan/temporal-lua script.lua
 ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g

@@ -8,4 +8,8 @@ for script in examples/hello.lua examples/workflows.lua examples/concurrent.lua;
 done
 echo "== build/host_loop (a C program with its own loop driving temporal)"
 build/host_loop "$TEMPORAL_ADDRESS" default
+echo "== temporal-lua examples/activity_worker.lua (Lua activities for Python workflows)"
+build/temporal-lua examples/activity_worker.lua
+echo "== build/activity_host (the activity worker in a C host's frame loop)"
+build/activity_host "$TEMPORAL_ADDRESS" "$TEMPORAL_TASK_QUEUE" 3
 echo "demo finished"

@@ -459,3 +459,38 @@ describe("Lua activity worker: bad input", function()
     c:close()
   end)
 end)
+
+describe("Lua activity worker: hosts", function()
+  local env = { TEMPORAL_ADDRESS = helper.address, TEMPORAL_TASK_QUEUE = helper.task_queue }
+
+  local function check_example_output(out)
+    -- what the Python workflow got back from each Lua activity
+    assert.matches('grant_item %-> result {"attempt":1,"item":"sword","player":"alice"}', out)
+    assert.matches('move_player %-> result {"at":%[3,4%],"player":"bob"}', out)
+    assert.matches("grant_item %-> ApplicationError: shield is out of stock %(OutOfStock%)", out)
+    assert.matches("worker stopped, activities completed: 3", out)
+  end
+
+  it("serves activities from temporal-lua (examples/activity_worker.lua)", function()
+    local ok, out, err = helper.run({ helper.temporal_lua, "examples/activity_worker.lua" }, env)
+    assert.is_true(ok, err)
+    check_example_output(out)
+  end)
+
+  it("serves activities from a plain lua5.4 script", function()
+    local ok, out, err = helper.run({ "lua5.4", "examples/activity_worker.lua" }, env)
+    assert.is_true(ok, err)
+    check_example_output(out)
+  end)
+
+  it("serves activities inside a C host's frame loop driven by pollfd/timeout/step", function()
+    local ok, out, err = helper.run({ "build/activity_host", helper.address, helper.task_queue, "6" })
+    assert.is_true(ok, err)
+    for i = 1, 6 do
+      assert.matches(("\np%d at %d,%%-%d\n"):format(i, i, i), "\n" .. out)
+    end
+    assert.matches("worker stopped", out)
+    local frames = tonumber(out:match("frames: (%d+)"))
+    assert.is_true(frames > 1)
+  end)
+end)
