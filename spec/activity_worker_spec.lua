@@ -280,6 +280,110 @@ describe("Lua activity worker", function()
   end)
 end)
 
+describe("Lua activity worker: converter, dynamic activities, versioning", function()
+  it("decodes arguments and encodes results with the client's data converter, codec included", function()
+    local decoded, encoded = 0, 0
+    -- A codec Python can live with: it marks payloads on the way out, unmarks them on the way in.
+    local codec = {
+      encode = function(list)
+        local out = {}
+        for i, p in ipairs(list) do
+          local md = {}
+          for k, v in pairs(p.metadata) do md[k] = v end
+          md["x-lua-codec"] = "1"
+          out[i] = { metadata = md, data = p.data }
+          encoded = encoded + 1
+        end
+        return out
+      end,
+      decode = function(list)
+        decoded = decoded + #list
+        return list
+      end,
+    }
+    local c = temporal.connect(helper.address, { namespace = helper.namespace,
+      data_converter = temporal.DataConverter.new{ codec = codec } })
+    local tq = helper.unique_id("lua-worker-codec")
+    local w = c:new_worker{ task_queue = tq, activities = {
+      add = function(_, a, b) return { sum = a + b } end,
+    } }
+    w:start()
+    local r = c:execute_workflow("CallLuaActivity", { id = helper.unique_id("codec"),
+      task_queue = helper.task_queue, args = { { activity = "add", task_queue = tq, args = { 40, 2 } } } })
+    w:shutdown()
+    c:close()
+    assert.same({ sum = 42 }, r.result)
+    assert.is_true(decoded >= 2)     -- the activity's two arguments went through codec.decode
+    assert.is_true(encoded >= 2)     -- the workflow argument and the activity result through encode
+  end)
+
+  it("hands unknown activity types to dynamic_activity", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq = helper.unique_id("lua-worker-dynamic")
+    local w = c:new_worker{ task_queue = tq, activities = { known = function() return "known" end },
+      dynamic_activity = function(ctx, ...)
+        return { type = ctx.info.activity_type, args = temporal.array(table.pack(...)) }
+      end }
+    w:start()
+    local function run(activity)
+      return c:execute_workflow("CallLuaActivity", { id = helper.unique_id("dynamic"),
+        task_queue = helper.task_queue, args = { { activity = activity, task_queue = tq, args = { "x", 1 } } } })
+    end
+    local known, other = run("known"), run("anything_else")
+    w:shutdown()
+    c:close()
+    assert.equals("known", known.result)
+    assert.equals("anything_else", other.result.type)
+    assert.same({ "x", 1 }, other.result.args)
+  end)
+
+  it("reports build id and deployment options on its polls (seen by the server)", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local fn = function() end
+    local tq1, tq2 = helper.unique_id("lua-worker-build"), helper.unique_id("lua-worker-deploy")
+    local w1 = c:new_worker{ task_queue = tq1, activities = { a = fn }, build_id = "lua-build-1",
+      max_concurrent_activities = 1 }
+    local w2 = c:new_worker{ task_queue = tq2, activities = { a = fn }, max_concurrent_activities = 1,
+      deployment_options = { deployment_name = "lua-deployment", build_id = "lua-build-2" } }
+    w1:start()
+    w2:start()
+    local function poller(tq)
+      return wait_for(function()
+        local d = c:describe_task_queue(tq, { task_queue_type = "ACTIVITY" })
+        return d.raw.pollers and d.raw.pollers[1]
+      end, 30, "the poller of " .. tq)
+    end
+    local p1, p2 = poller(tq1), poller(tq2)
+    w1:shutdown()
+    w2:shutdown()
+    c:close()
+    assert.equals("lua-build-1", p1.worker_version_capabilities.build_id)
+    assert.equals("lua-deployment", p2.deployment_options.deployment_name)
+    assert.equals("lua-build-2", p2.deployment_options.build_id)
+    assert.equals("UNVERSIONED", p2.deployment_options.worker_versioning_mode)
+  end)
+end)
+
+describe("Lua activity worker: a server that completes polls on shutdown", function()
+  local extra_server = require("support.extra_server")
+  local server
+  setup(function() server = extra_server.start({ "frontend.enableCancelWorkerPollsOnShutdown=true" }) end)
+  teardown(function() if server then server:stop() end end)
+
+  it("ends its outstanding polls through ShutdownWorker instead of leaving them open", function()
+    local c = temporal.connect(server.address)
+    local tq = helper.unique_id("lua-worker-pollshutdown")
+    local w = c:new_worker{ task_queue = tq, max_concurrent_activities = 8, activities = { a = function() end } }
+    w:start()
+    wait_for(function() return w.polls_in_flight == 8 end, 30, "eight polls in flight")
+    assert.is_true(w.polls_complete_on_shutdown)
+    w:shutdown()
+    -- the server answers every open poll (empty) right away; a long poll would last a minute
+    wait_for(function() return w.polls_in_flight == 0 end, 20, "the server to complete the polls")
+    c:close()
+  end)
+end)
+
 describe("Lua activity worker: 500 activities through 50 slots", function()
   it("runs each exactly once and never more than 50 at a time", function()
     local client = temporal.connect(helper.address, { namespace = helper.namespace })
