@@ -41,6 +41,7 @@ FULL = {
     "payload": {"sizes": [("1 KiB", 1024), ("64 KiB", 65536), ("1 MiB", 1048576)], "min_seconds": 0.3},
     "latency": {"count": 100, "execute_count": 20},
     "callgrind": {"counts": [20, 220], "concurrency": 16},
+    "activity_worker": {"count": 1000, "slots": 100, "warmup": 50},
 }
 SMOKE = {
     "reps": 1,
@@ -51,6 +52,7 @@ SMOKE = {
     "payload": {"sizes": [("1 KiB", 1024)], "min_seconds": 0.01},
     "latency": {"count": 2, "execute_count": 1},
     "callgrind": {"counts": [1, 3], "concurrency": 2},
+    "activity_worker": {"count": 10, "slots": 4, "warmup": 2},
 }
 
 UNPOLLED_TASK_QUEUE = "bench-unpolled"  # nobody polls it: started workflows just wait
@@ -194,6 +196,18 @@ class Bench:
                 log(f"latency rep {rep + 1} {client:6}: " + ", ".join(
                     f"{op} {m['p50_ms']:.2f} ms" for op, m in r.items()))
 
+    def activity_worker(self) -> None:
+        cfg = self.config["activity_worker"]
+        for rep in range(self.config["reps"]):
+            for client in self.order(rep):
+                r, _ = self.run(client, "activity_worker", {
+                    **cfg, "worker_task_queue": self.args.worker_task_queue,
+                    "id_prefix": f"bench-{self.nonce}-act-r{rep}-{client}-",
+                })
+                self.record("activity_worker", client, rep, r, slots=cfg["slots"])
+                log(f"activity worker rep {rep + 1} {client:6}: {r['activities'] / r['wall']:7.0f} activities/s, "
+                    f"worker CPU {r['client_cpu'] / r['activities'] * 1e6:.0f} us/activity")
+
     def callgrind(self) -> dict:
         """Instructions per start for temporal-lua: the difference of two runs of different
         sizes, so start-up and connect cancel out. Repeatable where wall time is not."""
@@ -292,7 +306,8 @@ def main() -> None:
     log(f"{results['machine']['nproc']} CPUs ({results['machine']['cpu_model']}), "
         f"{results['machine']['ram_gib']} GiB; server {args.address} (pid {args.server_pid})")
     phases = {}
-    for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency"):
+    for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency",
+                 "activity_worker"):
         t0 = time.monotonic()
         getattr(bench, name)()
         phases[name] = time.monotonic() - t0

@@ -69,6 +69,10 @@ def summarize(runs: list[dict]) -> dict:
             for s in r["sizes"]:
                 add((w, c, s["label"], "us_per_op"), s["seconds_per_op"] * 1e6)
                 add((w, c, s["label"], "bytes"), s["bytes"])
+        elif w == "activity_worker":
+            add((w, c, "activities_per_s"), r["activities"] / r["wall"])
+            add((w, c, "worker_cpu_us_per_activity"), r["client_cpu"] / r["activities"] * 1e6)
+            add((w, c, "server_cpu_us_per_activity"), r["server_cpu"] / r["activities"] * 1e6)
         elif w == "latency":
             k = (w, c, r["op"])
             add(k + ("p50_ms",), r["p50_ms"])
@@ -181,6 +185,13 @@ def rows(results: dict) -> list[list[str]]:
                      ("execute", "execute_workflow (Greet, one activity)")):
         row(f"sequential {name} p50", "ms", ("latency", op, "p50_ms"))
         row(f"  sequential {name} p99", "ms", ("latency", op, "p99_ms"))
+    aw = cfg.get("activity_worker")
+    if aw:
+        row(f"activity worker: {aw['count']:,} no-op activities scheduled at once by a Python workflow, "
+            f"{aw['slots']} slots", "activities/s", ("activity_worker", "activities_per_s"))
+        row("  worker CPU per activity (the worker's whole process)", "µs",
+            ("activity_worker", "worker_cpu_us_per_activity"))
+        row("  server CPU per activity", "µs", ("activity_worker", "server_cpu_us_per_activity"))
     return out
 
 

@@ -88,6 +88,8 @@ describe("bench smoke run", function()
       elseif r.workload == "latency" then
         local want = r.op == "execute" and cfg.latency.execute_count or cfg.latency.count
         assert.equals(want, r.calls)
+      elseif r.workload == "activity_worker" then
+        assert.equals(cfg.activity_worker.count, r.activities)
       end
     end
     local reps = cfg.reps
@@ -98,6 +100,7 @@ describe("bench smoke run", function()
       assert.equals(cfg.cold_start.reps, seen["cold_start/" .. client])
       assert.equals(reps, seen["payload/" .. client])
       assert.equals(reps * 4, seen["latency/" .. client])  -- describe, query, signal, execute
+      assert.equals(reps, seen["activity_worker/" .. client])
     end
   end)
 
@@ -117,6 +120,8 @@ describe("bench smoke run", function()
       for _, op in ipairs({ "describe", "query", "signal", "execute" }) do
         assert_spread(s.latency[client][op].p50_ms, "latency " .. op)
       end
+      assert_spread(s.activity_worker[client].activities_per_s, "activity_worker activities_per_s")
+      assert_spread(s.activity_worker[client].worker_cpu_us_per_activity, "activity_worker worker CPU")
     end
     assert.is_true(results.callgrind.instructions[1] > 0)
     assert.is_number(results.callgrind.instructions_per_start)  -- a difference: any sign at tiny N
