@@ -99,6 +99,11 @@ describe("Lua activity worker", function()
       assert(not ok)
       error(errors.new("CancelledError", { message = "Cancelled", details = table.pack("cleaned up", 7) }))
     end,
+    deadline = function(ctx)
+      local ok, err = pcall(function() while true do ctx:sleep(0.02) end end)
+      seen.deadline = { ok = ok, err = err, details = ctx:cancellation_details() }
+      error(err)
+    end,
     async = function(ctx)
       seen.async_token = ctx.info.task_token
       ctx:raise_complete_async()
@@ -254,6 +259,19 @@ describe("Lua activity worker", function()
     assert.same({ "cleaned up", 7 }, r.details)
     assert.is_true(errors.is(seen.cancellable_err, "CancelledError"))
     assert.is_true(seen.cancellable_details.cancel_requested)
+  end)
+
+  it("cancels an activity locally when its start-to-close deadline passes", function()
+    seen.deadline = nil
+    local r = call({ activity = "deadline", start_to_close = 1 })
+    assert.equals("ActivityError", r.error)
+    assert.equals("TimeoutError", r.cause)
+    assert.equals("START_TO_CLOSE", r.timeout_type)
+    local d = wait_for(function() return seen.deadline end, 30, "the activity to see its deadline")
+    assert.is_false(d.ok)
+    assert.is_true(errors.is(d.err, "CancelledError"))
+    assert.equals("timed_out", d.err.reason)
+    assert.is_true(d.details.timed_out)
   end)
 
   it("completes asynchronously: the task token goes to get_async_activity_handle", function()
