@@ -18,6 +18,7 @@ local PREFIXES = {
   client = "Client", h = "WorkflowHandle", u = "WorkflowUpdateHandle",
   sh = "ScheduleHandle", ah = "AsyncActivityHandle", op = "WithStartWorkflowOperation",
   task = "Task", dc = "DataConverter", service = "Service", sc = "ServiceClient",
+  worker = "Worker", ctx = "ActivityContext",
   channel = "temporal.core.Channel", call = "temporal.core.Call",
   temporal = "temporal", errors = "temporal.errors", converter = "temporal.converter",
   failure = "temporal.failure", envconfig = "temporal.envconfig", core = "temporal.core",
