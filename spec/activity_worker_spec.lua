@@ -400,7 +400,30 @@ describe("Lua activity worker: a server that completes polls on shutdown", funct
     wait_for(function() return w.polls_in_flight == 0 end, 20, "the server to complete the polls")
     c:close()
   end)
-end)
+
+  it("leaves nothing behind over repeated start and shutdown (memory)", function()
+    local function cycle()
+      local c = temporal.connect(server.address, { lazy = true })
+      local w = c:new_worker{ task_queue = helper.unique_id("lua-worker-cycle"), max_concurrent_activities = 4,
+        activities = { a = function() end } }
+      w:start()
+      wait_for(function() return w.polls_in_flight == 4 end, 30, "the polls")
+      w:shutdown()
+      wait_for(function() return w.polls_in_flight == 0 end, 30, "the polls to end")
+      c:close()
+    end
+    for _ = 1, 10 do cycle() end
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    for _ = 1, 30 do cycle() end
+    collectgarbage()
+    collectgarbage()
+    local growth = collectgarbage("count") - before
+    -- measured: about 4 KiB in all; a worker (4 slot tasks, closures, tables) left per cycle
+    -- would add hundreds
+    assert.is_true(growth < 64, ("Lua heap grew by %.1f KiB over 30 cycles"):format(growth))
+  end)
 
 describe("Lua activity worker: 500 activities through 50 slots", function()
   it("runs each exactly once and never more than 50 at a time", function()
@@ -615,4 +638,18 @@ describe("Lua activity worker: hosts", function()
     local frames = tonumber(out:match("frames: (%d+)"))
     assert.is_true(frames > 1)
   end)
+end)
+
+describe("Lua activity worker: memory", function()
+  it("is valgrind-clean in the C host (worker started, activities served, shut down, state closed)", function()
+    local ok, out, err = helper.run({ "valgrind", "--error-exitcode=9", "--leak-check=full",
+      "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+      "build/activity_host", helper.address, helper.task_queue, "3" })
+    assert.is_true(ok, err)
+    assert.matches("p3 at 3,%-3", out)
+    assert.matches("ERROR SUMMARY: 0 errors", err)
+    assert.matches("definitely lost: 0 bytes", err)
+  end)
+
+end)
 end)
