@@ -282,6 +282,21 @@ describe("Lua activity worker", function()
     assert.same({ result = { done = "later" } }, h:result())
   end)
 
+  it("holds polls back under max_activities_per_second", function()
+    local w = client:new_worker{ task_queue = tq .. "-limited", activities = activities,
+      max_concurrent_activities = 3, max_activities_per_second = 0.001 }   -- a poll per 1,000 s
+    w:start()
+    wait_for(function() return w.polls_in_flight == 1 end, 30, "the first poll")
+    temporal.sleep(0.3)
+    -- three free slots, one poll: the other two wait for the limiter (unlimited, all three poll)
+    assert.equals(1, w.polls_in_flight)
+    local r = call({ activity = "echo", args = { 1, 2.5, "limited" }, task_queue = tq .. "-limited" })
+    assert.is_true(r.echo_same)
+    assert.equals(0, w.polls_in_flight)   -- the next poll is due in 1,000 s
+    w:shutdown()
+    assert.equals("stopped", w.state)
+  end)
+
   it("puts the worker's identity and task queue rate limit on its polls (seen by the server)", function()
     local w = client:new_worker{
       task_queue = tq .. "-described", activities = activities, identity = "lua-worker-identity",
