@@ -41,10 +41,14 @@ local WORKFLOW_SERVICE = client_mod.SERVICES.workflow_service
 local data_converter = client_mod.data_converter
 local now = core.now
 
--- How often a waiting worker part looks again at what it waits for (a cancellation, the end
--- of an activity, the end of the grace period). temporal offers no wake-up primitive other
--- than calls, timers and tasks, so these waits sleep in slices.
+-- How often a waiting worker part looks again at what it waits for (ctx:sleep at a
+-- cancellation, the shutdown at running activities, a rate-limited slot at the shutdown).
+-- temporal offers no wake-up primitive other than calls, timers and tasks, so these waits
+-- sleep in slices.
 M.CHECK_INTERVAL = 0.05
+-- The same for a heartbeat sender waiting out its throttle interval (up to a minute) while
+-- looking whether its activity has ended: coarser, there is one per heartbeating activity.
+M.HEARTBEAT_CHECK_INTERVAL = 1
 -- How often worker:run() looks whether a shutdown has begun (only run() waits like this;
 -- a worker started with worker:start() costs nothing while idle).
 M.RUN_CHECK_INTERVAL = 0.25
@@ -336,7 +340,7 @@ local function heartbeat_sender(w, act, first)
       warn(w, "heartbeat failed: " .. tostring(resp))
     end
     if act.finished then break end
-    nap(hb.interval - (now() - hb.last_sent), function() return act.finished end)
+    nap(hb.interval - (now() - hb.last_sent), function() return act.finished end, M.HEARTBEAT_CHECK_INTERVAL)
     if act.finished or hb.pending == nil then break end
     details = hb.pending or nil
     hb.pending = nil
