@@ -104,6 +104,19 @@ describe("Lua activity worker", function()
       seen.deadline = { ok = ok, err = err, details = ctx:cancellation_details() }
       error(err)
     end,
+    pausable = function(ctx)
+      if ctx.info.attempt > 1 then return { attempt = ctx.info.attempt } end
+      seen.pausable = "running"
+      local ok, err = pcall(function()
+        while true do
+          ctx:heartbeat("running")
+          ctx:sleep(0.05)
+        end
+      end)
+      seen.pausable_details = ctx:cancellation_details()
+      assert(not ok)
+      error(err)
+    end,
     async = function(ctx)
       seen.async_token = ctx.info.task_token
       ctx:raise_complete_async()
@@ -272,6 +285,26 @@ describe("Lua activity worker", function()
     assert.is_true(errors.is(d.err, "CancelledError"))
     assert.equals("timed_out", d.err.reason)
     assert.is_true(d.details.timed_out)
+  end)
+
+  it("stops an activity paused on the server; unpaused, it runs again and completes", function()
+    seen.pausable, seen.pausable_details = nil, nil
+    local h = call({ activity = "pausable", heartbeat_timeout = 2, retry = { maximum_attempts = 3 } },
+      { no_wait = true })
+    wait_for(function() return seen.pausable end, 30, "the activity")
+    helper.cli("activity", "pause", "--workflow-id", h.id, "--activity-id", "1")
+    local details = wait_for(function() return seen.pausable_details end, 30, "the pause to reach the activity")
+    assert.is_true(details.paused)
+    assert.is_false(details.cancel_requested)
+    -- reported as Python does (a failure typed ActivityPause); the server holds it paused
+    local pa = wait_for(function()
+      local list = h:describe().raw.pending_activities
+      return list and list[1] and list[1].paused and list[1].last_failure and list[1]
+    end, 30, "the server to show the activity paused")
+    assert.equals("ActivityPause", pa.last_failure.application_failure_info.type)
+    helper.cli("activity", "unpause", "--workflow-id", h.id, "--activity-id", "1")
+    local r = h:result()
+    assert.is_true(r.result.attempt > 1)
   end)
 
   it("completes asynchronously: the task token goes to get_async_activity_handle", function()

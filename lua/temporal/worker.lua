@@ -303,8 +303,13 @@ end
 
 -- ------------------------------------------------------------------ heartbeats
 
+-- Records why the activity is cancelled; the first reason stays, except that a cancel
+-- requested by the workflow wins over a pause or reset (sdk-core's order).
 local function cancel(act, reason)
-  if act.cancel_reason then return end
+  local current = act.cancel_reason
+  if current and not (reason == "cancel_requested" and (current == "paused" or current == "reset")) then
+    return
+  end
   act.cancel_reason = reason
 end
 
@@ -579,10 +584,16 @@ local function execute(w, resp)
   elseif act.cancel_reason and errors.is(outcome, "CancelledError") then
     local reason = act.cancel_reason
     -- timed_out / not_found: the server has timed this attempt out already, nothing to
-    -- report (sdk-core does the same).
+    -- report (sdk-core does the same). The server takes a cancellation only when the
+    -- workflow asked for it: a pause or reset is reported as a failure (as Python does).
     if reason == "worker_shutdown" then
       respond(w, act, "RespondActivityTaskFailed", { failure = worker_shutdown_failure(w) })
-    elseif reason ~= "timed_out" and reason ~= "not_found" then
+    elseif reason == "paused" or reason == "reset" then
+      local what = reason == "paused" and "pause" or "reset"
+      respond(w, act, "RespondActivityTaskFailed", { failure = dc:encode_failure(failure.application_error(
+        "Unhandled activity cancel error produced by activity " .. what,
+        { type = reason == "paused" and "ActivityPause" or "ActivityReset" })) })
+    elseif reason == "cancel_requested" then
       local det_ok, det = pcall(payloads, dc, outcome.details)
       respond(w, act, "RespondActivityTaskCanceled", { details = det_ok and det or nil })
     end
