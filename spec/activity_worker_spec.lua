@@ -543,6 +543,23 @@ describe("Lua activity worker: shutdown", function()
     assert.same({ worker_shutdown_seen = true, cancelled = false }, r.result)
   end)
 
+  it("run() in a task returns once one of its own activities initiates the shutdown", function()
+    local tq = helper.unique_id("lua-worker-selfstop")
+    local w = client:new_worker{ task_queue = tq, graceful_shutdown_timeout = 10, activities = {
+      last = function(ctx)
+        ctx.worker:initiate_shutdown()      -- does not wait (it would wait for itself)
+        return { shutting_down = ctx:is_worker_shutdown() }
+      end,
+    } }
+    local returned = false
+    local runner = temporal.spawn(function() w:run(); returned = true end)
+    local h = start_call({ activity = "last", task_queue = tq })
+    assert.same({ shutting_down = true }, h:result().result)
+    wait_for(function() return returned end, 30, "run() to return")
+    assert.is_true(runner:done())
+    assert.equals("stopped", w.state)
+  end)
+
   it("cancels what outlives the grace period and hands it back as WorkerShutdown; nothing is lost", function()
     local tq = helper.unique_id("lua-worker-grace-over")
     local started, release, after = false, false, nil
