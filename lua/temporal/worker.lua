@@ -30,7 +30,6 @@
 --    shuts down, ctx:is_cancelled() is true and ctx:heartbeat() / ctx:sleep() raise a
 --    CancelledError. An activity that lets it propagate is reported as cancelled.
 local core = require("temporal.core")
-local scheduler = require("temporal.scheduler")
 local client_mod = require("temporal.client")
 local errors = require("temporal.errors")
 local failure = require("temporal.failure")
@@ -40,6 +39,11 @@ local M = {}
 local WORKFLOW_SERVICE = client_mod.SERVICES.workflow_service
 local data_converter = client_mod.data_converter
 local now = core.now
+
+-- temporal.spawn and temporal.sleep, looked up when called: the worker uses exactly what the
+-- temporal module offers (whatever host adapter it is built on), nothing below it.
+local function spawn(...) return require("temporal").spawn(...) end
+local function sleep(seconds) return require("temporal").sleep(seconds) end
 
 -- How often a waiting worker part looks again at what it waits for (ctx:sleep at a
 -- cancellation, the shutdown at running activities, a rate-limited slot at the shutdown).
@@ -96,7 +100,7 @@ local function nap(seconds, stop, slice)
   while not (stop and stop()) do
     local left = deadline - now()
     if left <= 0 then return end
-    scheduler.sleep(math.min(left, slice or M.CHECK_INTERVAL))
+    sleep(math.min(left, slice or M.CHECK_INTERVAL))
   end
 end
 
@@ -395,7 +399,7 @@ function Context:heartbeat(...)
     hb.pending = p or false   -- false: a heartbeat without details; the latest wins
   else
     -- The first heartbeat (or the first after a quiet interval) goes out at once.
-    hb.sender = scheduler.spawn(heartbeat_sender, w, act, p or false)
+    hb.sender = spawn(heartbeat_sender, w, act, p or false)
   end
 end
 
@@ -657,7 +661,7 @@ local function slot_loop(w)
     if ok then
       backoff = 0
       if resp.task_token and resp.task_token ~= "" then
-        local t = scheduler.spawn(execute, w, resp)
+        local t = spawn(execute, w, resp)
         local done, err = pcall(t.wait, t)
         if not done then warn(w, "activity task failed inside the worker: " .. tostring(err)) end
       end
@@ -706,7 +710,7 @@ local function drain(w)
     -- retries them elsewhere instead of waiting for their timeouts.
     local reports = {}
     for i, act in ipairs(left) do
-      reports[i] = scheduler.spawn(respond, w, act, "RespondActivityTaskFailed",
+      reports[i] = spawn(respond, w, act, "RespondActivityTaskFailed",
         { failure = worker_shutdown_failure(w) })
     end
     for _, t in ipairs(reports) do pcall(t.wait, t) end
@@ -729,7 +733,7 @@ local function startup(w)
   local caps = ns.namespace_info and ns.namespace_info.capabilities or {}
   w.polls_complete_on_shutdown = caps.worker_poll_complete_on_shutdown or false
   if w.state == "running" then
-    for _ = 1, w.max_concurrent_activities do scheduler.spawn(slot_loop, w) end
+    for _ = 1, w.max_concurrent_activities do spawn(slot_loop, w) end
   end
 end
 
@@ -746,7 +750,7 @@ function Worker:start()
   if self.state ~= "new" then error(("start: the worker is already %s"):format(self.state), 2) end
   self.dc = data_converter(self.client)
   self.state = "running"
-  self.starter = scheduler.spawn(startup, self)
+  self.starter = spawn(startup, self)
   return self
 end
 
@@ -772,7 +776,7 @@ function Worker:initiate_shutdown()
   if self.state == "running" then
     self.state = "stopping"
     self.stop_requested_at = now()
-    self.stopper = scheduler.spawn(stop, self)
+    self.stopper = spawn(stop, self)
   end
 end
 
