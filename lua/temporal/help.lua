@@ -28,6 +28,7 @@ local PREFIXES = {
   ["temporal.core"] = "temporal.core", ["temporal.repl"] = "temporal.repl",
   ["temporal.help"] = "temporal.help", ["temporal.search_attributes"] = "temporal.search_attributes",
   ["temporal.DataConverter"] = "DataConverter",
+  metrics = "temporal.metrics", ["temporal.metrics"] = "temporal.metrics",
 }
 M.PREFIXES = PREFIXES
 

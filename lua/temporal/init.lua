@@ -15,6 +15,7 @@ require("temporal.operations")                  -- health, task queues, reset, n
 local converter = require("temporal.converter")  -- payloads, codecs, search attributes
 local failure = require("temporal.failure")      -- also adds errors.application_error
 local envconfig = require("temporal.envconfig")  -- environment and TOML profiles
+local metrics = require("temporal.metrics")      -- request metrics, Prometheus exposition
 
 local M = {
   VERSION = core.version,
@@ -23,6 +24,7 @@ local M = {
   converter = converter,
   failure = failure,
   envconfig = envconfig,
+  metrics = metrics,
   DataConverter = converter.DataConverter,
   binary = converter.binary,         -- bytes as binary/plain
   array = converter.array,           -- JSON array marker: temporal.array{} -> []
