@@ -2,7 +2,7 @@
 # Runs the examples against the server spec/run.sh started (TEMPORAL_TEST_* are set).
 set -e
 export TEMPORAL_ADDRESS="$TEMPORAL_TEST_ADDRESS" TEMPORAL_TASK_QUEUE="$TEMPORAL_TEST_TASK_QUEUE"
-for script in examples/hello.lua examples/workflows.lua examples/concurrent.lua; do
+for script in examples/hello.lua examples/workflows.lua examples/concurrent.lua examples/metrics.lua; do
   echo "== temporal-lua $script"
   build/temporal-lua "$script"
 done
