@@ -539,7 +539,8 @@ end
 -- http_proxy/https_proxy/grpc_proxy variables are ignored), max_receive_message_length
 -- (128 MiB), connect_timeout (10 s), retry_config (see temporal.retry; nil or true gives
 -- the defaults, false disables retries), interceptors (see temporal.interceptor), metrics (a
--- temporal.metrics registry; default temporal.metrics.default(), false: none), data_converter
+-- temporal.metrics registry; default temporal.metrics.default(), none unless set; false:
+-- none), data_converter
 -- (temporal.converter.default, loaded on first use): converts workflow arguments,
 -- results, memos, search attributes and failures; default_workflow_query_reject_condition
 -- ("NONE" | "NOT_OPEN" | "NOT_COMPLETED_CLEANLY"; nil: the server's) for every query that

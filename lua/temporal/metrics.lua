@@ -14,9 +14,10 @@
 -- `temporal_request_latency` is the histogram of attempt latencies (milliseconds unless
 -- durations_as_seconds), labelled `operation` (the RPC method), `namespace` and `task_queue`
 -- (taken from the request where it has them) and `service_name` plus the global tags.
--- Clients record into `metrics.default()` (one registry per Lua state) unless connect is
--- given `metrics = reg` or `metrics = false`. Recording is a few table updates per attempt;
--- nothing is formatted until someone reads the registry.
+-- A client records into the registry connect is given (`metrics = reg`), else into
+-- `metrics.default()`: none until `metrics.set_default(reg)`, as the Python SDK's default
+-- runtime has no metrics. Recording is a few table updates per attempt; nothing is
+-- formatted until someone reads the registry; without a registry it is one nil check.
 local core = require("temporal.core")
 
 local M = {}
@@ -714,22 +715,26 @@ end
 
 local default_registry
 
---- metrics.default() -> the registry clients of this Lua state record into unless connect
--- says otherwise (created on first use with metrics.new()).
--- metrics.set_default(reg) replaces it for clients connected afterwards.
+--- metrics.default() -> the registry clients of this Lua state record into when connect has
+-- no `metrics` option; nil (no metrics) until metrics.set_default(reg) names one, as the
+-- Python SDK's default runtime has none. Each Lua state has its own.
 function M.default()
-  if default_registry == nil then default_registry = M.new() end
   return default_registry
 end
 
+--- metrics.set_default(reg): clients connected afterwards without a `metrics` option record
+-- into reg (nil: into none again), as the Python SDK's Runtime.set_default.
 function M.set_default(reg)
-  if getmetatable(reg) ~= Registry then error("set_default: expected a registry from metrics.new()", 2) end
+  if reg ~= nil and getmetatable(reg) ~= Registry then
+    error("set_default: expected a registry from metrics.new() or nil", 2)
+  end
   default_registry = reg
 end
 
---- The `metrics` connect option: nil -> the default registry, false -> none, or a registry.
+--- The `metrics` connect option: nil -> the default registry (maybe none), false -> none,
+-- or a registry.
 function M._check_option(v, level)
-  if v == nil then return M.default() end
+  if v == nil then return default_registry end
   if v == false then return nil end
   if getmetatable(v) ~= Registry then
     error("metrics: expected a registry from temporal.metrics.new() or false", level + 1)
