@@ -46,6 +46,7 @@ CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
 LUA_MODS  := $(wildcard lua/temporal/*.lua)
 # docs/reference.md as the module temporal.reference: the text help(x) shows at the prompt.
 REFERENCE_MOD := $(BUILD)/temporal/reference.lua
+HOST_MODS := $(wildcard lua/temporal/host/*.lua)  # host adapters (temporal.host.*)
 
 .PHONY: all deps proto test demo install clean bench check-deps lint
 all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop $(REFERENCE_MOD)
@@ -76,7 +77,7 @@ proto: $(GEN)/registry.inc
 $(BUILD)/gen.a: $(GEN)/registry.inc
 	@$(MAKE) --no-print-directory -f tools/gen.mk GEN=$(GEN) OUT=$(BUILD)/obj/gen CC="$(CC)" CFLAGS="$(CFLAGS) -fPIC -Ulinux -I$(GEN)" LIB=$@
 
-$(BUILD)/obj/%.o: src/%.c src/temporal_lua.h $(GEN)/registry.inc
+$(BUILD)/obj/%.o: src/%.c src/temporal_lua.h src/rpc.h $(GEN)/registry.inc
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
 
@@ -89,9 +90,9 @@ $(REFERENCE_MOD): docs/reference.md tools/embed.lua
 	@mkdir -p $(dir $@)
 	lua$(LUA_VER) tools/embed.lua --text $@ docs/reference.md
 
-$(GEN)/embedded.c: tools/embed.lua $(LUA_MODS) $(REFERENCE_MOD)
+$(GEN)/embedded.c: tools/embed.lua $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 	@mkdir -p $(dir $@)
-	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS) $(REFERENCE_MOD)
+	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 
 $(BUILD)/obj/embedded.o: $(GEN)/embedded.c
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
@@ -117,6 +118,8 @@ install: all
 	install -d $(DESTDIR)$(LUA_CDIR)/temporal $(DESTDIR)$(LUA_LDIR)/temporal $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/temporal/core.so $(DESTDIR)$(LUA_CDIR)/temporal/core.so
 	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(DESTDIR)$(LUA_LDIR)/temporal/
+	install -d $(DESTDIR)$(LUA_LDIR)/temporal/host
+	install -m 644 $(HOST_MODS) $(DESTDIR)$(LUA_LDIR)/temporal/host/
 	install -m 755 $(BUILD)/temporal-lua $(DESTDIR)$(PREFIX)/bin/temporal-lua
 
 clean:
