@@ -159,5 +159,25 @@ rock-install:
 	install -d $(INST_LIBDIR)/temporal $(INST_LUADIR)/temporal $(INST_BINDIR)
 	install -m 755 $(BUILD)/temporal/core.so $(INST_LIBDIR)/temporal/core.so
 	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(INST_LUADIR)/temporal/
+	install -d $(INST_LUADIR)/temporal/host
+	install -m 644 $(HOST_MODS) $(INST_LUADIR)/temporal/host/
 	install -m 755 $(BUILD)/temporal-lua $(INST_BINDIR)/temporal-lua
 .PHONY: rock rock-install
+
+# skynet (../shared/hosts, not a Debian package) and temporal/core.so built against skynet's
+# own Lua headers (skynet links Lua statically and exports its API): make skynet
+SKYNET_TGZ ?= ../shared/hosts/skynet-1.8.0.tar.gz
+SKYNET_DIR := $(BUILD)/skynet-1.8.0
+SKYNET_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/skynet/obj/%.o)
+$(SKYNET_DIR)/skynet:
+	@mkdir -p $(BUILD)
+	tar xzf $(SKYNET_TGZ) -C $(BUILD)/
+	$(MAKE) -C $(SKYNET_DIR) linux MALLOC_STATICLIB= SKYNET_DEFINES=-DNOUSE_JEMALLOC >$(BUILD)/skynet-build.log 2>&1 || { tail -20 $(BUILD)/skynet-build.log; exit 1; }
+$(BUILD)/skynet/obj/%.o: src/%.c src/temporal_lua.h src/rpc.h $(GEN)/registry.inc $(SKYNET_DIR)/skynet
+	@mkdir -p $(dir $@)
+	$(CC) $(subst -I$(LUA_INCDIR),-I$(SKYNET_DIR)/3rd/lua,$(BASE_CFLAGS)) $(WARN) $(CFLAGS) -c $< -o $@
+$(BUILD)/skynet/temporal/core.so: $(SKYNET_OBJS) $(BUILD)/gen.a
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(SKYNET_OBJS) $(BUILD)/gen.a $(LDLIBS)
+skynet: $(BUILD)/skynet/temporal/core.so
+.PHONY: skynet
