@@ -5,7 +5,7 @@
 -- chose for it. 21 services (lua_States) share one runtime.
 local helper = require("support.helper")
 
-local ROOT = assert(helper.temporal_lua, "TEMPORAL_LUA is set by spec/run.sh"):match("^(.*)/build/temporal%%-lua$")
+local ROOT = assert(helper.temporal_lua, "TEMPORAL_LUA is set by spec/run.sh"):match("^(.*)/build/temporal%-lua$")
 
 describe("skynet host", function()
   it("builds skynet and temporal/core.so against skynet's Lua", function()
