@@ -49,7 +49,8 @@ REFERENCE_MOD := $(BUILD)/temporal/reference.lua
 HOST_MODS := $(wildcard lua/temporal/host/*.lua)  # host adapters (temporal.host.*)
 
 .PHONY: all deps proto test demo install clean bench check-deps lint
-all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop $(REFERENCE_MOD)
+all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop $(REFERENCE_MOD) \
+  $(BUILD)/frame_loop $(BUILD)/many_states
 
 # Packages install with services held back (policy-rc.d): nginx and tinyproxy must not start
 # system-wide listeners; the specs start their own on 127.0.0.1.
@@ -129,7 +130,13 @@ clean:
 # plus the temporal.core module found through package.cpath).
 $(BUILD)/host_loop: examples/host_loop.c
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
-examples: $(BUILD)/host_loop
+# A fixed-tick frame loop resuming its own coroutines (docs/hosts.md), and the many-states
+# measurement (threads and memory per lua_State).
+$(BUILD)/frame_loop: examples/hosts/frame_loop.c
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
+$(BUILD)/many_states: bench/many_states.c
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
+examples: $(BUILD)/host_loop $(BUILD)/frame_loop
 
 # The Lua activity worker inside a C host's frame loop (pollfd/timeout/step), like host_loop.
 all: $(BUILD)/activity_host
