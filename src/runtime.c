@@ -8,6 +8,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <poll.h>
@@ -250,6 +251,15 @@ static int l_pollfd(lua_State *L) {
   return 1;
 }
 
+/* core.dup_pollfd() -> a duplicate of the pollfd that the caller owns and closes: for a
+ * host that takes over the descriptor it watches (skynet's socket.bind closes it). */
+static int l_dup_pollfd(lua_State *L) {
+  int fd = fcntl(tl_runtime_get(L)->efd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return luaL_error(L, "dup_pollfd: %s", strerror(errno));
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
 static int l_inflight(lua_State *L) {
   lua_pushinteger(L, tl_runtime_get(L)->ninflight);
   return 1;
@@ -301,7 +311,7 @@ void tl_runtime_open(lua_State *L) {
     lua_pop(L, 1);
   }
   static const luaL_Reg fns[] = {
-    {"wait", l_wait}, {"pollfd", l_pollfd}, {"inflight", l_inflight}, {"wake", l_wake},
+    {"wait", l_wait}, {"pollfd", l_pollfd}, {"dup_pollfd", l_dup_pollfd}, {"inflight", l_inflight}, {"wake", l_wake},
     {"runtime_info", l_runtime_info}, {"grpc_version", l_grpc_version}, {"now", l_now},
     {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);

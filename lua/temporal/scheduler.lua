@@ -413,8 +413,10 @@ function M.set_host(adapter)
     error(("set_host: %d coroutines of the %s host are still waiting"):format(host_waiters, host.name), 2)
   end
   local previous = host
-  host = adapter
-  driver_running = false
+  if adapter ~= host then
+    host = adapter
+    driver_running = false
+  end
   return previous
 end
 

@@ -79,6 +79,7 @@ skynet.start(function()
   for _, f in ipairs(skynet.call(svc, "lua", "forked")) do
     print("forked result", f.id:match("(%d+)$"), f.result[1][1])
   end
+  skynet.call(svc, "lua", "close")   -- the service gives its pollfd back to temporal
   print("done")
   skynet.abort()
 end)

@@ -6,6 +6,7 @@ local temporal = require("temporal")
 
 local address, namespace, task_queue = ...
 local client
+local host
 local handles = {}          -- workflow id -> handle
 local forked = {}           -- results collected by this service's own sessions, in order
 local pings = 0
@@ -49,6 +50,13 @@ function command.ping()
   return "pong", pings, temporal.core.inflight()
 end
 
+-- before the service exits: skynet's socket on the pollfd is closed, the client too
+function command.close()
+  host.close()
+  client:close()
+  return true
+end
+
 function command.inflight() return temporal.core.inflight() end
 
 function command.system_info()
@@ -58,7 +66,8 @@ end
 function command.runtime_info() return temporal.core.runtime_info() end
 
 skynet.start(function()
-  temporal.set_host(require("temporal.host.skynet").new())
+  host = require("temporal.host.skynet").new()
+  temporal.set_host(host)
   client = temporal.connect(address, { namespace = namespace })
   skynet.dispatch("lua", function(_, _, cmd, ...)
     local fn = command[cmd]

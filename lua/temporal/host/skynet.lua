@@ -16,9 +16,12 @@
 -- skynet.sleep(timeout, token) in between. temporal.spawn tasks are skynet.fork sessions.
 -- A call from the service's main chunk (before skynet.start) raises: it can neither
 -- yield nor block the worker thread. Nested coroutines must be skynet.coroutine ones.
+-- skynet watches a duplicate of the pollfd; `adapter.close()` (before skynet.exit) gives
+-- it back.
 local skynet = require("skynet")
 local socket = require("skynet.socket")
 local scheduler = require("temporal.scheduler")
+local core = require("temporal.core")
 
 local M = {}
 
@@ -26,16 +29,16 @@ local M = {}
 -- opts: budget ({ max_tasks = n, max_time = seconds } per step; see temporal.step).
 function M.new(opts)
   local token = {}          -- the driver sleeps on it; the reader wakes it
-  local reader_started = false
+  local id                  -- skynet's socket for a duplicate of the pollfd
   local function start_reader()
-    if reader_started then return end
-    reader_started = true
-    local id = socket.bind(scheduler.pollfd())
+    if id then return end
+    id = socket.bind(core.dup_pollfd())
+    local my_id = id
     skynet.fork(function()
-      while socket.read(id) do skynet.wakeup(token) end
+      while socket.read(my_id) do skynet.wakeup(token) end
     end)
   end
-  return {
+  local adapter = {
     name = "skynet",
     blocking = false,
     budget = opts and opts.budget,
@@ -54,6 +57,14 @@ function M.new(opts)
       end)
     end,
   }
+  --- Closes skynet's socket on the pollfd (the service is about to exit).
+  function adapter.close()
+    if id then
+      socket.close(id)
+      id = nil
+    end
+  end
+  return adapter
 end
 
 return M
