@@ -43,4 +43,15 @@ describe("many states", function()
     assert.matches("sockets 1, eventfds 100%d\n", out)  -- one connection; one eventfd per state
     assert.matches("threads after closing all: 1\n", out)
   end)
+
+  it("sharing the runtime is valgrind-clean: states come and go, the last one stops the poller", function()
+    local ok, out, err = helper.run({ "valgrind", "--error-exitcode=9", "--leak-check=full",
+      "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+      "build/many_states", helper.address, helper.namespace, "5" })
+    assert.is_true(ok, out .. err)
+    assert.matches("states 5, runtime states 5, calls ok 5\n", out)
+    assert.matches("threads after closing all: 1\n", out)
+    assert.matches("ERROR SUMMARY: 0 errors", err)
+    assert.matches("definitely lost: 0 bytes", err)
+  end)
 end)
