@@ -381,6 +381,8 @@ function M.run()
   while M.step(nil) do end
 end
 
+M.Task = Task  -- the metatable of tasks
+
 --- The running scheduler task, or nil outside tasks.
 function M.current() return current end
 
