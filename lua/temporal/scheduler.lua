@@ -113,9 +113,10 @@ local function run_ready(q)
   local batch = ready
   ready = {}
   local i, n = 1, #batch
-  while i <= n and quota_left(q) do
+  local ok, err = true, nil
+  while ok and i <= n and quota_left(q) do
     q.count = q.count + 1
-    run_one(batch[i])
+    ok, err = pcall(run_one, batch[i])   -- a host's wakeup may raise (luv resumes at once)
     i = i + 1
   end
   if i <= n then
@@ -123,6 +124,7 @@ local function run_ready(q)
     table.move(ready, 1, #ready, #rest + 1, rest)
     ready = rest
   end
+  if not ok then error(err, 0) end   -- what was not run stays first in line
 end
 
 local function next_deadline()

@@ -39,18 +39,26 @@ function M.new(opts)
       end)
     end,
   }
+  local function stop()
+    if poll then
+      poll:stop(); poll:close()
+      timer:stop(); timer:close()
+      poll, timer = nil, nil
+    end
+  end
   function adapter.start(drive)
+    stop()
     poll = uv.new_poll(scheduler.pollfd())
     timer = uv.new_timer()
     local function run()
-      if drive() then
+      local ok, more = pcall(drive)
+      if not ok then stop(); error(more, 0) end
+      if more then
         local t = scheduler.timeout()
         timer:stop()
         if t then timer:start(math.ceil(t * 1000), 0, run) end
       else
-        poll:stop(); poll:close()
-        timer:stop(); timer:close()
-        poll, timer = nil, nil
+        stop()
       end
     end
     poll:start("r", run)
