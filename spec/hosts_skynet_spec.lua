@@ -38,6 +38,8 @@ describe("skynet host", function()
     assert.same(order, released)
     for i = 1, 3 do assert.matches(("result\t%d\tr%d\n"):format(i, i), out) end
     for i = 4, 6 do assert.matches(("forked result\t%d\tr%d\n"):format(i, i), out) end
+    -- a service left with two calls in flight: its state closed, the others still work
+    assert.matches("after a service left\t21\tstates,\t%d+%.%d+", out)
     -- 21 states on one runtime: one poller thread
     assert.matches("runtime\t21\tstates\t1\tpoller threads\n", out)
     local one, many = out:match("threads\t(%d+)\twith 1 service,\t(%d+)\twith\t21\n")

@@ -79,6 +79,12 @@ skynet.start(function()
   for _, f in ipairs(skynet.call(svc, "lua", "forked")) do
     print("forked result", f.id:match("(%d+)$"), f.result[1][1])
   end
+  -- a service that exits while two of its sessions wait: the others go on unharmed
+  local leaver = skynet.newservice("temporal_service", address, namespace, task_queue)
+  skynet.call(leaver, "lua", "exit_while_waiting")
+  while skynet.call(svc, "lua", "runtime_info").states > extra + 1 do skynet.sleep(1) end
+  print("after a service left", skynet.call(svc, "lua", "runtime_info").states, "states,",
+    skynet.call(svc, "lua", "system_info"))
   skynet.call(svc, "lua", "close")   -- the service gives its pollfd back to temporal
   print("done")
   skynet.abort()

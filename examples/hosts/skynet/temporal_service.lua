@@ -57,6 +57,22 @@ function command.close()
   return true
 end
 
+-- Leaves with calls in flight: two sessions wait on workflows nobody signals, then the
+-- service exits; skynet closes its lua_State, which cancels and drains those calls.
+function command.exit_while_waiting()
+  local ids = {}
+  for i = 1, 2 do
+    ids[i] = ("%s-leaver-%d-%d"):format(task_queue, math.random(1000000), i)
+    command.start(ids[i])
+    skynet.fork(function() handles[ids[i]]:result() end)
+  end
+  skynet.fork(function()
+    while temporal.core.inflight() < 2 do skynet.sleep(1) end
+    skynet.exit()
+  end)
+  return ids
+end
+
 function command.inflight() return temporal.core.inflight() end
 
 function command.system_info()
