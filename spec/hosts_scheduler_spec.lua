@@ -163,6 +163,13 @@ describe("core.unary", function()
       assert.equals(client.system_info.server_version, resp.server_version)
     end
     assert.has_error(function() core.unary(channel, WS, "GetSystemInfo", {}, 0 / 0) end)
+    -- through the client, the option is named; math.huge means no deadline
+    local ws = client.workflow_service
+    assert.has_error(function() ws:get_system_info({}, { rpc_timeout = 0 / 0 }) end,
+      "rpc_timeout: expected a non-negative number of seconds (math.huge: none), got " .. tostring(0 / 0))
+    assert.has_error(function() ws:get_system_info({}, { rpc_timeout = -1 }) end,
+      "rpc_timeout: expected a non-negative number of seconds (math.huge: none), got -1")
+    assert.equals(client.system_info.server_version, ws:get_system_info({}, { rpc_timeout = math.huge }).server_version)
     client:close()
   end)
 end)
