@@ -113,6 +113,26 @@ describe("cqueues host", function()
     assert.equals(client.system_info.server_version, got)
   end)
 
+  it("host tasks: errors surface through wait; waiting from the main thread is refused clearly", function()
+    local cq = cqueues.new()
+    temporal.set_host(host_cqueues.new(cq))
+    local bad = temporal.spawn(function() error({ code = 7 }) end)
+    local good = temporal.spawn(function() cqueues.sleep(0.01); return "fine" end)
+    local ok, err = pcall(good.wait, good)
+    assert.is_false(ok)
+    assert.equals("Task:wait: the task runs in the cqueues host; wait for it from a coroutine "
+      .. "of that host, or run the host's loop", err:match("Task:wait: .*$"))
+    local got = {}
+    cq:wrap(function()
+      got.good = good:wait()
+      got.ok, got.err = pcall(bad.wait, bad)
+    end)
+    assert(cq:loop())
+    assert.equals("fine", got.good)
+    assert.is_false(got.ok)
+    assert.equals(7, got.err.code)
+  end)
+
   it("rejects a controller that is not one", function()
     assert.has_error(function() host_cqueues.new({}) end,
       "temporal.host.cqueues.new: expected a cqueues controller (cqueues.new()), got table")
