@@ -198,8 +198,8 @@ end
 
 Client.__close = function(self) self:close() end
 
---- Closes the connection; calls in flight still complete (with CANCELLED if need be);
--- later calls raise "channel to <target> is closed".
+--- Closes the connection; calls in flight fail at once with CANCELLED ("the client was
+-- closed while the call was in flight"); later calls raise "channel to <target> is closed".
 function methods:close()
   local s = state(self)
   if s.channel then s.channel:close() end
@@ -239,7 +239,7 @@ function methods:_rpc(service, method, request, opts)
     error(("rpc_timeout: expected a non-negative number of seconds (math.huge: none), got %s")
       :format(tostring(timeout)), 0)
   end
-    scheduler.check_can_wait(method)  -- before anything is sent: nothing left half-sent
+  scheduler.check_can_wait(method)  -- before anything is sent: nothing left half-sent
   local attempt, started = 0, core.now()
   while true do
     attempt = attempt + 1
