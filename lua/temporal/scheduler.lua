@@ -84,6 +84,7 @@ end
 local function run_one(item)
   local waiter = item[1]
   if getmetatable(waiter) == HostWaiter then
+    if waiter.abandoned then return end  -- its wait raised: nobody is parked there now
     -- counted out now, not when it runs again: the driver may stop once none is parked
     waiter.woken = true
     host_waiters = host_waiters - 1
@@ -279,7 +280,10 @@ local function park(waiter_setup)
   local ok, err = pcall(function()
     repeat host.wait(w) until w.woken
   end)
-  if not w.woken then host_waiters = host_waiters - 1 end
+  if not w.woken then
+    w.abandoned = true
+    host_waiters = host_waiters - 1
+  end
   if not ok then error(err, 0) end
 end
 
