@@ -90,7 +90,9 @@ static void shared_release(void) {
     pthread_join(shared.poller, NULL);
     grpc_completion_queue_destroy(shared.cq);
     shared.cq = NULL;
-    grpc_shutdown();
+    /* Blocking: gRPC's own threads are gone when the last state has closed (plain
+     * grpc_shutdown leaves that to a detached thread that may outlive lua_close). */
+    grpc_shutdown_blocking();
   }
   pthread_mutex_unlock(&shared.mu);
 }
