@@ -53,6 +53,27 @@ describe("temporal.step", function()
   end)
 end)
 
+describe("blocking waits", function()
+  it("task:wait() returns once the task is done, not when an unrelated call completes", function()
+    local client = temporal.connect(helper.address, { namespace = helper.namespace })
+    local h = client:start_workflow("WaitForSignal", {
+      id = helper.unique_id("unrelated-poll"), task_queue = helper.task_queue })
+    -- a raw long poll for the close event, held open by the server for up to 10 s
+    local poll = core.unary(core.handle_state(client).channel, WS, "GetWorkflowExecutionHistory", {
+      namespace = helper.namespace, execution = { workflow_id = h.id },
+      wait_new_event = true, history_event_filter_type = "CLOSE_EVENT" }, 10)
+    local quick = temporal.spawn(function() return "quick" end)
+    assert.equals("quick", quick:wait())
+    -- the poll is still in flight: the wait did not sit on it until it ended
+    assert.is_false(poll:done())
+    assert.equals(1, core.inflight())
+    h:terminate({ reason = "spec done" })
+    local resp = require("temporal.scheduler").await(poll)
+    assert.equals("WORKFLOW_EXECUTION_TERMINATED", resp.history.events[1].event_type)
+    client:close()
+  end)
+end)
+
 describe("frame budget", function()
   local client
   setup(function() client = temporal.connect(helper.address, { namespace = helper.namespace }) end)

@@ -214,6 +214,9 @@ function M.step(timeout, budget)
     local t = M.timeout()
     if t == nil then t = timeout
     elseif timeout ~= nil then t = math.min(t, timeout) end
+    -- what just ran may be what the caller waits for (a task that finished): do not
+    -- block in the runtime for some unrelated call after it
+    if q.count > 0 then t = 0 end
     if t ~= 0 or core.inflight() > 0 or host then deliver(core.wait(t)) end
     wake_sleepers()
     run_ready(q)
