@@ -46,7 +46,7 @@ static void count_fds(int *sockets, int *eventfds) {
 
 static void check(lua_State *L, int status, const char *what) {
   if (status != LUA_OK) {
-    fprintf(stderr, "many_states: %s: %s\n", what, lua_tostring(L, -1));
+    fprintf(stderr, "many_states: %s: %s\n", what, luaL_tolstring(L, -1, NULL));  /* errors may be tables */
     exit(1);
   }
 }
