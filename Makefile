@@ -96,6 +96,7 @@ $(GEN)/embedded.c: tools/embed.lua $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 
 $(BUILD)/obj/embedded.o: $(GEN)/embedded.c
+	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) $(BUILD)/gen.a
