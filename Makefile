@@ -129,6 +129,7 @@ $(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) 
 
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory LUA=luajit all
 	@spec/run.sh
 
 demo: deps

@@ -13,8 +13,8 @@
  *   when the value is within 2^53 and a boxed int64_t cdata (what 1LL is) beyond, so no
  *   64-bit value loses precision. On input, lua_tointegerx also takes int64_t / uint64_t
  *   cdata, and numbers that are integral and within int64; lua_isinteger is true for
- *   numbers that are integral and within 2^53 (the ones Lua 5.4 would hold as integers when
- *   they come from a JSON text or a literal), so floats keep their float encoding.
+ *   numbers that are integral and within 2^53 except -0.0 (the line temporal.compat's
+ *   math_type draws too), so other floats keep their float encoding.
  *   tl_isboxedint tells an int64/uint64 cdata from anything else.
  */
 #ifndef TEMPORAL_LUA_COMPAT_H
@@ -35,6 +35,7 @@
 
 #elif LUA_VERSION_NUM == 501
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -188,7 +189,7 @@ static inline lua_Integer tl_compat_tointegerx(lua_State *L, int idx, int *isnum
 static inline int tl_compat_isinteger(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TNUMBER) return 0;
   lua_Number n = lua_tonumber(L, idx);
-  return n >= -TL_SAFE_INTEGER && n <= TL_SAFE_INTEGER && (lua_Number)(int64_t)n == n;
+  return n >= -TL_SAFE_INTEGER && n <= TL_SAFE_INTEGER && (lua_Number)(int64_t)n == n && !(n == 0 && signbit(n));
 }
 /* --- formats: Lua 5.4's %I (a lua_Integer) in lua_pushfstring and luaL_error --- */
 /* LuaJIT's lua_pushfstring stops at a directive it does not know: format with the C library

@@ -26,11 +26,13 @@ if jit then
   --- true for an int64_t / uint64_t cdata (always false on Lua 5.4)
   M.is_boxed_integer = boxed
 
-  --- math.type: "integer" for integral numbers within int64 and for int64/uint64 cdata,
-  -- "float" for other numbers, nil for anything else.
+  --- math.type: "integer" for int64/uint64 cdata and for integral numbers up to 2^53 in
+  -- magnitude (the ones a double holds exactly; -0.0 stays a float), "float" for other
+  -- numbers, nil for anything else. The core's JSON and protobuf conversions draw the same
+  -- line (src/compat.h).
   function M.math_type(v)
     if type(v) == "number" then
-      if v == math_floor(v) and v >= -2 ^ 63 and v < 2 ^ 63 then return "integer" end
+      if v == math_floor(v) and v >= -2 ^ 53 and v <= 2 ^ 53 and (v ~= 0 or 1 / v > 0) then return "integer" end
       return "float"
     end
     if boxed(v) then return "integer" end

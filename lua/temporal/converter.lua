@@ -531,6 +531,9 @@ local function sa_payload(name, v)
   local value = v.value
   if v.type == "Datetime" and type(value) == "number" then value = format_datetime(value) end
   local p = M.default_payload_converter.to_payload(value, "search_attributes." .. name)
+  -- A Double is a float on the wire, as Python writes it ("2.0"), also where the number
+  -- has no float subtype to say so (LuaJIT).
+  if v.type == "Double" and p.data:match("^%-?%d+$") then p.data = p.data .. ".0" end
   p.metadata.type = v.type
   return p
 end
