@@ -189,14 +189,14 @@ lint:
 # LuaRocks (build type make, see temporal-lua-*.rockspec): `rock` builds, `rock-install`
 # copies into the directories LuaRocks gives: INST_LIBDIR (C modules), INST_LUADIR (Lua
 # modules), INST_BINDIR (the interpreter).
-rock: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(REFERENCE_MOD)
+# Under LuaJIT (LuaRocks passes LUA=/path/to/luajit) the rock is the module without temporal-lua.
+rock: $(OUT)/temporal/core.so $(REFERENCE_MOD) $(if $(filter lua54,$(FLAVOUR)),$(BUILD)/temporal-lua)
 rock-install:
-	install -d $(INST_LIBDIR)/temporal $(INST_LUADIR)/temporal $(INST_BINDIR)
-	install -m 755 $(BUILD)/temporal/core.so $(INST_LIBDIR)/temporal/core.so
+	install -d $(INST_LIBDIR)/temporal $(INST_LUADIR)/temporal/host
+	install -m 755 $(OUT)/temporal/core.so $(INST_LIBDIR)/temporal/core.so
 	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(INST_LUADIR)/temporal/
-	install -d $(INST_LUADIR)/temporal/host
-	install -m 644 $(HOST_MODS) $(INST_LUADIR)/temporal/host/
-	install -m 755 $(BUILD)/temporal-lua $(INST_BINDIR)/temporal-lua
+	$(if $(HOST_MODS),install -m 644 $(HOST_MODS) $(INST_LUADIR)/temporal/host/)
+	$(if $(filter lua54,$(FLAVOUR)),install -d $(INST_BINDIR) && install -m 755 $(BUILD)/temporal-lua $(INST_BINDIR)/temporal-lua)
 .PHONY: rock rock-install
 
 # skynet (../shared/hosts, not a Debian package) and temporal/core.so built against skynet's
