@@ -89,7 +89,7 @@ fi
 # the REPL, lint, packaging, valgrind and benchmarks, which are Lua 5.4 tools).
 LUAJIT_SPECS=(foundation json protobuf converter failure connection connection_retry
   connection_keepalive connection_interceptor workflow workflow_interceptor schedule activity
-  operations luajit nginx)
+  operations parity luajit nginx)
 passes="lua54 luajit"
 case ${1:-} in
   --luajit) passes=luajit; shift ;;

@@ -1017,7 +1017,7 @@ function iterator_methods:fetch_next_page(opts)
   end
   opts = check_options(opts, { page_size = true }, "fetch_next_page", 2)
   local size = opts.page_size
-  if size ~= nil and (math.type(size) ~= "integer" or size < 1) then
+  if size ~= nil and (compat.math_type(size) ~= "integer" or size < 1) then
     error("page_size: expected a positive integer, got " .. tostring(size), 2)
   end
   local st = state(self)

@@ -747,7 +747,7 @@ function iterator_methods:fetch_next_page(opts)
   local what = "fetch_next_page"
   opts = check_opts(opts, set_of("page_size"), what)
   local page_size = opt_type(what, opts, "page_size", "number")
-  if page_size ~= nil and (math.type(page_size) ~= "integer" or page_size <= 0) then
+  if page_size ~= nil and (compat.math_type(page_size) ~= "integer" or page_size <= 0) then
     fail(what, "option 'page_size' must be a positive integer")
   end
   local st = state(self)
@@ -784,7 +784,7 @@ function iterator_methods:map_histories(opts)
   opts = check_opts(opts, MAP_HISTORIES_OPTIONS, what)
   check_rpc(what, opts)
   local concurrency = opt_type(what, opts, "concurrency", "number") or 1
-  if math.type(concurrency) ~= "integer" or concurrency < 1 then
+  if compat.math_type(concurrency) ~= "integer" or concurrency < 1 then
     fail(what, "option 'concurrency' must be a positive integer, got %s", tostring(concurrency))
   end
   local history_opts = {
