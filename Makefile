@@ -62,6 +62,7 @@ CFLAGS   ?= -O2 -g
 LDLIBS   := $(EXT_LIBDIRS) -lgrpc -lgpr -lprotobuf-c -lpthread
 
 CORE_SRCS := src/core.c src/runtime.c src/channel.c src/call.c src/pb.c src/registry.c src/json.c
+CORE_SRCS += src/relay.c  # the socket relay (nginx's cosockets wait on it)
 CORE_OBJS := $(CORE_SRCS:src/%.c=$(OUT)/obj/%.o)
 LUA_MODS  := $(wildcard lua/temporal/*.lua)
 # docs/reference.md as the module temporal.reference: the text help(x) shows at the prompt.

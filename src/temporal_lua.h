@@ -53,5 +53,7 @@ void tl_json_open(lua_State *L);         /* adds json_encode/json_decode to the 
 void tl_runtime_open(lua_State *L);
 void tl_channel_open(lua_State *L);
 void tl_call_open(lua_State *L);
+/* the socket relay for hosts that wait on sockets only (src/relay.c) */
+void tl_relay_open(lua_State *L);
 
 #endif

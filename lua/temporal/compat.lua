@@ -55,6 +55,14 @@ if jit then
   function M.pack(...) return { n = select("#", ...), ... } end
   M.unpack = unpack
 
+  --- coroutine.isyieldable: nginx's Lua module replaces the coroutine table without it;
+  -- there the code that can yield is the code running in a coroutine (LuaJIT's
+  -- coroutine.running() is nil on the main thread).
+  function M.isyieldable()
+    if coroutine.isyieldable then return coroutine.isyieldable() end
+    return coroutine.running() ~= nil
+  end
+
   --- utf8.char for one code point
   function M.utf8_char(c)
     if c < 0x80 then return string.char(c) end
@@ -99,6 +107,7 @@ else
     return function(a, b) return a // b end, function(a, b) return a & b end,
       function(a, b) return a | b end, function(a, b) return a >> b end]])()
   M.pack, M.unpack = table.pack, table.unpack
+  function M.isyieldable() return coroutine.isyieldable() end
   M.utf8_char = utf8.char
   M.utf8_len = function(s) return (utf8.len(s)) end
 end
