@@ -234,12 +234,8 @@ http {
 
 describe("nginx host #luajit", function()
   local client, n
-  -- until the host protocol (temporal.set_host, issue 9) is in this build
-  local it = temporal.set_host and it or function(name) pending(name .. ": needs temporal.set_host") end
 
   setup(function()
-    -- the host protocol (temporal.set_host) comes with the hosts work (issue 9)
-    if not temporal.set_host then return end
     client = temporal.connect(helper.address, { namespace = helper.namespace })
     n = start(CONF)
   end)
