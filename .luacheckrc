@@ -7,3 +7,5 @@ max_line_length = false
 unused_args = false
 
 files["spec/**/*.lua"] = { std = "+busted" }
+-- nginx's Lua module: the ngx global in the OpenResty example and the nginx spec's handlers
+files["examples/openresty/**/*.lua"] = { globals = { "ngx" } }

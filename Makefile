@@ -3,12 +3,30 @@
 # make test       install what is missing, start the real test bed, run the specs
 # make demo       start a dev server and the sample worker, run examples/ with temporal-lua
 # make deps       install the Debian packages (as root), or print the command
+# make LUA=luajit build/luajit/temporal/core.so: the same core for LuaJIT 2.1 (OpenResty's
+#                 branch, what nginx's Lua module links); `make LUA=luajit install` too
 
 CC       ?= cc
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 BUILD    := build
 LUA_VER  := 5.4
+# The Lua that runs the build tools (tools/embed.lua), whichever flavour is built.
+TOOL_LUA := lua5.4
+# The Lua flavour the core is built for: LUA=luajit (or a path to a luajit binary, as LuaRocks
+# passes it) builds against LuaJIT's headers through src/compat.h into build/luajit/.
+LUA      ?= lua5.4
+ifneq ($(findstring luajit,$(notdir $(LUA))),)
+FLAVOUR  := luajit
+LUA_VER  := 5.1
+LUA_INCDIR ?= /usr/include/luajit-2.1
+# compat-5.3.h (Debian lua-compat53-dev): the 5.3 C API on 5.1/LuaJIT, used by src/compat.h
+COMPAT53_INCDIR ?= /usr/include/lua5.1
+OUT      := $(BUILD)/luajit
+else
+FLAVOUR  := lua54
+OUT      := $(BUILD)
+endif
 # PROTO_DIR: a Temporal API checkout (holding temporal/api/...). Default: the pinned package.
 PROTO_PKG := $(BUILD)/proto
 PROTO_DIR ?= $(PROTO_PKG)/api_upstream
@@ -20,6 +38,8 @@ DEBIAN_PKGS := lua5.4 liblua5.4-dev libgrpc-dev libprotobuf-c-dev protobuf-c-com
   pkg-config openssl valgrind gnuplot-nox nginx tinyproxy
 DEBIAN_PKGS += lua-check  # luacheck: spec/luacheck_spec.lua lints every Lua tree
 DEBIAN_PKGS += luarocks  # spec/luarocks_spec.lua installs the rock into a fresh tree
+DEBIAN_PKGS += luajit2 libluajit2-5.1-dev lua-compat53-dev  # make LUA=luajit: OpenResty's LuaJIT, its headers, compat-5.3
+DEBIAN_PKGS += libnginx-mod-http-lua lua-resty-core  # the nginx host (spec/nginx_spec.lua, examples/openresty)
 DEBIAN_PKGS += lua-luaossl lua-http lua-cqueues  # examples/encryption: AES-GCM codec and its HTTP codec server
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
@@ -37,20 +57,26 @@ LUA_INCDIR ?= /usr/include/lua$(LUA_VER)
 EXT_INCS := $(if $(GRPC_INCDIR),-I$(GRPC_INCDIR)) $(if $(PROTOBUF_C_INCDIR),-I$(PROTOBUF_C_INCDIR))
 EXT_LIBDIRS := $(if $(GRPC_LIBDIR),-L$(GRPC_LIBDIR)) $(if $(PROTOBUF_C_LIBDIR),-L$(PROTOBUF_C_LIBDIR))
 # -Ulinux: one Temporal message has a field named "linux", a predefined macro in GNU C.
-BASE_CFLAGS := -std=gnu11 -fPIC -Ulinux -D_GNU_SOURCE -I$(LUA_INCDIR) -Isrc -I$(GEN) $(EXT_INCS)
+BASE_CFLAGS := -std=gnu11 -fPIC -Ulinux -D_GNU_SOURCE -I$(LUA_INCDIR) $(if $(COMPAT53_INCDIR),-I$(COMPAT53_INCDIR)) -Isrc -I$(GEN) $(EXT_INCS)
 CFLAGS   ?= -O2 -g
 LDLIBS   := $(EXT_LIBDIRS) -lgrpc -lgpr -lprotobuf-c -lpthread
 
 CORE_SRCS := src/core.c src/runtime.c src/channel.c src/call.c src/pb.c src/registry.c src/json.c
-CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
+CORE_SRCS += src/relay.c  # the socket relay (nginx's cosockets wait on it)
+CORE_OBJS := $(CORE_SRCS:src/%.c=$(OUT)/obj/%.o)
 LUA_MODS  := $(wildcard lua/temporal/*.lua)
 # docs/reference.md as the module temporal.reference: the text help(x) shows at the prompt.
 REFERENCE_MOD := $(BUILD)/temporal/reference.lua
 HOST_MODS := $(wildcard lua/temporal/host/*.lua)  # host adapters (temporal.host.*)
 
 .PHONY: all deps proto test demo install clean bench check-deps lint
+ifeq ($(FLAVOUR),luajit)
+# LuaJIT: the C module and the Lua modules (luajit or nginx is the interpreter).
+all: $(OUT)/temporal/core.so $(REFERENCE_MOD)
+else
 all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop $(REFERENCE_MOD) \
   $(BUILD)/frame_loop $(BUILD)/many_states
+endif
 
 # Packages install with services held back (policy-rc.d): nginx and tinyproxy must not start
 # system-wide listeners; the specs start their own on 127.0.0.1.
@@ -78,22 +104,22 @@ proto: $(GEN)/registry.inc
 $(BUILD)/gen.a: $(GEN)/registry.inc
 	@$(MAKE) --no-print-directory -f tools/gen.mk GEN=$(GEN) OUT=$(BUILD)/obj/gen CC="$(CC)" CFLAGS="$(CFLAGS) -fPIC -Ulinux -I$(GEN)" LIB=$@
 
-$(BUILD)/obj/%.o: src/%.c src/temporal_lua.h src/rpc.h $(GEN)/registry.inc
+$(OUT)/obj/%.o: src/%.c src/temporal_lua.h src/rpc.h src/compat.h $(GEN)/registry.inc
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/temporal/core.so: $(CORE_OBJS) $(BUILD)/gen.a
+$(OUT)/temporal/core.so: $(CORE_OBJS) $(BUILD)/gen.a
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(CORE_OBJS) $(BUILD)/gen.a $(LDLIBS)
 
 # temporal-lua embeds the pure-Lua modules so it runs from anywhere.
 $(REFERENCE_MOD): docs/reference.md tools/embed.lua
 	@mkdir -p $(dir $@)
-	lua$(LUA_VER) tools/embed.lua --text $@ docs/reference.md
+	$(TOOL_LUA) tools/embed.lua --text $@ docs/reference.md
 
 $(GEN)/embedded.c: tools/embed.lua $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 	@mkdir -p $(dir $@)
-	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
+	$(TOOL_LUA) tools/embed.lua $@ $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 
 $(BUILD)/obj/embedded.o: $(GEN)/embedded.c
 	@mkdir -p $(dir $@)
@@ -104,6 +130,7 @@ $(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) 
 
 test: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory LUA=luajit all
 	@spec/run.sh
 
 demo: deps
@@ -116,16 +143,17 @@ bench: deps
 
 LUA_CDIR  := $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_LDIR  := $(PREFIX)/share/lua/$(LUA_VER)
+# LUA=luajit installs into the 5.1 paths LuaJIT and nginx's Lua module search
+# ($(PREFIX)/lib/lua/5.1, $(PREFIX)/share/lua/5.1), without temporal-lua.
 install: all
-	install -d $(DESTDIR)$(LUA_CDIR)/temporal $(DESTDIR)$(LUA_LDIR)/temporal $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(BUILD)/temporal/core.so $(DESTDIR)$(LUA_CDIR)/temporal/core.so
+	install -d $(DESTDIR)$(LUA_CDIR)/temporal $(DESTDIR)$(LUA_LDIR)/temporal/host
+	install -m 755 $(OUT)/temporal/core.so $(DESTDIR)$(LUA_CDIR)/temporal/core.so
 	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(DESTDIR)$(LUA_LDIR)/temporal/
-	install -d $(DESTDIR)$(LUA_LDIR)/temporal/host
-	install -m 644 $(HOST_MODS) $(DESTDIR)$(LUA_LDIR)/temporal/host/
-	install -m 755 $(BUILD)/temporal-lua $(DESTDIR)$(PREFIX)/bin/temporal-lua
+	$(if $(HOST_MODS),install -m 644 $(HOST_MODS) $(DESTDIR)$(LUA_LDIR)/temporal/host/)
+	$(if $(filter lua54,$(FLAVOUR)),install -d $(DESTDIR)$(PREFIX)/bin && install -m 755 $(BUILD)/temporal-lua $(DESTDIR)$(PREFIX)/bin/temporal-lua)
 
 clean:
-	rm -rf $(BUILD)/obj $(BUILD)/temporal $(BUILD)/temporal-lua $(BUILD)/gen.a $(GEN)
+	rm -rf $(BUILD)/obj $(BUILD)/temporal $(BUILD)/temporal-lua $(BUILD)/gen.a $(GEN) $(BUILD)/luajit
 
 # The host-loop example: a C program with its own loop driving temporal (stock liblua5.4
 # plus the temporal.core module found through package.cpath).
@@ -162,14 +190,14 @@ lint:
 # LuaRocks (build type make, see temporal-lua-*.rockspec): `rock` builds, `rock-install`
 # copies into the directories LuaRocks gives: INST_LIBDIR (C modules), INST_LUADIR (Lua
 # modules), INST_BINDIR (the interpreter).
-rock: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(REFERENCE_MOD)
+# Under LuaJIT (LuaRocks passes LUA=/path/to/luajit) the rock is the module without temporal-lua.
+rock: $(OUT)/temporal/core.so $(REFERENCE_MOD) $(if $(filter lua54,$(FLAVOUR)),$(BUILD)/temporal-lua)
 rock-install:
-	install -d $(INST_LIBDIR)/temporal $(INST_LUADIR)/temporal $(INST_BINDIR)
-	install -m 755 $(BUILD)/temporal/core.so $(INST_LIBDIR)/temporal/core.so
+	install -d $(INST_LIBDIR)/temporal $(INST_LUADIR)/temporal/host
+	install -m 755 $(OUT)/temporal/core.so $(INST_LIBDIR)/temporal/core.so
 	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(INST_LUADIR)/temporal/
-	install -d $(INST_LUADIR)/temporal/host
-	install -m 644 $(HOST_MODS) $(INST_LUADIR)/temporal/host/
-	install -m 755 $(BUILD)/temporal-lua $(INST_BINDIR)/temporal-lua
+	$(if $(HOST_MODS),install -m 644 $(HOST_MODS) $(INST_LUADIR)/temporal/host/)
+	$(if $(filter lua54,$(FLAVOUR)),install -d $(INST_BINDIR) && install -m 755 $(BUILD)/temporal-lua $(INST_BINDIR)/temporal-lua)
 .PHONY: rock rock-install
 
 # skynet (../shared/hosts, not a Debian package) and temporal/core.so built against skynet's

@@ -4,10 +4,9 @@
 -- and its own install directories to the Makefile's `rock` and `rock-install` targets.
 -- The build fetches the pinned Temporal API protos (proto/pin.txt) like `make` does.
 --
--- LuaJIT seam: this rockspec is for Lua 5.4 only today. When the LuaJIT build exists it
--- needs (1) the dependency below widened to `lua >= 5.1` and (2) LUA_VER passed to the
--- Makefile from LuaRocks's own version, so that `rock` picks the compatibility layer;
--- both are marked LUAJIT below.
+-- Lua 5.4 or LuaJIT 2.1: LuaRocks passes its interpreter as LUA, and the Makefile builds
+-- the LuaJIT flavour (src/compat.h, the 5.1 paths, no temporal-lua) when it is a luajit.
+-- PUC Lua 5.1-5.3 pass the dependency below but are refused by src/compat.h.
 rockspec_format = "3.0"
 package = "temporal-lua"
 version = "0.1.0-1"
@@ -27,7 +26,7 @@ description = {
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.4, < 5.5",  -- LUAJIT: "lua >= 5.1" once src/ has the compatibility layer
+  "lua >= 5.1",  -- 5.4, or LuaJIT 2.1 (which reports 5.1)
 }
 external_dependencies = {
   GRPC = { header = "grpc/grpc.h", library = "grpc" },
@@ -41,7 +40,6 @@ build = {
     CFLAGS = "$(CFLAGS)",
     LUA = "$(LUA)",
     LUA_INCDIR = "$(LUA_INCDIR)",
-    -- LUAJIT: LUA_VER = "5.1" (or a LUA_IMPL switch) for the LuaJIT build
     GRPC_INCDIR = "$(GRPC_INCDIR)",
     GRPC_LIBDIR = "$(GRPC_LIBDIR)",
     PROTOBUF_C_INCDIR = "$(PROTOBUF_C_INCDIR)",

@@ -12,7 +12,7 @@ local function b64decode(s)
   local bits = {}
   for c in s:gmatch("[^=]") do
     local v = B64:find(c, 1, true) - 1
-    for i = 5, 0, -1 do bits[#bits + 1] = (v >> i) & 1 end
+    for i = 5, 0, -1 do bits[#bits + 1] = math.floor(v / 2 ^ i) % 2 end
   end
   local out = {}
   for i = 1, #bits - 7, 8 do

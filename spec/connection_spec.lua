@@ -2,6 +2,7 @@
 -- front of the test bed's server with certificates openssl makes here, tinyproxy as the
 -- HTTP CONNECT proxy, nginx answering with injected gRPC statuses for the retry policy.
 -- Each check looks at the other side too: nginx's access log and tinyproxy's log.
+local compat = require('temporal.compat')  -- Lua 5.4 / LuaJIT
 local helper = require("support.helper")
 local nginx = require("support.nginx")
 local proxies = require("support.proxies")
@@ -145,7 +146,7 @@ describe("api_key", function()
     client.workflow_service:get_system_info{}
     assert.has_error(function() client.api_key = 42 end, "api_key: expected a string, got number")
     client:close()
-    local last = { table.unpack(log_lines(gw.bearer_tls, before + 4), before + 1) }
+    local last = { compat.unpack(log_lines(gw.bearer_tls, before + 4), before + 1) }
     assert.matches('status=200 auth="Bearer key%-one"', last[1])
     assert.matches('status=200 auth="Bearer key%-two"', last[2])
     assert.matches('status=401 auth="Bearer key%-revoked"', last[3])

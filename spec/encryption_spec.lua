@@ -3,6 +3,7 @@
 -- started with encrypted arguments, the Lua client reads the encrypted result, the server
 -- only ever holds ciphertext, and the Temporal CLI shows the plaintext through the Lua
 -- codec server (examples/encryption/codec_server.lua).
+local compat = require('temporal.compat')  -- Lua 5.4 / LuaJIT
 local helper = require("support.helper")
 local temporal = require("temporal")
 
@@ -147,7 +148,7 @@ describe("payload encryption (examples/encryption)", function()
     local values = dc:from_payloads(payloads)
     assert.equal("from python", values[1])
     assert.equal(7, values[2].n)
-    assert.equal("integer", math.type(values[2].n))
+    assert.equal("integer", compat.math_type(values[2].n))
   end)
 
   it("starter.lua, run as the README says, prints what the Python worker returned", function()

@@ -1,5 +1,6 @@
 -- Failures (lua/temporal/failure.lua): error objects <-> temporal.api.failure.v1.Failure
 -- in the Python SDK's format, both ways, checked against temporalio itself.
+local compat = require('temporal.compat')  -- Lua 5.4 / LuaJIT
 local core = require("temporal.core")
 local errors = require("temporal.errors")
 local failure = require("temporal.failure")
@@ -64,7 +65,7 @@ describe("failure", function()
     it("takes type, non_retryable, details (with .n), next_retry_delay, category, cause", function()
       local cause = errors.application_error("root")
       local e = errors.application_error("outer", {
-        type = "PaymentError", non_retryable = true, details = table.pack(1, nil, "x"),
+        type = "PaymentError", non_retryable = true, details = compat.pack(1, nil, "x"),
         next_retry_delay = 2.5, category = "BENIGN", cause = cause,
       })
       assert.equal("PaymentError", e.type)
@@ -207,7 +208,7 @@ describe("failure", function()
 
     it("round-trips an ApplicationError with details and a cause chain", function()
       local e = errors.application_error("outer", {
-        type = "Outer", non_retryable = true, details = table.pack({ k = { 1, 2 } }, nil, 0.1 + 0.2),
+        type = "Outer", non_retryable = true, details = compat.pack({ k = { 1, 2 } }, nil, 0.1 + 0.2),
         next_retry_delay = 3, stack_trace = "st",
         cause = errors.new("TimeoutError", { message = "slow", type = "SCHEDULE_TO_CLOSE",
           last_heartbeat_details = { "hb" }, cause = "root cause" }),
@@ -377,7 +378,7 @@ print(to_failure(te.ApplicationError("hidden", type="Secret"), DefaultFailureCon
       if not py.available() then return pending(py.why_not()) end
       local failures = {
         dc:encode_failure(errors.application_error("outer", {
-          type = "MyType", non_retryable = true, details = table.pack({ k = 1 }, nil, 2.5),
+          type = "MyType", non_retryable = true, details = compat.pack({ k = 1 }, nil, 2.5),
           next_retry_delay = 2, category = "BENIGN",
           cause = errors.new("TimeoutError", { message = "slow", type = "START_TO_CLOSE",
             last_heartbeat_details = { "hb" }, cause = "plain string" }) })),

@@ -234,7 +234,7 @@ describe("concurrency", function()
 end)
 
 describe("host loop integration", function()
-  it("a C program with its own loop drives the client through pollfd/step", function()
+  it("a C program with its own loop drives the client through pollfd/step #lua54", function()
     local ok, out, err = helper.run({ "build/host_loop", helper.address, helper.namespace })
     assert.is_true(ok, err)
     local lines = {}
@@ -259,7 +259,7 @@ describe("host loop integration", function()
 end)
 
 describe("stock lua5.4", function()
-  it("loads the module with require and runs a call", function()
+  it("loads the module with require and runs a call #lua54", function()
     local code = ("local t = require('temporal'); local c = t.connect(%q); print(t.VERSION, c.workflow_service:get_system_info{}.server_version)")
       :format(helper.address)
     local ok, out, err = helper.run({ "lua5.4", "-e", code })

@@ -1,4 +1,5 @@
 -- The descriptor-driven converter (temporal.core encode/decode): pure unit specs.
+local compat = require('temporal.compat')  -- Lua 5.4 / LuaJIT
 local core = require("temporal.core")
 
 local function roundtrip(type_name, value)
@@ -28,10 +29,10 @@ describe("protobuf converter", function()
 
   it("keeps 64-bit integers exact", function()
     local H = "temporal.api.workflowservice.v1.GetWorkflowExecutionHistoryRequest"
-    for _, v in ipairs({ math.maxinteger, math.mininteger, 9007199254740993, -1 }) do
+    for _, v in ipairs({ compat.maxinteger, compat.mininteger, 9007199254740993, -1 }) do
       local t = roundtrip("temporal.api.history.v1.HistoryEvent", { event_id = v })
       assert.equals(v, t.event_id)
-      assert.equals("integer", math.type(t.event_id))
+      assert.equals("integer", compat.math_type(t.event_id))
     end
     assert.equals(2147483647, roundtrip(H, { maximum_page_size = 2147483647 }).maximum_page_size)
     assert.has_error(function() core.encode(H, { maximum_page_size = 2147483648 }) end,
@@ -55,7 +56,7 @@ describe("protobuf converter", function()
     local t = roundtrip(START, { workflow_execution_timeout = 90, workflow_run_timeout = 1.25,
                                  workflow_task_timeout = { seconds = 10, nanos = 5e8 } })
     assert.equals(90, t.workflow_execution_timeout)
-    assert.equals("integer", math.type(t.workflow_execution_timeout))
+    assert.equals("integer", compat.math_type(t.workflow_execution_timeout))
     assert.equals(1.25, t.workflow_run_timeout)
     assert.equals(10.5, t.workflow_task_timeout)
     local ev = roundtrip("temporal.api.history.v1.HistoryEvent", { event_time = 1700000000.5 })

@@ -7,6 +7,13 @@
 #   spec/run.sh --filter 'signal'        busted options; spec/ is added when no path is given
 #   spec/run.sh --exec CMD [ARGS...]     run CMD with the test bed up instead of busted
 #                                        (make demo uses this)
+#   spec/run.sh --luajit [ARGS...]       only the LuaJIT pass (files given, or LUAJIT_SPECS)
+#   spec/run.sh --both [ARGS...]         both passes over the files given
+#
+# Without a path, busted runs twice: under lua5.4 over spec/, then under luajit (OpenResty's
+# LuaJIT, build/luajit/temporal/core.so from `make LUA=luajit`) over LUAJIT_SPECS, the specs
+# of the client surface. Tests tagged #luajit run only in the LuaJIT pass, #lua54 only in the
+# Lua 5.4 one (integer/float subtypes, 5.4-only tools). The closing line is the sum.
 #
 # Everything lives in .testbed/ (gitignored): venv/, server.db, server.log, worker.log.
 # The last line printed is `N passed, M failed[, K skipped]`. Exit status is non-zero when a
@@ -71,37 +78,67 @@ export LUA_CPATH="$ROOT/build/?.so;;"
 unset LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT LUA_INIT_5_4
 export TEMPORAL_TEST_SUMMARY_FILE=$SUMMARY_FILE
 
-# ---------------------------------------------------------------- 5. busted under lua5.4
+# ---------------------------------------------------------------- 5. busted under lua5.4 and luajit
 if [ "${1:-}" = "--exec" ]; then
   shift
   # Not exec: the EXIT trap must still stop the server and worker.
   "$@"
   exit $?
 fi
+# The specs of the client surface that also run under LuaJIT (the others test temporal-lua,
+# the REPL, lint, packaging, valgrind and benchmarks, which are Lua 5.4 tools).
+LUAJIT_SPECS=(foundation json protobuf converter failure connection connection_retry
+  connection_keepalive connection_interceptor workflow workflow_interceptor schedule activity
+  operations parity luajit nginx)
+passes="lua54 luajit"
+case ${1:-} in
+  --luajit) passes=luajit; shift ;;
+  --both) shift ;;
+  --lua54) passes=lua54; shift ;;
+  *) for a in "$@"; do case $a in -*) ;; *) [ -e "$a" ] && passes=lua54 ;; esac; done ;;
+esac
 have_path=0
 for a in "$@"; do
   case $a in -*) ;; *) [ -e "$a" ] && have_path=1 ;; esac
 done
-args=(-o "$ROOT/spec/support/summary_handler.lua" --pattern=_spec "$@")
-[ "$have_path" = 1 ] || args+=("$ROOT/spec")
 
-rm -f "$SUMMARY_FILE"
-# Own process group, so INT/TERM to this script can stop it and anything specs spawned.
-setsid lua5.4 "$BUSTED" "${args[@]}" </dev/null &
-BUSTED_PID=$!
-busted_rc=0
-wait "$BUSTED_PID" || busted_rc=$?
-BUSTED_PID=
-
-summary=$(tail -n 1 "$SUMMARY_FILE" 2>/dev/null || true)
-if [[ ! $summary =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
-  say "busted exited $busted_rc without a summary"
-  tail_logs
-  echo "0 passed, 1 failed"
-  exit 1
-fi
-passed=${BASH_REMATCH[1]}
-failed=${BASH_REMATCH[2]}
+passed=0 failed=0 skipped=0 busted_rc=0
+for pass in $passes; do
+  args=(-o "$ROOT/spec/support/summary_handler.lua" --pattern=_spec "$@")
+  if [ "$pass" = lua54 ]; then
+    lua=lua5.4 cpath="$ROOT/build/?.so;;"
+    args+=(--exclude-tags=luajit)
+    [ "$have_path" = 1 ] || args+=("$ROOT/spec")
+  else
+    command -v luajit >/dev/null || die "luajit not found (make deps installs luajit2)"
+    [ -f "$ROOT/build/luajit/temporal/core.so" ] || die "build/luajit/temporal/core.so missing: make LUA=luajit"
+    lua=luajit cpath="$ROOT/build/luajit/?.so;;"
+    args+=(--exclude-tags=lua54)
+    if [ "$have_path" = 0 ]; then
+      for f in "${LUAJIT_SPECS[@]}"; do [ -f "$ROOT/spec/${f}_spec.lua" ] && args+=("$ROOT/spec/${f}_spec.lua"); done
+    fi
+  fi
+  rm -f "$SUMMARY_FILE"
+  # Own process group, so INT/TERM to this script can stop it and anything specs spawned.
+  LUA_CPATH=$cpath TEMPORAL_TEST_FLAVOUR=$pass setsid "$lua" "$BUSTED" "${args[@]}" </dev/null &
+  BUSTED_PID=$!
+  rc=0
+  wait "$BUSTED_PID" || rc=$?
+  BUSTED_PID=
+  [ "$rc" = 0 ] || busted_rc=$rc
+  summary=$(tail -n 1 "$SUMMARY_FILE" 2>/dev/null || true)
+  if [[ ! $summary =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed(,\ ([0-9]+)\ skipped)? ]]; then
+    say "busted ($pass) exited $rc without a summary"
+    tail_logs
+    echo "$passed passed, $((failed + 1)) failed"
+    exit 1
+  fi
+  passed=$((passed + BASH_REMATCH[1]))
+  failed=$((failed + BASH_REMATCH[2]))
+  skipped=$((skipped + ${BASH_REMATCH[4]:-0}))
+done
+summary="$passed passed, $failed failed"
+[ "$skipped" = 0 ] || summary+=", $skipped skipped"
 
 if [ "$failed" -ne 0 ] || [ "$busted_rc" -ne 0 ] || [ "$passed" -eq 0 ]; then
   if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
@@ -113,4 +150,5 @@ if [ "$failed" -ne 0 ] || [ "$busted_rc" -ne 0 ] || [ "$passed" -eq 0 ]; then
   echo "$summary" # the closing line CI reads must be last
   exit 1
 fi
+[ "$passes" != "lua54 luajit" ] || echo "$summary"  # the sum of both passes, the closing line
 exit 0

@@ -1,6 +1,7 @@
 -- Schedules against the real test bed: the server's scheduler starts workflows that the
 -- Python worker runs; every claim is checked from the server side (describe, list, the
 -- CLI's view of the started workflows).
+local compat = require('temporal.compat')  -- Lua 5.4 / LuaJIT
 local helper = require("support.helper")
 local extra_server = require("support.extra_server")
 local temporal = require("temporal")
@@ -107,7 +108,7 @@ describe("schedules", function()
     assert.equals(helper.task_queue, action.task_queue)
     assert.equals(3, action.args.n)
     assert.equals(1, action.args[1])
-    assert.equals(math.type(1), math.type(action.args[1]))
+    assert.equals(compat.math_type(1), compat.math_type(action.args[1]))
     assert.equals("two", action.args[2])
     assert.is_true(action.args[3].k)
     assert.equals(600, action.execution_timeout)
@@ -227,7 +228,7 @@ describe("schedules", function()
       action = echo_action("wf-backfill"),
       state = { paused = true },
     })
-    local base = (os.time() // 60) * 60 - 3600
+    local base = compat.idiv(os.time(), 60) * 60 - 3600
     sh:backfill({ start_at = base, end_at = base + 150, overlap = "ALLOW_ALL" },
       { start_at = base + 600, end_at = base + 630, overlap = "BUFFER_ALL" })
     -- base, base+60, base+120 and base+600: four periods, all in the past

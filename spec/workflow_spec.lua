@@ -1,6 +1,7 @@
 -- The workflow surface of the Client (temporal.workflow) against the real server and the
 -- Python worker: every contract line checked by what the server, the temporal CLI or the
 -- worker saw, not only by what the Lua side returns.
+local compat = require('temporal.compat')  -- Lua 5.4 / LuaJIT
 local helper = require("support.helper")
 local proxies = require("support.proxies")
 local temporal = require("temporal")
@@ -69,11 +70,11 @@ describe("start_workflow", function()
 
   it("passes args honouring .n so nil arguments survive (seen by the worker)", function()
     local r = client:execute_workflow("Echo", { id = id("echo"), task_queue = TQ,
-      args = table.pack(1, nil, "x", 2.5, nil) })
+      args = compat.pack(1, nil, "x", 2.5, nil) })
     assert.equals(5, #r.types)
-    assert.same({ "int", "NoneType", "str", "float", "NoneType" }, { table.unpack(r.types, 1, 5) })
+    assert.same({ "int", "NoneType", "str", "float", "NoneType" }, { compat.unpack(r.types, 1, 5) })
     assert.equals(1, r.values[1])
-    assert.equals(math.type(1), math.type(r.values[1]))
+    assert.equals(compat.math_type(1), compat.math_type(r.values[1]))
     assert.equals("x", r.values[3])
     -- no args at all: the workflow receives none
     local r0 = client:execute_workflow("Echo", { id = id("echo"), task_queue = TQ })
@@ -93,7 +94,7 @@ describe("start_workflow", function()
       priority = { priority_key = 3, fairness_key = "tenant-a", fairness_weight = 2.5 },
     })
     local r = h:result()
-    assert.same({ "a" }, { table.unpack(r.args, 1, #r.args) })
+    assert.same({ "a" }, { compat.unpack(r.args, 1, #r.args) })
     assert.equals(wid, r.workflow_id)
     assert.equals(TQ, r.task_queue)
     assert.equals(600, r.execution_timeout)
@@ -639,7 +640,7 @@ describe("search attributes", function()
     assert.equals("blue", seen.CustomKeyword)
     assert.equals("free text", seen.CustomText)
     assert.equals(42, seen.CustomInt)
-    assert.equals("integer", math.type(seen.CustomInt))
+    assert.equals("integer", compat.math_type(seen.CustomInt))
     assert.equals(1.5, seen.CustomDouble)
     assert.equals(true, seen.CustomBool)
     assert.matches("^2026%-01%-01T00:00:00", seen.CustomDatetime)

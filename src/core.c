@@ -48,6 +48,7 @@ int luaopen_temporal_core(lua_State *L) {
   tl_runtime_open(L);
   tl_channel_open(L);
   tl_call_open(L);
+  tl_relay_open(L);
   static const luaL_Reg fns[] = {
     {"pid", l_pid}, {"hostname", l_hostname}, {"handle", l_handle}, {"handle_state", l_handle_state},
     {NULL, NULL}};

@@ -746,6 +746,13 @@ static void json_encode_value(json_encoder *e, int idx) {
       }
       /* fall through */
     default:
+      if (tl_isboxedint(L, idx)) {  /* LuaJIT's int64_t / uint64_t cdata */
+        char num[24];
+        int n = tl_format_boxedint(L, idx, num);
+        json_buffer_reserve(L, b, (size_t)n);
+        json_buffer_put(b, num, (size_t)n);
+        break;
+      }
       json_encode_error(e, "cannot encode a value of type %s", luaL_typename(L, idx));
   }
 }

@@ -201,7 +201,7 @@ static const char *type_name_at(lua_State *L, int idx) { return luaL_typename(L,
 static lua_Integer check_integer(lua_State *L, int idx, const path_frame *path, lua_Integer lo, lua_Integer hi) {
   int isnum;
   lua_Integer v = lua_tointegerx(L, idx, &isnum);
-  if (!isnum || lua_type(L, idx) != LUA_TNUMBER) {
+  if (!isnum || (lua_type(L, idx) != LUA_TNUMBER && !tl_isboxedint(L, idx))) {
     if (lua_type(L, idx) == LUA_TNUMBER) path_error(L, path, "expected an integer, got %s", lua_tostring(L, idx));
     path_error(L, path, "expected an integer, got %s", type_name_at(L, idx));
   }

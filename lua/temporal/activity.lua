@@ -14,6 +14,7 @@
 -- and fail(err, opts) take opts last. Values go through the client's data converter.
 -- run_id may be omitted (the current run). Calls are retried on transient failures.
 local core = require("temporal.core")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local client_mod = require("temporal.client")
 local errors = require("temporal.errors")
 
@@ -157,7 +158,7 @@ end
 -- stop: report_cancellation is then the usual answer.
 function handle_methods:heartbeat(...)
   check_self(self, "heartbeat")
-  heartbeat(self, table.pack(...), {})
+  heartbeat(self, compat.pack(...), {})
 end
 
 --- heartbeat with options: { details = { ... }, rpc_timeout =, rpc_metadata = }.
@@ -176,7 +177,7 @@ function handle_methods:complete(...)
   opts = check_rpc_options(opts, nil, "complete", 2)
   run(self, "complete_async_activity", { result = result, has_result = n > 0 }, opts, function(inp, dc)
     return "RespondActivityTaskCompleted", {
-      result = inp.has_result and { payloads = dc:to_payloads(table.pack(inp.result)) } or nil,
+      result = inp.has_result and { payloads = dc:to_payloads(compat.pack(inp.result)) } or nil,
     }
   end)
 end
@@ -208,7 +209,7 @@ end
 -- ActivityError caused by a CancelledError carrying them.
 function handle_methods:report_cancellation(...)
   check_self(self, "report_cancellation")
-  report_cancellation(self, table.pack(...), {})
+  report_cancellation(self, compat.pack(...), {})
 end
 
 --- report_cancellation with options: { details = { ... }, rpc_timeout =, rpc_metadata = }.

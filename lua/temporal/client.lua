@@ -119,8 +119,8 @@ function M.uuid4()
     b = table.concat(t)
   end
   local bytes = { b:byte(1, 16) }
-  bytes[7] = (bytes[7] & 0x0f) | 0x40   -- version 4
-  bytes[9] = (bytes[9] & 0x3f) | 0x80   -- RFC 4122 variant
+  bytes[7] = bytes[7] % 0x10 + 0x40   -- version 4: high nibble 0100
+  bytes[9] = bytes[9] % 0x40 + 0x80   -- RFC 4122 variant: high bits 10
   local hex = {}
   for i = 1, 16 do hex[i] = ("%02x"):format(bytes[i]) end
   local s = table.concat(hex)

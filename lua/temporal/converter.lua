@@ -2,7 +2,7 @@
 -- Python SDK's default converter (temporalio.converter.DataConverter.default).
 --
 --   local dc = temporal.converter.new{ codec = my_codec }   -- or converter.default
---   local payloads = dc:to_payloads(table.pack("hi", nil, 3))  -- nil holes survive
+--   local payloads = dc:to_payloads(compat.pack("hi", nil, 3))  -- nil holes survive
 --   local values = dc:from_payloads(payloads)                  -- values.n == 3
 --
 -- A payload is the Lua form of temporal.api.common.v1.Payload:
@@ -41,6 +41,7 @@
 -- value, to failure details and encoded attributes; never to search attributes (the
 -- server must read those), which also always use the default payload converter.
 local core = require("temporal.core")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local failure = require("temporal.failure")
 
 local M = {}
@@ -163,7 +164,7 @@ local JSON_TYPES = { boolean = true, number = true, string = true, table = true 
 M.json_plain_converter = {
   encoding = "json/plain",
   to_payload = function(value, path)
-    if not JSON_TYPES[type(value)] or M.is_binary(value) then return nil end
+    if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or M.is_binary(value) then return nil end
     path = path or "value"
     local ok, data = pcall(json_encode, value, { path = path })
     if not ok then
@@ -435,8 +436,8 @@ function sa.text(v)
 end
 
 function sa.int(v)
-  local i = math.tointeger(v)
-  sa_check(type(v) == "number" and i ~= nil, "int", "an integer", v)
+  local i = compat.tointeger(v)
+  sa_check((type(v) == "number" or compat.is_boxed_integer(v)) and i ~= nil, "int", "an integer", v)
   return sa_value("Int", i)
 end
 
@@ -488,11 +489,12 @@ sa.format_datetime = format_datetime
 
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
-  local era = (y >= 0 and y or y - 399) // 400
+  local idiv = compat.idiv
+  local era = idiv(y >= 0 and y or y - 399, 400)
   local yoe = y - era * 400
   local mp = (m + 9) % 12
-  local doy = (153 * mp + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local doy = idiv(153 * mp + 2, 5) + d - 1
+  local doe = yoe * 365 + idiv(yoe, 4) - idiv(yoe, 100) + doy
   return era * 146097 + doe - 719468
 end
 
@@ -529,6 +531,9 @@ local function sa_payload(name, v)
   local value = v.value
   if v.type == "Datetime" and type(value) == "number" then value = format_datetime(value) end
   local p = M.default_payload_converter.to_payload(value, "search_attributes." .. name)
+  -- A Double is a float on the wire, as Python writes it ("2.0"), also where the number
+  -- has no float subtype to say so (LuaJIT).
+  if v.type == "Double" and p.data:match("^%-?%d+$") then p.data = p.data .. ".0" end
   p.metadata.type = v.type
   return p
 end
@@ -569,7 +574,7 @@ function DataConverter:from_search_attributes(attrs)
     if t and t ~= "KeywordList" and type(v) == "table" and #v == 1 then v = v[1] end
     if t == "Datetime" and type(v) == "string" then
       v = parse_datetime(v) or error("search attribute '" .. k .. "': bad datetime " .. v, 2)
-    elseif t == "Double" and math.type(v) == "integer" then
+    elseif t == "Double" and compat.math_type(v) == "integer" then
       v = v + 0.0
     end
     out[k] = v

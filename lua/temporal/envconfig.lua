@@ -31,6 +31,7 @@
 -- TEMPORAL_TLS_CLIENT_KEY_PATH / _DATA, TEMPORAL_GRPC_META_<NAME> (metadata key
 -- <name> in lower case, '_' as '-'). An api_key turns TLS on unless TLS is disabled.
 -- Errors name the setting and the file, never a key's value.
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local M = {}
 
 ---------------------------------------------------------------- TOML (the subset config files use)
@@ -54,7 +55,7 @@ local function unescape(raw)
         local n = e == "u" and 4 or 8
         local hex = raw:sub(i + 2, i + 1 + n)
         if not hex:match("^" .. ("%x"):rep(n) .. "$") then return nil, "bad \\" .. e .. " escape" end
-        out[#out + 1] = utf8.char(tonumber(hex, 16))
+        out[#out + 1] = compat.utf8_char(tonumber(hex, 16))
         i = i + 2 + n
       else
         return nil, "bad escape \\" .. e
@@ -209,7 +210,7 @@ function M.parse_toml(src, name)
     local word = src:sub(s, e)
     pos = e + 1
     local clean = word:gsub("_", "")
-    if clean:match("^[+-]?%d+$") then return math.tointeger(tonumber(clean)) or tonumber(clean) end
+    if clean:match("^[+-]?%d+$") then return compat.tointeger(tonumber(clean)) or tonumber(clean) end
     if clean:match("^0x%x+$") or clean:match("^0o[0-7]+$") or clean:match("^0b[01]+$") then
       local base = ({ x = 16, o = 8, b = 2 })[clean:sub(2, 2)]
       return tonumber(clean:sub(3), base)

@@ -42,6 +42,7 @@
 --   list_workflows, count_workflows   query (list: page_size, limit, next_page_token)
 -- `header` reaches the server with start, signal, query and update requests (the others
 -- have no header). In these operations `id` is the workflow id.
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local M = {}
 
 --- Checks the `interceptors` connect option; returns the list (possibly empty).
@@ -65,7 +66,7 @@ function M.check(list, level)
     out[i] = icpt
   end
   for k in pairs(list) do
-    if math.type(k) ~= "integer" or k < 1 or k > #out then
+    if compat.math_type(k) ~= "integer" or k < 1 or k > #out then
       error("interceptors: expected a list (array) of tables, got key " .. tostring(k), level)
     end
   end

@@ -17,6 +17,7 @@
 -- namespace was created) raises RPCError ALREADY_EXISTS, and a retried delete can
 -- likewise fail because the first attempt already went through.
 local client_mod = require("temporal.client")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local errors = require("temporal.errors")
 
 local M = {}
@@ -38,7 +39,7 @@ local function check_string_list(value, name, level)
   if value == nil then return {} end
   if type(value) ~= "table" then error(("%s: expected a list of strings, got %s"):format(name, type(value)), level + 1) end
   for k, v in pairs(value) do
-    if math.type(k) ~= "integer" or k < 1 or k > #value or type(v) ~= "string" then
+    if compat.math_type(k) ~= "integer" or k < 1 or k > #value or type(v) ~= "string" then
       error(("%s: expected a list of strings"):format(name), level + 1)
     end
   end
@@ -169,7 +170,7 @@ function methods:reset_workflow(workflow_id, opts)
   check_type(opts.run_id, "string", "run_id", 2)
   check_type(opts.reason, "string", "reason", 2)
   check_enum(opts.reset_type, RESET_TYPES, "reset_type", 2)
-  if opts.event_id ~= nil and (math.type(opts.event_id) ~= "integer" or opts.event_id < 1) then
+  if opts.event_id ~= nil and (compat.math_type(opts.event_id) ~= "integer" or opts.event_id < 1) then
     error("event_id: expected a positive integer, got " .. tostring(opts.event_id), 2)
   end
   if (opts.event_id == nil) == (opts.reset_type == nil) then
@@ -260,7 +261,7 @@ end
 function methods:list_namespaces(opts)
   local rpc
   opts, rpc = options(opts, { page_size = true, include_deleted = true }, "list_namespaces", 2)
-  if opts.page_size ~= nil and (math.type(opts.page_size) ~= "integer" or opts.page_size < 1) then
+  if opts.page_size ~= nil and (compat.math_type(opts.page_size) ~= "integer" or opts.page_size < 1) then
     error("page_size: expected a positive integer, got " .. tostring(opts.page_size), 2)
   end
   check_type(opts.include_deleted, "boolean", "include_deleted", 2)
@@ -433,7 +434,7 @@ function methods:get_worker_build_id_compatibility(task_queue, opts)
   check_name(task_queue, "task_queue", 2)
   local rpc
   opts, rpc = options(opts, { max_sets = true }, "get_worker_build_id_compatibility", 2)
-  if opts.max_sets ~= nil and (math.type(opts.max_sets) ~= "integer" or opts.max_sets < 0) then
+  if opts.max_sets ~= nil and (compat.math_type(opts.max_sets) ~= "integer" or opts.max_sets < 0) then
     error("max_sets: expected a non-negative integer, got " .. tostring(opts.max_sets), 2)
   end
   local resp = legacy_versioning(self, "GetWorkerBuildIdCompatibility",

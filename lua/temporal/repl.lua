@@ -8,6 +8,7 @@
 --     --> {id = "wf-1", tags = {"a", "b"}}
 --     repl.run()  -- a REPL on io.stdin/io.stdout (no line editing)
 -- @module temporal.repl
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local repl = {}
 
 local DEFAULTS = {
@@ -90,7 +91,7 @@ local function render_table(t, opts, level, column, path)
   end
   local keys = {}
   for k in next, t do
-    if not (math.type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+    if not (compat.math_type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
   end
   table.sort(keys, key_less)
   for _, k in ipairs(keys) do
@@ -187,10 +188,10 @@ function repl.run(opts)
       end
     end
     if fn then
-      local results = table.pack(xpcall(fn, error_message))
+      local results = compat.pack(xpcall(fn, error_message))
       if results[1] then
         if results.n > 1 then
-          output:write(repl.format_results(table.unpack(results, 2, results.n)), "\n")
+          output:write(repl.format_results(compat.unpack(results, 2, results.n)), "\n")
         end
       else
         errors:write(results[2], "\n")
@@ -208,7 +209,7 @@ end
 
 -- ------------------------------------------------------------------ JSON for other tools
 
-local function is_utf8(s) return utf8.len(s) ~= nil end
+local function is_utf8(s) return compat.utf8_len(s) ~= nil end
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function base64(s)
@@ -218,7 +219,7 @@ local function base64(s)
     local n = a * 65536 + (b or 0) * 256 + (c or 0)
     local chars = {}
     for j = 3, 0, -1 do
-      local k = (n >> (6 * j)) & 63
+      local k = compat.band(compat.rshift(n, 6 * j), 63)
       chars[#chars + 1] = B64:sub(k + 1, k + 1)
     end
     if not b then chars[3], chars[4] = "=", "=" elseif not c then chars[4] = "=" end
@@ -251,7 +252,7 @@ local function plain(v, core, path, is_state)
   while rawget(v, n + 1) ~= nil do n = n + 1 end
   local only_sequence = true
   for k in next, v do
-    if not (math.type(k) == "integer" and k >= 1 and k <= n) then only_sequence = false; break end
+    if not (compat.math_type(k) == "integer" and k >= 1 and k <= n) then only_sequence = false; break end
   end
   local out
   if only_sequence and not (mt == core.json_object_mt and n == 0) then

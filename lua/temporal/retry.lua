@@ -12,6 +12,7 @@
 --   max_interval (5 s), max_elapsed_time (10 s; false = no limit),
 --   max_retries (10; the call fails when attempt number max_retries fails; 0 = no limit).
 local core = require("temporal.core")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 
 local M = {}
 
@@ -83,7 +84,7 @@ function M.check_config(cfg, level)
   number("multiplier", 1)
   number("max_interval", 0)
   number("max_retries", 0)
-  if math.type(out.max_retries) ~= "integer" then
+  if compat.math_type(out.max_retries) ~= "integer" then
     error("retry_config.max_retries: expected an integer", level)
   end
   if out.max_elapsed_time ~= false then number("max_elapsed_time", 0) end

@@ -40,6 +40,7 @@
 -- Every method takes an optional last `opts` table with rpc_timeout (seconds) and
 -- rpc_metadata (table); argument mistakes raise at once naming the field.
 local core = require("temporal.core")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local client_mod = require("temporal.client")
 local errors = require("temporal.errors")
 
@@ -86,7 +87,7 @@ local function check_list(value, field, level)
   if value == nil then return {} end
   if type(value) ~= "table" then fail(field, "expected a list, got " .. type(value), level + 1) end
   for k in pairs(value) do
-    if math.type(k) ~= "integer" or k < 1 or k > #value then
+    if compat.math_type(k) ~= "integer" or k < 1 or k > #value then
       fail(field, "expected a list (keys 1..n), found key " .. tostring(k), level + 1)
     end
   end
@@ -138,10 +139,10 @@ local CALENDAR_KEYS = { comment = true }
 for _, f in ipairs(CALENDAR_FIELDS) do CALENDAR_KEYS[f.name] = true end
 
 local function check_calendar_value(v, f, field, level)
-  if math.type(v) ~= "integer" and not (math.type(v) == "float" and v == math.floor(v)) then
+  if compat.math_type(v) ~= "integer" and not (compat.math_type(v) == "float" and v == math.floor(v)) then
     fail(field, ("expected an integer, got %s"):format(tostring(v)), level + 1)
   end
-  v = math.tointeger(v)
+  v = compat.tointeger(v)
   if v < f.min or v > f.max then
     fail(field, ("%d is out of range %d-%d"):format(v, f.min, f.max), level + 1)
   end
@@ -168,10 +169,10 @@ local function range_to_proto(r, f, field, level)
   end
   local step = r.step
   if step == nil then step = 1 end
-  if math.type(step) ~= "integer" and not (type(step) == "number" and step == math.floor(step)) or step < 1 then
+  if compat.math_type(step) ~= "integer" and not (type(step) == "number" and step == math.floor(step)) or step < 1 then
     fail(field .. ".step", "expected a positive integer, got " .. tostring(step), level + 1)
   end
-  return { start = start, ["end"] = stop, step = math.tointeger(step) }
+  return { start = start, ["end"] = stop, step = compat.tointeger(step) }
 end
 
 local function ranges_to_proto(value, f, field, level)
@@ -299,7 +300,7 @@ local function retry_policy_to_proto(rp, field, level)
   check_seconds(rp.initial_interval, field .. ".initial_interval", level + 1)
   check_seconds(rp.maximum_interval, field .. ".maximum_interval", level + 1)
   check_type(rp.backoff_coefficient, "number", field .. ".backoff_coefficient", level + 1)
-  if rp.maximum_attempts ~= nil and math.type(rp.maximum_attempts) ~= "integer" then
+  if rp.maximum_attempts ~= nil and compat.math_type(rp.maximum_attempts) ~= "integer" then
     fail(field .. ".maximum_attempts", "expected an integer, got " .. tostring(rp.maximum_attempts), level + 1)
   end
   local types = {}
@@ -330,9 +331,9 @@ local function check_args(args, field, level)
   if args == nil then return { n = 0 } end
   if type(args) ~= "table" then fail(field, "expected a list of arguments, got " .. type(args), level + 1) end
   local n = args.n
-  if n ~= nil and math.type(n) ~= "integer" then fail(field .. ".n", "expected an integer", level + 1) end
+  if n ~= nil and compat.math_type(n) ~= "integer" then fail(field .. ".n", "expected an integer", level + 1) end
   for k in pairs(args) do
-    if k ~= "n" and (math.type(k) ~= "integer" or k < 1 or (n == nil and k > #args) or (n and k > n)) then
+    if k ~= "n" and (compat.math_type(k) ~= "integer" or k < 1 or (n == nil and k > #args) or (n and k > n)) then
       fail(field, "expected a list of arguments (keys 1..n), found key " .. tostring(k), level + 1)
     end
   end
@@ -492,7 +493,7 @@ local function state_to_proto(s, level, creating)
   check_type(s.paused, "boolean", "state.paused", level + 1)
   check_type(s.limited_actions, "boolean", "state.limited_actions", level + 1)
   local remaining = s.remaining_actions or 0
-  if math.type(remaining) ~= "integer" or remaining < 0 then
+  if compat.math_type(remaining) ~= "integer" or remaining < 0 then
     fail("state.remaining_actions", "expected a non-negative integer, got " .. tostring(s.remaining_actions), level + 1)
   end
   local limited = s.limited_actions
@@ -1016,7 +1017,7 @@ function iterator_methods:fetch_next_page(opts)
   end
   opts = check_options(opts, { page_size = true }, "fetch_next_page", 2)
   local size = opts.page_size
-  if size ~= nil and (math.type(size) ~= "integer" or size < 1) then
+  if size ~= nil and (compat.math_type(size) ~= "integer" or size < 1) then
     error("page_size: expected a positive integer, got " .. tostring(size), 2)
   end
   local st = state(self)
@@ -1053,7 +1054,7 @@ function methods:list_schedules(query, opts)
     rpc_timeout = true, rpc_metadata = true }, "list_schedules", 2)
   for _, k in ipairs({ "page_size", "limit" }) do
     local v = opts[k]
-    if v ~= nil and (math.type(v) ~= "integer" or v < 1) then
+    if v ~= nil and (compat.math_type(v) ~= "integer" or v < 1) then
       error(("%s: expected a positive integer, got %s"):format(k, tostring(v)), 2)
     end
   end

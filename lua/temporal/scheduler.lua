@@ -17,6 +17,7 @@
 -- A host loop of its own needs no adapter to run tasks: wait until `pollfd()` is
 -- readable or `timeout()` seconds pass, then call `step(0)`, which never blocks.
 local core = require("temporal.core")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 
 local M = {}
 
@@ -46,7 +47,7 @@ HostWaiter.__index = HostWaiter
 local poke  -- set below: wakes the host's driver when work appears outside a step
 
 local function schedule(waiter, ...)
-  ready[#ready + 1] = table.pack(waiter, ...)
+  ready[#ready + 1] = compat.pack(waiter, ...)
   if stepping == 0 and host then poke() end
 end
 
@@ -55,7 +56,7 @@ local function pending_ready() return #ready end
 local function finish(task, ok, ...)
   if ok then
     task.status = "done"
-    task.results = table.pack(...)
+    task.results = compat.pack(...)
   else
     task.status = "failed"
     task.error = ...
@@ -67,10 +68,10 @@ end
 local function resume_task(task, ...)
   local previous = current
   current = task
-  local r = table.pack(coroutine.resume(task.co, ...))
+  local r = compat.pack(coroutine.resume(task.co, ...))
   current = previous
   if coroutine.status(task.co) == "dead" then
-    if r[1] then finish(task, true, table.unpack(r, 2, r.n))
+    if r[1] then finish(task, true, compat.unpack(r, 2, r.n))
     else
       local err = r[2]
       if type(err) == "string" then err = debug.traceback(task.co, err) end
@@ -90,7 +91,7 @@ local function run_one(item)
     host_waiters = host_waiters - 1
     waiter.host.wakeup(waiter)
   else
-    resume_task(waiter, table.unpack(item, 2, item.n))
+    resume_task(waiter, compat.unpack(item, 2, item.n))
   end
 end
 
@@ -174,7 +175,7 @@ local function check_budget(budget)
   if type(budget) ~= "table" then error("step: budget must be a table, got " .. type(budget), 3) end
   for k, v in pairs(budget) do
     if not BUDGET_KEYS[k] then error(("step: unknown budget option '%s'"):format(tostring(k)), 3) end
-    if k == "max_tasks" and (math.type(v) ~= "integer" or v < 1) then
+    if k == "max_tasks" and (compat.math_type(v) ~= "integer" or v < 1) then
       error("step: budget.max_tasks must be a positive integer, got " .. tostring(v), 3)
     end
     if k == "max_time" and (type(v) ~= "number" or v ~= v or v < 0) then
@@ -258,12 +259,12 @@ local function wait_mode(what)
   local task = current
   local co, main = coroutine.running()
   if task and co == task.co then
-    if coroutine.isyieldable() then return "task", task end
+    if compat.isyieldable() then return "task", task end
     error(("%s: cannot wait inside this temporal task: it is inside a C call (a metamethod, "
       .. "an iterator or a function called from C), which can neither yield nor block the "
       .. "scheduler that runs the task"):format(what), 0)
   end
-  if not task and not main and host and coroutine.isyieldable() and host.owns(co) then
+  if not task and not main and host and compat.isyieldable() and host.owns(co) then
     return "host"
   end
   if host and host.blocking == false then
@@ -337,19 +338,19 @@ function M.spawn(fn, ...)
     error("spawn: expected a function, got " .. type(fn), 2)
   end
   local task = setmetatable({ status = "running", waiters = {} }, Task)
-  local args = table.pack(...)
+  local args = compat.pack(...)
   if host then
     task.host = host
     host.spawn(function()
       task.co = coroutine.running()
-      local r = table.pack(xpcall(fn, function(e)
+      local r = compat.pack(xpcall(fn, function(e)
         if type(e) == "string" then return debug.traceback(e, 2) end
         return e
-      end, table.unpack(args, 1, args.n)))
-      finish(task, r[1], table.unpack(r, 2, r.n))
+      end, compat.unpack(args, 1, args.n)))
+      finish(task, r[1], compat.unpack(r, 2, r.n))
     end)
   else
-    task.co = coroutine.create(function() return fn(table.unpack(args, 1, args.n)) end)
+    task.co = coroutine.create(function() return fn(compat.unpack(args, 1, args.n)) end)
     schedule(task)
   end
   return task
@@ -379,7 +380,7 @@ function Task:wait()
     end
   end
   if self.status == "failed" then error(self.error, 0) end
-  return table.unpack(self.results, 1, self.results.n)
+  return compat.unpack(self.results, 1, self.results.n)
 end
 
 --- true when the task has finished (successfully or not).

@@ -30,6 +30,7 @@
 --    shuts down, ctx:is_cancelled() is true and ctx:heartbeat() / ctx:sleep() raise a
 --    CancelledError. An activity that lets it propagate is reported as cancelled.
 local core = require("temporal.core")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local client_mod = require("temporal.client")
 local errors = require("temporal.errors")
 local failure = require("temporal.failure")
@@ -116,14 +117,14 @@ local function check_number(v, name, min, integer, level)
     error(("new_worker: %s: expected a number, got %s"):format(name,
       type(v) == "number" and tostring(v) or type(v)), level + 1)
   end
-  if integer and math.type(v) ~= "integer" and v ~= math.floor(v) then
+  if integer and compat.math_type(v) ~= "integer" and v ~= math.floor(v) then
     error(("new_worker: %s: expected an integer, got %s"):format(name, tostring(v)), level + 1)
   end
   if v < min or (min == 0 and v == 0 and name:find("per_second")) then
     error(("new_worker: %s: must be %s %s, got %s"):format(name,
       name:find("per_second") and ">" or ">=", tostring(min), tostring(v)), level + 1)
   end
-  return integer and math.tointeger(v) or v
+  return integer and compat.tointeger(v) or v
 end
 
 local function check_string(v, name, level)
@@ -390,7 +391,7 @@ function Context:heartbeat(...)
   if cancel_reason(act) then error(cancelled_error(act), 2) end
   if act.finished then return end
   local w = act.worker
-  local values = table.pack(...)
+  local values = compat.pack(...)
   local ok, p = pcall(payloads, w.dc, values)
   if not ok then error("heartbeat: " .. tostring(p), 2) end
   local hb = act.hb
@@ -493,8 +494,8 @@ local function call_activity(fn, ctx, args)
     trace = debug.traceback(nil, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
     return e
   end
-  local r = table.pack(xpcall(fn, handler, ctx, table.unpack(args, 1, args.n)))
-  if r[1] then return true, table.pack(table.unpack(r, 2, r.n)) end
+  local r = compat.pack(xpcall(fn, handler, ctx, compat.unpack(args, 1, args.n)))
+  if r[1] then return true, compat.pack(compat.unpack(r, 2, r.n)) end
   return false, r[2], trace
 end
 
@@ -574,7 +575,7 @@ local function execute(w, resp)
   finish(w, act)
   if act.detached then return end   -- the worker already reported it (shutdown)
   if ok then
-    local enc_ok, p = pcall(dc.to_payloads, dc, table.pack(outcome))
+    local enc_ok, p = pcall(dc.to_payloads, dc, compat.pack(outcome))
     if enc_ok then
       respond(w, act, "RespondActivityTaskCompleted", { result = { payloads = p } })
     else

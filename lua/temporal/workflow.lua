@@ -23,6 +23,7 @@
 -- temporal.retry); a request id made for a call is the same on every attempt, so the
 -- server deduplicates.
 local client_mod = require("temporal.client")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local core = require("temporal.core")
 local errors = require("temporal.errors")
 
@@ -126,7 +127,7 @@ local function check_args(what, name, args)
     fail(what, "option '%s' must be a sequence (table), got %s", name, type(args))
   end
   local n = args.n
-  if n ~= nil and (math.type(n) ~= "integer" or n < 0) then
+  if n ~= nil and (compat.math_type(n) ~= "integer" or n < 0) then
     fail(what, "option '%s': field n must be a non-negative integer", name)
   end
   return args
@@ -211,8 +212,8 @@ local START_COMMON = {
   "versioning_override",
 }
 local START_OPTIONS = known_with_rpc("start_signal", "start_signal_args", "request_eager_start",
-  table.unpack(START_COMMON))
-local WITH_START_OPTIONS = set_of(table.unpack(START_COMMON))
+  compat.unpack(START_COMMON))
+local WITH_START_OPTIONS = set_of(compat.unpack(START_COMMON))
 
 local function retry_policy_proto(what, rp)
   if rp == nil then return nil end
@@ -229,7 +230,7 @@ local function retry_policy_proto(what, rp)
   if max_interval and max_interval < initial then
     fail(w, "option 'maximum_interval' must not be less than initial_interval")
   end
-  if math.type(attempts) ~= "integer" or attempts < 0 then
+  if compat.math_type(attempts) ~= "integer" or attempts < 0 then
     fail(w, "option 'maximum_attempts' must be a non-negative integer, got %s", tostring(attempts))
   end
   for i, v in ipairs(nret or {}) do
@@ -251,7 +252,7 @@ local function priority_proto(what, p)
   local w = what .. ": priority"
   check_opts(p, set_of("priority_key", "fairness_key", "fairness_weight"), w)
   local key = opt_type(w, p, "priority_key", "number")
-  if key ~= nil and (math.type(key) ~= "integer" or key < 0) then
+  if key ~= nil and (compat.math_type(key) ~= "integer" or key < 0) then
     fail(w, "option 'priority_key' must be a non-negative integer, got %s", tostring(key))
   end
   opt_string(w, p, "fairness_key")
@@ -693,10 +694,10 @@ local function list_options(what, opts)
   check_rpc(what, opts)
   local limit = opt_type(what, opts, "limit", "number")
   local page_size = opt_type(what, opts, "page_size", "number") or 1000
-  if limit ~= nil and (math.type(limit) ~= "integer" or limit < 0) then
+  if limit ~= nil and (compat.math_type(limit) ~= "integer" or limit < 0) then
     fail(what, "option 'limit' must be a non-negative integer")
   end
-  if math.type(page_size) ~= "integer" or page_size <= 0 then
+  if compat.math_type(page_size) ~= "integer" or page_size <= 0 then
     fail(what, "option 'page_size' must be a positive integer")
   end
   opt_string(what, opts, "next_page_token")
@@ -746,7 +747,7 @@ function iterator_methods:fetch_next_page(opts)
   local what = "fetch_next_page"
   opts = check_opts(opts, set_of("page_size"), what)
   local page_size = opt_type(what, opts, "page_size", "number")
-  if page_size ~= nil and (math.type(page_size) ~= "integer" or page_size <= 0) then
+  if page_size ~= nil and (compat.math_type(page_size) ~= "integer" or page_size <= 0) then
     fail(what, "option 'page_size' must be a positive integer")
   end
   local st = state(self)
@@ -783,7 +784,7 @@ function iterator_methods:map_histories(opts)
   opts = check_opts(opts, MAP_HISTORIES_OPTIONS, what)
   check_rpc(what, opts)
   local concurrency = opt_type(what, opts, "concurrency", "number") or 1
-  if math.type(concurrency) ~= "integer" or concurrency < 1 then
+  if compat.math_type(concurrency) ~= "integer" or concurrency < 1 then
     fail(what, "option 'concurrency' must be a positive integer, got %s", tostring(concurrency))
   end
   local history_opts = {
@@ -898,7 +899,7 @@ end
 --   h:signal("approve", "yes", 2)
 function handle_methods:signal(name, ...)
   check_self(self, "signal")
-  return self:signal_with_options(name, { args = table.pack(...) })
+  return self:signal_with_options(name, { args = compat.pack(...) })
 end
 
 local REJECT = set_of("NONE", "NOT_OPEN", "NOT_COMPLETED_CLEANLY")
@@ -956,7 +957,7 @@ end
 --   local status = h:query("status")
 function handle_methods:query(name, ...)
   check_self(self, "query")
-  return self:query_with_options(name, { args = table.pack(...) })
+  return self:query_with_options(name, { args = compat.pack(...) })
 end
 
 --- h:cancel{ reason = "...", rpc_timeout, rpc_metadata }

@@ -32,7 +32,7 @@ function M.available()
     reason = "no Python with temporalio (set TEMPORAL_TEST_PYTHON)"
     for _, path in ipairs(candidates()) do
       local ok = os.execute(quote(path) .. " -c 'import temporalio.converter' >/dev/null 2>&1")
-      if ok then interpreter = path break end
+      if ok == true or ok == 0 then interpreter = path break end  -- LuaJIT: the exit status
     end
   end
   return interpreter ~= nil
@@ -43,18 +43,12 @@ function M.why_not() return reason end
 function M.run(code)
   assert(M.available(), reason)
   local script = os.tmpname()
-  local errfile = os.tmpname()
   local f = assert(io.open(script, "w"))
   f:write(PREAMBLE, code)
   f:close()
-  local p = assert(io.popen(quote(interpreter) .. " " .. quote(script) .. " 2>" .. quote(errfile)))
-  local out = p:read("a")
-  local ok, _, status = p:close()
-  local ef = io.open(errfile)
-  local err = ef and ef:read("a") or ""
-  if ef then ef:close() end
+  -- helper.run: the exit status under LuaJIT too, whose popen close() does not report it
+  local ok, out, err, status = require("support.helper").run({ interpreter, script })
   os.remove(script)
-  os.remove(errfile)
   if not ok then
     error(("python failed (exit %s)\n%s\n--- code:\n%s"):format(tostring(status), err, code), 2)
   end
