@@ -305,6 +305,51 @@ function workloads.latency()
   return out
 end
 
+-- What bench/raw.c sends: the path, request bytes, metadata and timeout of the unary calls
+-- temporal-lua makes for a start (client:start_workflow, one JSON argument) and for
+-- get_system_info{}, captured at core.unary and not sent. The start's workflow id ends in
+-- p.id_digits zeros that bench-raw rewrites per call (as it does the request_id's tail).
+function workloads.request_template()
+  local client = connect()
+  local captured
+  local unary = core.unary
+  core.unary = function(_, service, method, request, timeout, md)
+    captured = { service = service, method = method, request = request, timeout = timeout, md = md }
+    error("captured", 0)
+  end
+  local function capture(fn)
+    captured = nil
+    local ok, err = pcall(fn)
+    assert(not ok and captured, "no call captured: " .. tostring(err))
+    local c = captured
+    local pkg = c.service:match("^(.*)%.[^.]+$")
+    local bytes = core.encode(pkg .. "." .. c.method .. "Request", c.request)
+    local md = {}
+    for k, v in pairs(c.md or {}) do
+      if type(v) == "table" then
+        for _, x in ipairs(v) do md[#md + 1] = { k, x } end
+      else
+        md[#md + 1] = { k, v }
+      end
+    end
+    table.sort(md, function(a, b) return a[1] < b[1] end)
+    return {
+      path = "/" .. c.service .. "/" .. c.method, timeout = c.timeout, metadata = md,
+      hex = (bytes:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)),
+      request_id = c.request.request_id, workflow_id = c.request.workflow_id,
+    }
+  end
+  local id = p.id_prefix .. ("0"):rep(p.id_digits)
+  local out = {
+    start = capture(function()
+      start(client, p.workflow_type, id, p.task_queue, { "payload" })
+    end),
+    get_system_info = capture(function() client.workflow_service:get_system_info{} end),
+  }
+  core.unary = unary
+  return out
+end
+
 local fn = workloads[name] or error("unknown workload " .. tostring(name))
 local result = fn()
 result.api = HIGH_LEVEL and "high-level" or "raw"
