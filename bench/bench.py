@@ -41,7 +41,7 @@ from workload import make_value  # noqa: E402
 CLIENTS = ("lua", "python", "go", "raw")
 # What each client can do: the raw C program only makes the unary calls (starts,
 # GetSystemInfo) and the cold start; the SDK clients do every workload.
-RAW_WORKLOADS = {"throughput", "rpc_throughput", "cold_start"}
+RAW_WORKLOADS = {"throughput", "rpc_throughput", "cold_start"}  # and request_template
 MAX_ATTEMPTS = 3  # per sample: the first try and two retries
 SAMPLE_TIMEOUT = 600  # seconds
 RAW_ID_DIGITS = 18  # the raw program's workflow ids end in this many digits it rewrites
@@ -56,6 +56,7 @@ FULL = {
     "payload": {"sizes": [("1 KiB", 1024), ("64 KiB", 65536), ("1 MiB", 1048576)], "min_seconds": 0.3},
     "latency": {"count": 100, "execute_count": 20},
     "callgrind": {"counts": [20, 220], "concurrency": 16, "gsi_counts": [100, 1100]},
+    "scaling": {"count": 10000, "settle_seconds": 2, "idle_seconds": 2, "reps": 3},
 }
 SMOKE = {
     "reps": 1,
@@ -66,6 +67,7 @@ SMOKE = {
     "payload": {"sizes": [("1 KiB", 1024)], "min_seconds": 0.01},
     "latency": {"count": 2, "execute_count": 1},
     "callgrind": {"counts": [1, 3], "concurrency": 2, "gsi_counts": [1, 3]},
+    "scaling": {"count": 20, "settle_seconds": 0.2, "idle_seconds": 0.2, "reps": 1},
 }
 
 UNPOLLED_TASK_QUEUE = "bench-unpolled"  # nobody polls it: started workflows just wait
@@ -349,6 +351,22 @@ class Bench:
                 log(f"latency rep {rep + 1} {client:6}: " + ", ".join(
                     f"{op} {m['p50_ms']:.2f} ms" for op, m in r.items()))
 
+    def scaling(self) -> None:
+        cfg = self.config["scaling"]
+        for rep in range(cfg["reps"]):
+            for client in self.order(rep, "scaling"):
+                got = self.sample(client, "scaling", rep, lambda a, client=client: self.run(client, "scaling", {
+                    "count": cfg["count"], "settle_seconds": cfg["settle_seconds"],
+                    "idle_seconds": cfg["idle_seconds"], "workflow_type": UNPOLLED_WORKFLOW,
+                    "task_queue": UNPOLLED_TASK_QUEUE, "id": f"bench-{self.nonce}-held-r{rep}-{client}-a{a}"}))
+                if got is None:
+                    continue
+                r, _ = got
+                self.record("scaling", client, rep, r)
+                log(f"scaling rep {rep + 1} {client:6}: {cfg['count']} held calls, "
+                    f"+{(r['rss_held_kib'] - r['rss_before_kib']) / r['calls']:.1f} KiB each, idle CPU "
+                    f"{r['idle_cpu'] / r['idle_wall'] * 100:.1f}% of a core, released in {r['release_s']:.1f} s")
+
     def callgrind(self) -> dict:
         """Instructions per call (every thread of the client process): the difference of two
         runs of different sizes, so start-up and connect cancel out. Repeatable where wall
@@ -465,7 +483,8 @@ def main() -> None:
     if "raw" in bench.clients:
         bench.request_template()
     results["clients"] = list(bench.clients)
-    for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency", "callgrind"):
+    for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency", "scaling",
+                 "callgrind"):
         t0 = time.monotonic()
         try:
             r = getattr(bench, name)()

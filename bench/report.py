@@ -77,6 +77,8 @@ def summarize(runs: list[dict]) -> dict:
             add((w, c, "idle_cpu_percent"), r["idle_cpu"] / r["idle_wall"] * 100)
             add((w, c, "issue_ms"), r["issue_s"] * 1e3)
             add((w, c, "release_ms"), r["release_s"] * 1e3)
+            if "lua_heap_kib_per_call" in r:
+                add((w, c, "lua_heap_kib_per_call"), r["lua_heap_kib_per_call"])
         elif w == "latency":
             k = (w, c, r["op"])
             add(k + ("p50_ms",), r["p50_ms"])
@@ -228,10 +230,14 @@ def rows(results: dict) -> list[list[str]]:
     sc = cfg.get("scaling")
     if sc and get(s, "scaling"):
         k = f"{sc['count']:,}"
-        row(f"{k} calls held open: RSS growth per in-flight call", "KiB", ("scaling", "rss_kib_per_call"))
-        row(f"  {k} calls held open: client CPU while they wait", "% of a core", ("scaling", "idle_cpu_percent"))
-        row(f"  {k} calls held open: time to issue them all", "ms", ("scaling", "issue_ms"))
-        row(f"  {k} calls held open: release to all returned", "ms", ("scaling", "release_ms"))
+        e = sc["reps"]
+        row(f"{k} calls held open (result long polls): RSS growth per in-flight call", "KiB",
+            ("scaling", "rss_kib_per_call"), expect=e)
+        row("  of which live Lua heap per in-flight call", "KiB", ("scaling", "lua_heap_kib_per_call"), expect=e)
+        row(f"  client CPU while the {k} wait ({sc['idle_seconds']} s window)", "% of a core",
+            ("scaling", "idle_cpu_percent"), expect=e)
+        row(f"  time to issue the {k} calls", "ms", ("scaling", "issue_ms"), expect=e)
+        row("  from the release (terminate) to the last one returned", "ms", ("scaling", "release_ms"), expect=e)
     return out
 
 

@@ -305,6 +305,41 @@ function workloads.latency()
   return out
 end
 
+-- `count` result() long polls held open at once on one workflow nobody runs, released
+-- together by terminating it: RSS per in-flight call, client CPU while they wait, time to
+-- issue them and from the release to the last one returned.
+function workloads.scaling()
+  local client = connect()
+  local h = client:start_workflow(p.workflow_type, { id = p.id, task_queue = p.task_queue })
+  collectgarbage("collect")
+  local rss_before, heap_before = rss_kib(), collectgarbage("count")
+  local count, issued, returned = p.count, 0, 0
+  local function hold()
+    issued = issued + 1
+    local ok = pcall(h.result, h)
+    assert(not ok, "a terminated workflow's result raises")
+    returned = returned + 1
+  end
+  local t0 = now()
+  local tasks = {}
+  for i = 1, count do tasks[i] = temporal.spawn(hold) end
+  while issued < count do temporal.sleep(0.01) end
+  local issue_s = now() - t0
+  temporal.sleep(p.settle_seconds)  -- the calls reach the server
+  local a = sides()
+  temporal.sleep(p.idle_seconds)
+  local b = sides()
+  local rss_held = rss_kib()
+  local heap_held = collectgarbage("count")
+  assert(returned == 0, "no call returned before the release")
+  local t1 = now()
+  h:terminate()
+  for i = 1, count do tasks[i]:wait() end
+  return { calls = count, rss_before_kib = rss_before, rss_held_kib = rss_held, issue_s = issue_s,
+    idle_cpu = b.client_cpu - a.client_cpu, idle_wall = b.wall - a.wall, release_s = now() - t1,
+    returned = returned, lua_heap_kib_per_call = (heap_held - heap_before) / count }
+end
+
 -- What bench/raw.c sends: the path, request bytes, metadata and timeout of the unary calls
 -- temporal-lua makes for a start (client:start_workflow, one JSON argument) and for
 -- get_system_info{}, captured at core.unary and not sent. The start's workflow id ends in

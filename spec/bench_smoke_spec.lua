@@ -96,6 +96,10 @@ describe("bench smoke run", function()
           assert.is_true(s.bytes >= cfg.payload.sizes[1][2])
           assert.is_true(s.iterations >= 3)
         end
+      elseif r.workload == "scaling" then
+        assert.equals(cfg.scaling.count, r.calls)
+        assert.equals(r.calls, r.returned)  -- every held call returned after the release
+        assert.is_true(r.rss_held_kib > 0 and r.idle_wall > 0)
       elseif r.workload == "latency" then
         local want = r.op == "execute" and cfg.latency.execute_count or cfg.latency.count
         assert.equals(want, r.calls)
@@ -109,6 +113,7 @@ describe("bench smoke run", function()
       assert.equals(cfg.cold_start.reps, seen["cold_start/" .. client])
       assert.equals(reps, seen["payload/" .. client])
       assert.equals(reps * 4, seen["latency/" .. client])  -- describe, query, signal, execute
+      assert.equals(cfg.scaling.reps, seen["scaling/" .. client])
     end
     -- the raw C program: the unary calls and the cold start only
     assert.equals(reps * #cfg.throughput.concurrency, seen["throughput/raw"])

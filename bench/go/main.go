@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"go.temporal.io/api/workflowservice/v1"
@@ -327,6 +328,56 @@ func latency() map[string]any {
 	return out
 }
 
+// `count` result() long polls held open at once on one workflow nobody runs, released
+// together by terminating it.
+func scaling() map[string]any {
+	c := connect()
+	defer c.Close()
+	ctx := context.Background()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: str("id"), TaskQueue: str("task_queue")},
+		str("workflow_type"))
+	if err != nil {
+		panic(err)
+	}
+	runtime.GC()
+	rssBefore := rssKiB("VmRSS")
+	count := int(num("count"))
+	var issued, returned atomic.Int64
+	var wg sync.WaitGroup
+	t0 := now()
+	for i := 0; i < count; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			issued.Add(1)
+			if err := c.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, nil); err == nil {
+				panic("a terminated workflow's result returns an error")
+			}
+			returned.Add(1)
+		}()
+	}
+	for issued.Load() < int64(count) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	issueS := now() - t0
+	time.Sleep(time.Duration(num("settle_seconds") * float64(time.Second))) // the calls reach the server
+	a := take()
+	time.Sleep(time.Duration(num("idle_seconds") * float64(time.Second)))
+	b := take()
+	rssHeld := rssKiB("VmRSS")
+	if returned.Load() != 0 {
+		panic("a call returned before the release")
+	}
+	t1 := now()
+	if err := c.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), "bench release"); err != nil {
+		panic(err)
+	}
+	wg.Wait()
+	return map[string]any{"calls": count, "rss_before_kib": rssBefore, "rss_held_kib": rssHeld, "issue_s": issueS,
+		"idle_cpu": b["client_cpu"] - a["client_cpu"], "idle_wall": b["wall"] - a["wall"],
+		"release_s": now() - t1, "returned": returned.Load()}
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: bench-go WORKLOAD PARAMS_JSON")
@@ -351,6 +402,8 @@ func main() {
 		result = payload()
 	case "latency":
 		result = latency()
+	case "scaling":
+		result = scaling()
 	case "cold_start":
 		coldStart()
 		return
