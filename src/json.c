@@ -57,6 +57,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,36 @@ static int json_layout_double(int negative, const char *digits, int nd, int exp1
   return len;
 }
 
+/* The powers of ten a double holds exactly. */
+static const double json_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The fast path of json_format_double: ax (>= 1e-4, < 1e15) is m / 10^k exactly as a
+ * double for an integer m of at most 15 digits (1.5, 3.0, 19.99). Division of two exact
+ * values is correctly rounded, so m / 10^k == ax means the decimal m*10^-k reads back to
+ * ax; and two different decimals of at most 15 significant digits never read back to the
+ * same double (DBL_DIG = 15), so it is the shortest form, the one Python's repr writes.
+ * Returns the digit count (digits of m) and *exp10, or 0 when ax is not of that form. */
+static int json_short_digits(double ax, char *digits, int *exp10) {
+  int k, nd = 0, i;
+  for (k = 0; k <= 18; k++) {
+    double y = ax * json_pow10[k];
+    if (y >= 1e15) return 0;
+    if (y == floor(y) && (double)(uint64_t)y / json_pow10[k] == ax) {
+      uint64_t m = (uint64_t)y;
+      char tmp[24];
+      do {
+        tmp[nd++] = (char)('0' + m % 10);
+        m /= 10;
+      } while (m);
+      for (i = 0; i < nd; i++) digits[i] = tmp[nd - 1 - i];
+      *exp10 = nd - 1 - k;
+      return nd;
+    }
+  }
+  return 0;
+}
+
 /* Writes x (finite) the way Python's float repr does: the shortest digits that read back
  * to x, the nearest to x among those. Returns the length; out must hold 32 bytes. */
 static int json_format_double(double x, char *out) {
@@ -295,6 +326,8 @@ static int json_format_double(double x, char *out) {
   double ax = fabs(x);
 
   if (x == 0) return json_layout_double(negative, "0", 1, 0, out);
+  if (ax >= 1e-4 && ax < 1e15 && (n = json_short_digits(ax, digits, &exp10)) > 0)
+    return json_layout_double(negative, digits, n, exp10, out);
   if (ax < DBL_MIN) {
     /* Subnormals carry fewer digits (5e-324): search every length. */
     for (n = 1; n < 17; n++) {
@@ -558,6 +591,54 @@ static void json_encode_array(json_encoder *e, int idx, lua_Integer length) {
   e->out->data[e->out->len++] = ']';
 }
 
+/* Writes one member: "key":value, with the value at stack index vidx. */
+static void json_encode_member(json_encoder *e, json_frame *f, const json_key *k, int first, int vidx) {
+  lua_State *L = e->L;
+  if (!first) {
+    json_buffer_reserve(L, e->out, 1);
+    e->out->data[e->out->len++] = ',';
+  }
+  f->child = JSON_CHILD_NONE; /* errors in the key itself name the object */
+  json_encode_string(e, k->s, k->len, 1);
+  json_buffer_reserve(L, e->out, 1);
+  e->out->data[e->out->len++] = ':';
+  f->child = JSON_CHILD_KEY;
+  f->key = k->s;
+  f->keylen = k->len;
+  json_encode_value(e, vidx);
+}
+
+/* Objects of up to this many keys are sorted on the C stack, their keys and values
+ * anchored on the Lua stack: no allocation per object. */
+#define JSON_SMALL_OBJECT 32
+
+static void json_encode_small_object(json_encoder *e, int idx, lua_Integer count) {
+  lua_State *L = e->L;
+  json_frame *f = &e->frames[e->depth - 1];
+  json_key keys[JSON_SMALL_OBJECT], k;
+  int base = lua_gettop(L), n = 0, i, j;
+  luaL_checkstack(L, 2 * (int)count + 4, "JSON object");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    /* ... key value: both stay on the stack (anchored); a copy of the key goes on */
+    if (n < count && lua_type(L, -2) == LUA_TSTRING) {
+      lua_pushvalue(L, -2);
+      keys[n].s = lua_tolstring(L, -1, &keys[n].len);
+      keys[n].slot = lua_gettop(L) - 1; /* the value */
+      n++;
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  for (i = 1; i < n; i++) { /* insertion sort: a handful of keys */
+    k = keys[i];
+    for (j = i - 1; j >= 0 && json_key_compare(&keys[j], &k) > 0; j--) keys[j + 1] = keys[j];
+    keys[j + 1] = k;
+  }
+  for (i = 0; i < n; i++) json_encode_member(e, f, &keys[i], i == 0, (int)keys[i].slot);
+  lua_settop(L, base);
+}
+
 static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
   lua_State *L = e->L;
   json_frame *f = &e->frames[e->depth - 1];
@@ -566,7 +647,9 @@ static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
   lua_Integer n = 0, i;
   json_buffer_reserve(L, e->out, 2);
   e->out->data[e->out->len++] = '{';
-  if (count > 0) {
+  if (count > 0 && count <= JSON_SMALL_OBJECT) {
+    json_encode_small_object(e, idx, count);
+  } else if (count > 0) {
     /* Keys are anchored in a table of their own while sorted pointers refer to them, so
      * nothing (not even a finalizer that edits the table) can free them under us. */
     if ((size_t)count > ((size_t)-1) / sizeof *keys) luaL_error(L, "table too large");
@@ -585,20 +668,9 @@ static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
     }
     if (n > 1) qsort(keys, (size_t)n, sizeof *keys, json_key_compare);
     for (i = 0; i < n; i++) {
-      if (i > 0) {
-        json_buffer_reserve(L, e->out, 1);
-        e->out->data[e->out->len++] = ',';
-      }
-      f->child = JSON_CHILD_NONE; /* errors in the key itself name the object */
-      json_encode_string(e, keys[i].s, keys[i].len, 1);
-      json_buffer_reserve(L, e->out, 1);
-      e->out->data[e->out->len++] = ':';
-      f->child = JSON_CHILD_KEY;
-      f->key = keys[i].s;
-      f->keylen = keys[i].len;
       lua_rawgeti(L, keytable, keys[i].slot);
       lua_rawget(L, idx);
-      json_encode_value(e, lua_gettop(L));
+      json_encode_member(e, f, &keys[i], i == 0, lua_gettop(L));
       lua_pop(L, 1);
     }
     lua_pop(L, 2);
@@ -828,12 +900,19 @@ static int json_encode(lua_State *L) {
 
 /* ---------------------------------------------------------------- decoder */
 
+/* Tables are created at the size of the last array / object decoded at the same depth
+ * (JSON lists of records repeat their shape), up to this many slots: no rehash while
+ * they fill, and little slack when the shape changes. */
+#define JSON_HINT_DEPTH 32
+#define JSON_HINT_MAX 16
+
 typedef struct {
   lua_State *L;
   const char *start, *p, *end;
   int depth, max_depth;
   int big_int_float;
   json_buffer *scratch; /* for strings with escapes */
+  unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
 } json_decoder;
 
 static int json_decode_error(json_decoder *d, const char *at, const char *fmt, ...) {
@@ -1053,6 +1132,43 @@ static void json_decode_number(json_decoder *d) {
     }
   }
   {
+    /* Fast path (Clinger's): at most 15 significant digits and a power of ten up to 22
+     * make m and 10^k exact doubles, so one multiplication or division is correctly
+     * rounded: the double strtod returns. */
+    uint64_t m = 0;
+    int nd = 0, scale = 0, ok = 1, ex = 0, exneg = 0;
+    const char *q = digits;
+    for (; q < p && *q >= '0' && *q <= '9'; q++) {
+      if (m || *q != '0') nd++;
+      m = m * 10 + (uint64_t)(*q - '0');
+      if (nd > 15) { ok = 0; break; }
+    }
+    if (ok && q < p && *q == '.') {
+      for (q++; q < p && *q >= '0' && *q <= '9'; q++) {
+        if (m || *q != '0') nd++;
+        m = m * 10 + (uint64_t)(*q - '0');
+        scale--;
+        if (nd > 15) { ok = 0; break; }
+      }
+    }
+    if (ok && q < p && (*q == 'e' || *q == 'E')) {
+      q++;
+      if (*q == '+' || *q == '-') exneg = *q++ == '-';
+      for (; q < p; q++) {
+        ex = ex * 10 + (*q - '0');
+        if (ex > 400) { ok = 0; break; }
+      }
+      scale += exneg ? -ex : ex;
+    }
+    if (ok && scale >= -22 && scale <= 22) {
+      double x = (double)m;
+      x = scale < 0 ? x / json_pow10[-scale] : x * json_pow10[scale];
+      lua_pushnumber(L, (lua_Number)(negative ? -x : x));
+      d->p = p;
+      return;
+    }
+  }
+  {
     /* The span is valid JSON, a subset of what strtod reads; it stops at the same place
      * because JSON numbers are followed by a delimiter. */
     char *stop;
@@ -1085,7 +1201,7 @@ static void json_decode_array(json_decoder *d) {
   lua_Integer n = 0;
   json_enter(d);
   d->p++; /* '[' */
-  lua_newtable(L);
+  lua_createtable(L, d->depth < JSON_HINT_DEPTH ? d->array_hint[d->depth] : 0, 0);
   lua_pushvalue(L, JSON_UV_ARRAY_MT);
   lua_setmetatable(L, -2);
   json_skip_space(d);
@@ -1108,14 +1224,16 @@ static void json_decode_array(json_decoder *d) {
     }
     json_decode_error(d, d->p, "expected ',' or ']' but found %s", json_describe_char(L, d->p, d->end));
   }
+  if (d->depth < JSON_HINT_DEPTH) d->array_hint[d->depth] = (unsigned char)(n < JSON_HINT_MAX ? n : JSON_HINT_MAX);
   d->depth--;
 }
 
 static void json_decode_object(json_decoder *d) {
   lua_State *L = d->L;
+  int n = 0;
   json_enter(d);
   d->p++; /* '{' */
-  lua_newtable(L);
+  lua_createtable(L, 0, d->depth < JSON_HINT_DEPTH ? d->object_hint[d->depth] : 0);
   lua_pushvalue(L, JSON_UV_OBJECT_MT);
   lua_setmetatable(L, -2);
   json_skip_space(d);
@@ -1136,6 +1254,7 @@ static void json_decode_object(json_decoder *d) {
     d->p++;
     json_decode_value(d);
     lua_rawset(L, -3); /* a duplicate key overwrites: the last one wins, as in Python */
+    n++;
     json_skip_space(d);
     if (d->p < d->end && *d->p == ',') {
       d->p++;
@@ -1147,6 +1266,7 @@ static void json_decode_object(json_decoder *d) {
     }
     json_decode_error(d, d->p, "expected ',' or '}' but found %s", json_describe_char(L, d->p, d->end));
   }
+  if (d->depth < JSON_HINT_DEPTH) d->object_hint[d->depth] = (unsigned char)(n < JSON_HINT_MAX ? n : JSON_HINT_MAX);
   d->depth--;
 }
 
@@ -1198,6 +1318,8 @@ static int json_decode(lua_State *L) {
   d.depth = 0;
   d.max_depth = json_option_max_depth(L, 2, "json_decode");
   d.big_int_float = 0;
+  memset(d.array_hint, 0, sizeof d.array_hint);
+  memset(d.object_hint, 0, sizeof d.object_hint);
   if (!lua_isnil(L, 2) && lua_getfield(L, 2, "big_int") != LUA_TNIL) {
     const char *mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
     if (strcmp(mode, "float") == 0) d.big_int_float = 1;
