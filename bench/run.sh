@@ -43,10 +43,13 @@ testbed_venv
 
 # In memory: the server's own disk writes would be measured as much as the clients. The
 # frontend's rate limits (2,400 RPCs/s by default) go up so the GetSystemInfo workload can
-# show the clients' own ceiling instead of RESOURCE_EXHAUSTED.
+# show the clients' own ceiling instead of RESOURCE_EXHAUSTED; so does its limit of 1,200
+# long polls per namespace, or the 10,000 held calls of the scaling workload would be
+# refused and retried by every client (CPU while they "wait" would be the retries').
 testbed_start_server "" \
   --dynamic-config-value frontend.rps=1000000 \
-  --dynamic-config-value frontend.namespaceRPS=1000000
+  --dynamic-config-value frontend.namespaceRPS=1000000 \
+  --dynamic-config-value frontend.namespaceCount=1000000
 testbed_start_worker "$WORKER_TASK_QUEUE"
 
 # temporal-lua carries this checkout's modules (make bench rebuilds it); no user init code.
