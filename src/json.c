@@ -913,7 +913,18 @@ typedef struct {
   int big_int_float;
   json_buffer *scratch; /* for strings with escapes */
   unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
+  int key_table; /* stack index of the table anchoring the cached keys */
+  struct {
+    const char *s; /* the bytes of a Lua string anchored in key_table */
+    size_t len;
+  } keys[64];
 } json_decoder;
+
+/* Object keys repeat (a list of records has a handful of distinct keys): a key without
+ * escapes or non-ASCII bytes is looked up in a small direct-mapped cache of the Lua
+ * strings made for earlier keys before a new one is interned (which hashes it again). */
+#define JSON_KEY_CACHE 64
+#define JSON_KEY_MAX 40 /* Lua's short strings */
 
 static int json_decode_error(json_decoder *d, const char *at, const char *fmt, ...) {
   lua_State *L = d->L;
@@ -1228,6 +1239,31 @@ static void json_decode_array(json_decoder *d) {
   d->depth--;
 }
 
+/* d->p is just after a key's opening quote. Pushes the key. */
+static void json_decode_key(json_decoder *d) {
+  const char *p = d->p, *end = d->end;
+  size_t len;
+  unsigned h;
+  while (p < end && json_plain_byte[(unsigned char)*p]) p++;
+  len = (size_t)(p - d->p);
+  if (p >= end || *p != '"' || len == 0 || len > JSON_KEY_MAX) {
+    json_decode_string(d); /* escapes, UTF-8, the empty key, long keys: the general path */
+    return;
+  }
+  h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
+       (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
+  if (d->keys[h].len == len && memcmp(d->keys[h].s, d->p, len) == 0) {
+    lua_rawgeti(d->L, d->key_table, (lua_Integer)h + 1);
+  } else {
+    lua_pushlstring(d->L, d->p, len);
+    lua_pushvalue(d->L, -1);
+    lua_rawseti(d->L, d->key_table, (lua_Integer)h + 1);
+    d->keys[h].s = lua_tostring(d->L, -1);
+    d->keys[h].len = len;
+  }
+  d->p = p + 1;
+}
+
 static void json_decode_object(json_decoder *d) {
   lua_State *L = d->L;
   int n = 0;
@@ -1247,7 +1283,7 @@ static void json_decode_object(json_decoder *d) {
     if (d->p >= d->end || *d->p != '"')
       json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
     d->p++;
-    json_decode_string(d);
+    json_decode_key(d);
     json_skip_space(d);
     if (d->p >= d->end || *d->p != ':')
       json_decode_error(d, d->p, "expected ':' but found %s", json_describe_char(L, d->p, d->end));
@@ -1327,6 +1363,9 @@ static int json_decode(lua_State *L) {
   }
   lua_settop(L, 2);
   d.scratch = json_buffer_new(L);
+  lua_createtable(L, JSON_KEY_CACHE, 0);
+  d.key_table = lua_gettop(L);
+  memset(d.keys, 0, sizeof d.keys);
   json_decode_value(&d);
   json_skip_space(&d);
   if (d.p != d.end)
