@@ -92,7 +92,7 @@ $(BUILD)/obj/embedded.o: $(GEN)/embedded.c
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) $(BUILD)/gen.a
-	$(CC) -rdynamic -o $@ $^ -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
+	$(CC) -Wl,--export-dynamic-symbol=luaopen_temporal_core -o $@ $^ -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
 
 test: deps
 	@$(MAKE) --no-print-directory all
