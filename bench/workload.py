@@ -204,6 +204,7 @@ async def scaling() -> dict:
     a = sides()
     await asyncio.sleep(P["idle_seconds"])
     b = sides()
+    gc.collect()
     rss_held = rss_kib()
     assert state["returned"] == 0, "no call returned before the release"
     t1 = now()

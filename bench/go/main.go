@@ -364,6 +364,7 @@ func scaling() map[string]any {
 	a := take()
 	time.Sleep(time.Duration(num("idle_seconds") * float64(time.Second)))
 	b := take()
+	runtime.GC()
 	rssHeld := rssKiB("VmRSS")
 	if returned.Load() != 0 {
 		panic("a call returned before the release")
