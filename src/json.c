@@ -609,37 +609,25 @@ static void json_encode_member(json_encoder *e, json_frame *f, const json_key *k
 }
 
 /* Objects of up to this many keys are sorted on the C stack, their keys and values
- * anchored on the Lua stack: no allocation per object. */
-#define JSON_SMALL_OBJECT 32
+ * anchored on the Lua stack: no allocation and no second pass per object. Small, because
+ * the array is in every level of the recursion (max_depth up to 1000). */
+#define JSON_SMALL_OBJECT 8
 
-static void json_encode_small_object(json_encoder *e, int idx, lua_Integer count) {
-  lua_State *L = e->L;
+/* keys[0..n) were collected by json_encode_table's pass over the table, their keys and
+ * values anchored on the Lua stack (slot: the value's index). */
+static void json_encode_collected(json_encoder *e, json_key *keys, int n) {
   json_frame *f = &e->frames[e->depth - 1];
-  json_key keys[JSON_SMALL_OBJECT], k;
-  int base = lua_gettop(L), n = 0, i, j;
-  luaL_checkstack(L, 2 * (int)count + 4, "JSON object");
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    /* ... key value: both stay on the stack (anchored); a copy of the key goes on */
-    if (n < count && lua_type(L, -2) == LUA_TSTRING) {
-      lua_pushvalue(L, -2);
-      keys[n].s = lua_tolstring(L, -1, &keys[n].len);
-      keys[n].slot = lua_gettop(L) - 1; /* the value */
-      n++;
-    } else {
-      lua_pop(L, 1);
-    }
-  }
+  json_key k;
+  int i, j;
   for (i = 1; i < n; i++) { /* insertion sort: a handful of keys */
     k = keys[i];
     for (j = i - 1; j >= 0 && json_key_compare(&keys[j], &k) > 0; j--) keys[j + 1] = keys[j];
     keys[j + 1] = k;
   }
   for (i = 0; i < n; i++) json_encode_member(e, f, &keys[i], i == 0, (int)keys[i].slot);
-  lua_settop(L, base);
 }
 
-static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
+static void json_encode_object(json_encoder *e, int idx, lua_Integer count, json_key *collected, int ncollected) {
   lua_State *L = e->L;
   json_frame *f = &e->frames[e->depth - 1];
   json_key *keys;
@@ -647,8 +635,8 @@ static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
   lua_Integer n = 0, i;
   json_buffer_reserve(L, e->out, 2);
   e->out->data[e->out->len++] = '{';
-  if (count > 0 && count <= JSON_SMALL_OBJECT) {
-    json_encode_small_object(e, idx, count);
+  if (collected) {
+    json_encode_collected(e, collected, ncollected);
   } else if (count > 0) {
     /* Keys are anchored in a table of their own while sorted pointers refer to them, so
      * nothing (not even a finalizer that edits the table) can free them under us. */
@@ -693,7 +681,8 @@ static const char *json_describe_key(lua_State *L) {
 static void json_encode_table(json_encoder *e, int idx) {
   lua_State *L = e->L;
   const void *self = lua_topointer(L, idx);
-  int d, kind;
+  int d, kind, base, nkeys = 0, overflow = 0;
+  json_key keys[JSON_SMALL_OBJECT];
   lua_Integer count = 0, npos = 0, maxpos = 0, nstr = 0, nval = -1;
   json_frame *f;
 
@@ -707,22 +696,33 @@ static void json_encode_table(json_encoder *e, int idx) {
   luaL_checkstack(L, 8, "JSON nesting");
   kind = json_marked_kind(e, idx);
 
-  /* One pass to learn the shape. */
+  /* One pass to learn the shape. The string keys of a small object are collected on the
+   * way (key and value left on the stack, anchored), so it is written without a second
+   * pass. */
+  base = lua_gettop(L);
+  luaL_checkstack(L, 3 * JSON_SMALL_OBJECT + 8, "JSON object");
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     count++;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
       size_t kl;
-      const char *k = lua_tolstring(L, -1, &kl);
+      const char *k = lua_tolstring(L, -2, &kl);
       nstr++;
-      if (kl == 1 && k[0] == 'n') {
-        lua_pushvalue(L, -1);
-        lua_rawget(L, idx);
-        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) nval = lua_tointeger(L, -1);
-        lua_pop(L, 1);
+      if (kl == 1 && k[0] == 'n' && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) nval = lua_tointeger(L, -1);
+      if (!overflow && nkeys < JSON_SMALL_OBJECT) {
+        lua_pushvalue(L, -2); /* the key again, for lua_next; key and value stay below */
+        keys[nkeys].s = k;
+        keys[nkeys].len = kl;
+        keys[nkeys].slot = lua_gettop(L) - 1;
+        nkeys++;
+        continue;
       }
-    } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+      overflow = 1; /* too many to keep: the general path */
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
       lua_Integer k = lua_tointeger(L, -1);
       npos++;
       if (k > maxpos) maxpos = k;
@@ -763,6 +763,7 @@ static void json_encode_table(json_encoder *e, int idx) {
       json_encode_error(e, "array has holes (%I items, highest index %I); set n to the length "
                         "to send nil as null", npos, maxpos);
     }
+    lua_settop(L, base);
     e->depth++;
     json_encode_array(e, idx, length);
   } else {
@@ -771,7 +772,13 @@ static void json_encode_table(json_encoder *e, int idx) {
                         "be strings", maxpos);
     }
     e->depth++;
-    json_encode_object(e, idx, count);
+    if (count > 0 && !overflow && nkeys == count) {
+      json_encode_object(e, idx, count, keys, nkeys);
+    } else {
+      lua_settop(L, base);
+      json_encode_object(e, idx, count, NULL, 0);
+    }
+    lua_settop(L, base);
   }
   e->depth--;
 }
