@@ -613,15 +613,24 @@ static void json_encode_member(json_encoder *e, json_frame *f, const json_key *k
  * the array is in every level of the recursion (max_depth up to 1000). */
 #define JSON_SMALL_OBJECT 8
 
+/* a > b in json_key_compare's order (bytes, then length), inline for short keys. */
+static inline int json_key_after(const json_key *a, const json_key *b) {
+  size_t i, n = a->len < b->len ? a->len : b->len;
+  const unsigned char *x = (const unsigned char *)a->s, *y = (const unsigned char *)b->s;
+  for (i = 0; i < n; i++)
+    if (x[i] != y[i]) return x[i] > y[i];
+  return a->len > b->len;
+}
+
 /* keys[0..n) were collected by json_encode_table's pass over the table, their keys and
  * values anchored on the Lua stack (slot: the value's index). */
 static void json_encode_collected(json_encoder *e, json_key *keys, int n) {
   json_frame *f = &e->frames[e->depth - 1];
   json_key k;
   int i, j;
-  for (i = 1; i < n; i++) { /* insertion sort: a handful of keys */
+  for (i = 1; i < n; i++) { /* insertion sort: a handful of keys, mostly told apart early */
     k = keys[i];
-    for (j = i - 1; j >= 0 && json_key_compare(&keys[j], &k) > 0; j--) keys[j + 1] = keys[j];
+    for (j = i - 1; j >= 0 && json_key_after(&keys[j], &k); j--) keys[j + 1] = keys[j];
     keys[j + 1] = k;
   }
   for (i = 0; i < n; i++) json_encode_member(e, f, &keys[i], i == 0, (int)keys[i].slot);
