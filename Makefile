@@ -24,6 +24,11 @@ DEBIAN_PKGS += lua-luaossl lua-http lua-cqueues  # examples/encryption: AES-GCM 
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
 DEBIAN_IF_MISSING := npm:npm python3:python3-venv
+# metrics spec: a real Prometheus scrapes a temporal-lua process (its service stays held back
+# by policy-rc.d below; the spec runs its own on 127.0.0.1 from a temp dir) and promtool lints the
+# exposition; lua-http (on cqueues) is the optional built-in /metrics listener.
+DEBIAN_PKGS += prometheus
+DEBIAN_PKGS += lua-http
 
 WARN     := -Wall -Wextra -Werror
 # Where the Lua headers and the external libraries are: the defaults suit Debian; LuaRocks
@@ -126,6 +131,12 @@ clean:
 $(BUILD)/host_loop: examples/host_loop.c
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
 examples: $(BUILD)/host_loop
+
+# The Lua activity worker inside a C host's frame loop (pollfd/timeout/step), like host_loop.
+all: $(BUILD)/activity_host
+examples: $(BUILD)/activity_host
+$(BUILD)/activity_host: examples/activity_host.c
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
 
 # AddressSanitizer + UBSan build of temporal-lua (everything linked in) for memory checks:
 #   make asan && ASAN_OPTIONS=detect_leaks=1 build/asan/temporal-lua script.lua

@@ -42,6 +42,7 @@ CLIENTS = ("lua", "python", "go", "raw")
 # What each client can do: the raw C program only makes the unary calls (starts,
 # GetSystemInfo) and the cold start; the SDK clients do every workload.
 RAW_WORKLOADS = {"throughput", "rpc_throughput", "cold_start"}  # and request_template
+NOT_GO = {"activity_worker"}  # bench/go has no activity worker workload
 MAX_ATTEMPTS = 3  # per sample: the first try and two retries
 SAMPLE_TIMEOUT = 600  # seconds
 RAW_ID_DIGITS = 18  # the raw program's workflow ids end in this many digits it rewrites
@@ -57,6 +58,7 @@ FULL = {
     "latency": {"count": 100, "execute_count": 20},
     "callgrind": {"counts": [20, 220], "concurrency": 16, "gsi_counts": [100, 1100]},
     "scaling": {"count": 10000, "settle_seconds": 2, "idle_seconds": 2, "reps": 3},
+    "activity_worker": {"count": 1000, "slots": 100, "warmup": 50},
 }
 SMOKE = {
     "reps": 1,
@@ -68,6 +70,7 @@ SMOKE = {
     "latency": {"count": 2, "execute_count": 1},
     "callgrind": {"counts": [1, 3], "concurrency": 2, "gsi_counts": [1, 3]},
     "scaling": {"count": 20, "settle_seconds": 0.2, "idle_seconds": 0.2, "reps": 1},
+    "activity_worker": {"count": 10, "slots": 4, "warmup": 2},
 }
 
 UNPOLLED_TASK_QUEUE = "bench-unpolled"  # nobody polls it: started workflows just wait
@@ -182,7 +185,8 @@ class Bench:
 
     def order(self, rep: int, workload: str) -> list[str]:
         """The clients taking part in a workload, rotated by repetition."""
-        cs = [c for c in self.clients if c != "raw" or workload in RAW_WORKLOADS]
+        cs = [c for c in self.clients
+              if (c != "raw" or workload in RAW_WORKLOADS) and (c != "go" or workload not in NOT_GO)]
         k = rep % len(cs)
         return cs[k:] + cs[:k]
 
@@ -367,6 +371,22 @@ class Bench:
                     f"+{(r['rss_held_kib'] - r['rss_before_kib']) / r['calls']:.1f} KiB each, idle CPU "
                     f"{r['idle_cpu'] / r['idle_wall'] * 100:.1f}% of a core, released in {r['release_s']:.1f} s")
 
+    def activity_worker(self) -> None:
+        cfg = self.config["activity_worker"]
+        for rep in range(self.config["reps"]):
+            for client in self.order(rep, "activity_worker"):
+                got = self.sample(client, "activity_worker", rep, lambda a, client=client: self.run(
+                    client, "activity_worker", {
+                        **cfg, "worker_task_queue": self.args.worker_task_queue,
+                        "id_prefix": f"bench-{self.nonce}-act-r{rep}-{client}-a{a}-",
+                    }))
+                if got is None:
+                    continue
+                r, _ = got
+                self.record("activity_worker", client, rep, r, slots=cfg["slots"])
+                log(f"activity worker rep {rep + 1} {client:6}: {r['activities'] / r['wall']:7.0f} activities/s, "
+                    f"worker CPU {r['client_cpu'] / r['activities'] * 1e6:.0f} us/activity")
+
     def callgrind(self) -> dict:
         """Instructions per call (every thread of the client process): the difference of two
         runs of different sizes, so start-up and connect cancel out. Repeatable where wall
@@ -484,7 +504,7 @@ def main() -> None:
         bench.request_template()
     results["clients"] = list(bench.clients)
     for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency", "scaling",
-                 "callgrind"):
+                 "activity_worker", "callgrind"):
         t0 = time.monotonic()
         try:
             r = getattr(bench, name)()

@@ -17,7 +17,6 @@
  * call with id-base + index; --rid-at: a request_id uuid whose last 12 hex digits are
  * rewritten likewise, so every start is a distinct workflow of otherwise identical bytes.
  */
-#define _GNU_SOURCE
 #include <grpc/grpc.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/grpc_security.h>

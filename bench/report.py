@@ -79,6 +79,10 @@ def summarize(runs: list[dict]) -> dict:
             add((w, c, "release_ms"), r["release_s"] * 1e3)
             if "lua_heap_kib_per_call" in r:
                 add((w, c, "lua_heap_kib_per_call"), r["lua_heap_kib_per_call"])
+        elif w == "activity_worker":
+            add((w, c, "activities_per_s"), r["activities"] / r["wall"])
+            add((w, c, "worker_cpu_us_per_activity"), r["client_cpu"] / r["activities"] * 1e6)
+            add((w, c, "server_cpu_us_per_activity"), r["server_cpu"] / r["activities"] * 1e6)
         elif w == "latency":
             k = (w, c, r["op"])
             add(k + ("p50_ms",), r["p50_ms"])
@@ -238,6 +242,13 @@ def rows(results: dict) -> list[list[str]]:
             ("scaling", "idle_cpu_percent"), expect=e)
         row(f"  time to issue the {k} calls", "ms", ("scaling", "issue_ms"), expect=e)
         row("  from the release (terminate) to the last one returned", "ms", ("scaling", "release_ms"), expect=e)
+    aw = cfg.get("activity_worker")
+    if aw:
+        row(f"activity worker: {aw['count']:,} no-op activities scheduled at once by a Python workflow, "
+            f"{aw['slots']} slots", "activities/s", ("activity_worker", "activities_per_s"))
+        row("  worker CPU per activity (the worker's whole process)", "µs",
+            ("activity_worker", "worker_cpu_us_per_activity"))
+        row("  server CPU per activity", "µs", ("activity_worker", "server_cpu_us_per_activity"))
     return out
 
 

@@ -386,6 +386,28 @@ function workloads.request_template()
   return out
 end
 
+-- The activity worker (issue 14): a Lua worker with `slots` slots serves a no-op activity;
+-- the bench's Python worker runs FanOutLuaActivities, which schedules `count` of them at
+-- once on the Lua worker's task queue. Client CPU is the worker's (same process).
+function workloads.activity_worker()
+  local client = connect()
+  local tq = p.id_prefix .. "tq"
+  local worker = client:new_worker{ task_queue = tq, max_concurrent_activities = p.slots,
+    activities = { noop = function(_, i) return i end } }
+  worker:start()
+  local function fan_out(id, count)
+    local r = client:execute_workflow("FanOutLuaActivities", { id = id, task_queue = p.worker_task_queue,
+      args = { { activity = "noop", task_queue = tq, count = count, start_to_close = 60 } } })
+    assert(#r == count and r[count] == count - 1)
+  end
+  fan_out(p.id_prefix .. "warmup", p.warmup)   -- polls in place, caches warm: not measured
+  local before = sides()
+  fan_out(p.id_prefix .. "measured", p.count)
+  local d = deltas(before, sides())
+  worker:shutdown()
+  return merge({ activities = p.count }, d)
+end
+
 local fn = workloads[name] or error("unknown workload " .. tostring(name))
 local result = fn()
 result.api = HIGH_LEVEL and "high-level" or "raw"

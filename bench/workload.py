@@ -254,10 +254,40 @@ async def latency() -> dict:
     return out
 
 
+async def activity_worker() -> dict:
+    """The twin of workload.lua's activity_worker: a Python SDK Worker with `slots` slots
+    serves the no-op activity; the bench's Python worker runs FanOutLuaActivities against it."""
+    from temporalio import activity
+    from temporalio.worker import Worker
+
+    @activity.defn(name="noop")
+    async def noop(i: int) -> int:
+        return i
+
+    client = await connect()
+    tq = P["id_prefix"] + "tq"
+
+    async def fan_out(wf_id: str, count: int) -> None:
+        r = await client.execute_workflow(
+            "FanOutLuaActivities",
+            {"activity": "noop", "task_queue": tq, "count": count, "start_to_close": 60},
+            id=wf_id, task_queue=P["worker_task_queue"])
+        assert len(r) == count and r[-1] == count - 1
+
+    async with Worker(client, task_queue=tq, activities=[noop],
+                      max_concurrent_activities=P["slots"]):
+        await fan_out(P["id_prefix"] + "warmup", P["warmup"])
+        before = sides()
+        await fan_out(P["id_prefix"] + "measured", P["count"])
+        d = deltas(before, sides())
+    return {"activities": P["count"], **d}
+
+
 def main() -> None:
     P.update(json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}"))
     workloads = {"throughput": throughput, "rpc_throughput": rpc_throughput, "memory": memory,
-                 "payload": payload, "latency": latency, "scaling": scaling}
+                 "payload": payload, "latency": latency, "scaling": scaling,
+                 "activity_worker": activity_worker}
     fn = workloads[sys.argv[1]]
     result = asyncio.run(fn())
     result["api"] = "high-level"

@@ -103,6 +103,8 @@ describe("bench smoke run", function()
       elseif r.workload == "latency" then
         local want = r.op == "execute" and cfg.latency.execute_count or cfg.latency.count
         assert.equals(want, r.calls)
+      elseif r.workload == "activity_worker" then
+        assert.equals(cfg.activity_worker.count, r.activities)
       end
     end
     local reps = cfg.reps
@@ -114,6 +116,7 @@ describe("bench smoke run", function()
       assert.equals(reps, seen["payload/" .. client])
       assert.equals(reps * 4, seen["latency/" .. client])  -- describe, query, signal, execute
       assert.equals(cfg.scaling.reps, seen["scaling/" .. client])
+      assert.equals(reps, seen["activity_worker/" .. client])
     end
     -- the raw C program: the unary calls and the cold start only
     assert.equals(reps * #cfg.throughput.concurrency, seen["throughput/raw"])
@@ -187,6 +190,8 @@ describe("bench smoke run", function()
       for _, op in ipairs({ "describe", "query", "signal", "execute" }) do
         assert_spread(s.latency[client][op].p50_ms, "latency " .. op)
       end
+      assert_spread(s.activity_worker[client].activities_per_s, "activity_worker activities_per_s")
+      assert_spread(s.activity_worker[client].worker_cpu_us_per_activity, "activity_worker worker CPU")
     end
     for _, what in ipairs({ "start", "get_system_info" }) do
       for _, client in ipairs({ "lua", "raw" }) do

@@ -10,6 +10,7 @@ local scheduler = require("temporal.scheduler")
 local errors = require("temporal.errors")
 local retry = require("temporal.retry")
 local interceptor = require("temporal.interceptor")
+local metrics = require("temporal.metrics")
 
 local M = {}
 
@@ -46,7 +47,8 @@ local PYTHON_NAMES = {
     keep_alive_config = "keep_alive",
     http_connect_proxy_config = "http_connect_proxy",
     plugins = { "there are no plugins; pass interceptors and data_converter" },
-    runtime = { "the runtime (completion queue and poller thread) is made on first use" },
+    runtime = { "the runtime (completion queue and poller thread) is made on first use; its "
+      .. "telemetry is the 'metrics' option (temporal.metrics.new{...})" },
     dns_load_balancing_config = { "the gRPC C core resolves and balances by itself" },
     grpc_compression = { "calls are sent uncompressed" },
     payload_limits = { "payload sizes are not checked on the client" },
@@ -228,13 +230,17 @@ function methods:_rpc(service, method, request, opts)
     local long = LONG_POLL[method] or (type(request) == "table" and request.wait_new_event == true)
     timeout = long and M.LONG_POLL_RPC_TIMEOUT or M.DEFAULT_RPC_TIMEOUT
   end
+  -- metrics: every attempt counts, as in sdk-core (see temporal.metrics)
+  local recorder = s.metrics and s.metrics:recorder(method, request, LONG_POLL)
   local policy = opts and opts.retry and s.retry_config and retry.policy(s.retry_config)
   local attempt, started = 0, core.now()
   while true do
     attempt = attempt + 1
+    local sent = recorder and recorder:begin()
     local md = call_metadata(s, opts and opts.rpc_metadata)
     local call = core.unary(s.channel, service, method, request, timeout, md)
     local resp, failure = scheduler.await(call)
+    if recorder then recorder:finish(sent, failure) end
     if resp then return resp end
     local wait = policy and policy(failure, attempt)
     if not wait then
@@ -270,6 +276,13 @@ function methods:_intercept(name, input, fn)
   input.rpc_metadata = copy(input.rpc_metadata)
   if #list == 0 then return fn(input) end
   return interceptor.run(list, name, input, fn)
+end
+
+--- client:new_worker(opts) -> temporal.Worker: serves Lua activities on a task queue (see
+-- temporal.worker; loaded on first use).
+function methods:new_worker(opts)
+  local worker = require("temporal.worker").new(self, opts)
+  return worker
 end
 
 -- Raw service objects: client.workflow_service:start_workflow_execution{...}
@@ -489,6 +502,7 @@ local CONNECT_OPTIONS = {
   namespace = true, identity = true, rpc_metadata = true, lazy = true, tls = true,
   keep_alive = true, http_connect_proxy = true, max_receive_message_length = true,
   connect_timeout = true, use_proxy_env = true, data_converter = true, api_key = true,
+  metrics = true,
   retry_config = true,
   interceptors = true,
   default_workflow_query_reject_condition = true,
@@ -522,7 +536,9 @@ end
 -- { target = "host:port", basic_auth = { user, password } }), use_proxy_env (false: the
 -- http_proxy/https_proxy/grpc_proxy variables are ignored), max_receive_message_length
 -- (128 MiB), connect_timeout (10 s), retry_config (see temporal.retry; nil or true gives
--- the defaults, false disables retries), interceptors (see temporal.interceptor), data_converter
+-- the defaults, false disables retries), interceptors (see temporal.interceptor), metrics (a
+-- temporal.metrics registry; default temporal.metrics.default(), none unless set; false:
+-- none), data_converter
 -- (temporal.converter.default, loaded on first use): converts workflow arguments,
 -- results, memos, search attributes and failures; default_workflow_query_reject_condition
 -- ("NONE" | "NOT_OPEN" | "NOT_COMPLETED_CLEANLY"; nil: the server's) for every query that
@@ -556,6 +572,7 @@ function M.connect(target, opts)
   check_type(opts.data_converter, "table", "data_converter", 2)
   check_metadata(opts.rpc_metadata, "rpc_metadata", 2)
   check_type(opts.api_key, "string", "api_key", 2)
+  local registry = metrics._check_option(opts.metrics, 2)
   local retry_config = retry.check_config(opts.retry_config, 2)
   interceptor.check(opts.interceptors, 2)
   check_reject_condition(opts.default_workflow_query_reject_condition, 2)
@@ -587,6 +604,7 @@ function M.connect(target, opts)
     channel = channel,
     rpc_metadata = opts.rpc_metadata or {},
     api_key = opts.api_key,
+    metrics = registry,
     retry_config = retry_config,
     _settings = {
       tls = tls, keep_alive = keep_alive, http_connect_proxy = opts.http_connect_proxy,

@@ -18,6 +18,7 @@ local PREFIXES = {
   client = "Client", h = "WorkflowHandle", u = "WorkflowUpdateHandle",
   sh = "ScheduleHandle", ah = "AsyncActivityHandle", op = "WithStartWorkflowOperation",
   task = "Task", dc = "DataConverter", service = "Service", sc = "ServiceClient",
+  worker = "Worker", ctx = "ActivityContext",
   channel = "temporal.core.Channel", call = "temporal.core.Call",
   temporal = "temporal", errors = "temporal.errors", converter = "temporal.converter",
   failure = "temporal.failure", envconfig = "temporal.envconfig", core = "temporal.core",
@@ -27,6 +28,7 @@ local PREFIXES = {
   ["temporal.core"] = "temporal.core", ["temporal.repl"] = "temporal.repl",
   ["temporal.help"] = "temporal.help", ["temporal.search_attributes"] = "temporal.search_attributes",
   ["temporal.DataConverter"] = "DataConverter",
+  metrics = "temporal.metrics", ["temporal.metrics"] = "temporal.metrics",
 }
 M.PREFIXES = PREFIXES
 

@@ -10,10 +10,12 @@ local client = require("temporal.client")
 local workflow = require("temporal.workflow")  -- attaches the workflow methods to Client
 local schedule = require("temporal.schedule")  -- schedules: create/get/list, ScheduleHandle
 local activity = require("temporal.activity")  -- async activity completion
+local worker = require("temporal.worker")      -- the activity worker (client:new_worker)
 require("temporal.operations")                  -- health, task queues, reset, namespaces, ...
 local converter = require("temporal.converter")  -- payloads, codecs, search attributes
 local failure = require("temporal.failure")      -- also adds errors.application_error
 local envconfig = require("temporal.envconfig")  -- environment and TOML profiles
+local metrics = require("temporal.metrics")      -- request metrics, Prometheus exposition
 
 local M = {
   VERSION = core.version,
@@ -22,6 +24,7 @@ local M = {
   converter = converter,
   failure = failure,
   envconfig = envconfig,
+  metrics = metrics,
   DataConverter = converter.DataConverter,
   binary = converter.binary,         -- bytes as binary/plain
   array = converter.array,           -- JSON array marker: temporal.array{} -> []
@@ -37,6 +40,8 @@ local M = {
   WithStartWorkflowOperation = workflow.WithStartWorkflowOperation,
   ScheduleHandle = schedule.ScheduleHandle,
   AsyncActivityHandle = activity.AsyncActivityHandle,
+  Worker = worker.Worker,
+  ActivityContext = worker.Context,
   -- tasks and the host-loop protocol (see temporal.scheduler)
   spawn = scheduler.spawn,
   sleep = scheduler.sleep,

@@ -307,6 +307,114 @@ WORKFLOWS += [AsyncActivity]
 ACTIVITIES += [complete_async]
 
 
+# ---------------------------------------------------------------- Lua activity worker specs (issue 14)
+# (spec/activity_worker_spec.lua) The activities run on a Lua worker polling its own task
+# queue; these workflows call them by name and report, from the Python side, what came back.
+
+
+def _activity_error(e: _ActivityError) -> dict:
+    cause = e.cause
+    out: dict = {
+        "error": type(e).__name__,
+        "retry_state": e.retry_state.name if e.retry_state is not None else None,
+        "cause": type(cause).__name__,
+    }
+    if cause is not None:
+        out["message"] = cause.message
+        out["stack_trace"] = cause.failure.stack_trace if cause.failure else None
+    if isinstance(cause, ApplicationError):
+        out["type"] = cause.type
+        out["non_retryable"] = cause.non_retryable
+        out["details"] = list(cause.details)
+        out["next_retry_delay"] = (
+            cause.next_retry_delay.total_seconds() if cause.next_retry_delay else None
+        )
+    elif isinstance(cause, _CancelledError):
+        out["details"] = list(cause.details)
+    elif isinstance(cause, _TimeoutError):
+        out["timeout_type"] = cause.type.name if cause.type is not None else None
+        out["last_heartbeat_details"] = list(cause.last_heartbeat_details)
+    return out
+
+
+def _lua_activity_options(spec: dict) -> dict:
+    retry = spec.get("retry") or {}
+    opts: dict = {
+        "task_queue": spec["task_queue"],
+        "start_to_close_timeout": datetime.timedelta(seconds=spec.get("start_to_close", 30)),
+        "retry_policy": _RetryPolicy(
+            initial_interval=datetime.timedelta(seconds=retry.get("initial_interval", 0.1)),
+            backoff_coefficient=retry.get("backoff", 1.0),
+            maximum_attempts=retry.get("maximum_attempts", 1),
+            non_retryable_error_types=retry.get("non_retryable_error_types"),
+        ),
+    }
+    if spec.get("heartbeat_timeout"):
+        opts["heartbeat_timeout"] = datetime.timedelta(seconds=spec["heartbeat_timeout"])
+    if spec.get("schedule_to_close"):
+        opts["schedule_to_close_timeout"] = datetime.timedelta(seconds=spec["schedule_to_close"])
+    if spec.get("cancel_on_signal"):
+        opts["cancellation_type"] = _ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+    return opts
+
+
+@workflow.defn(name="CallLuaActivity")
+class CallLuaActivity:
+    """Runs the activity spec["activity"] with spec["args"] on the Lua worker's task queue
+    spec["task_queue"] (timeouts and retry policy from the spec) and returns
+    {"result": value, "types": [...], "echo_same": bool} or the ActivityError described
+    (see _activity_error). With spec["cancel_on_signal"], signal "cancel" cancels the
+    activity and waits for the cancellation to be reported."""
+
+    def __init__(self) -> None:
+        self.cancel = False
+
+    @workflow.run
+    async def run(self, spec: dict) -> dict:
+        args = spec.get("args", [])
+        handle = workflow.start_activity(
+            spec["activity"], args=args, **_lua_activity_options(spec)
+        )
+        if spec.get("cancel_on_signal"):
+            await workflow.wait_condition(lambda: self.cancel or handle.done())
+            if not handle.done():
+                handle.cancel()
+        try:
+            result = await handle
+        except _ActivityError as e:
+            return _activity_error(e)
+        out: dict = {"result": result}
+        if isinstance(result, dict) and "echo" in result:
+            # Values that went to Lua and came back: compared here, on the Python side.
+            echo = result["echo"]
+            out["echo_same"] = echo == args and [type(v) for v in echo] == [type(v) for v in args]
+            out["types"] = [type(v).__name__ for v in echo]
+        return out
+
+    @workflow.signal(name="cancel")
+    def cancel_activity(self) -> None:
+        self.cancel = True
+
+
+@workflow.defn(name="FanOutLuaActivities")
+class FanOutLuaActivities:
+    """Schedules spec["count"] activities spec["activity"](i) at once on the Lua worker's
+    task queue and returns their results in order."""
+
+    @workflow.run
+    async def run(self, spec: dict) -> list:
+        opts = _lua_activity_options(spec)
+        handles = [
+            workflow.start_activity(spec["activity"], i, **opts) for i in range(spec["count"])
+        ]
+        return list(await asyncio.gather(*handles))
+
+
+from temporalio.exceptions import TimeoutError as _TimeoutError  # noqa: E402
+
+WORKFLOWS += [CallLuaActivity, FanOutLuaActivities]
+
+
 # ---------------------------------------------------------------- main
 
 

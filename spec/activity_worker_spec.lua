@@ -1,0 +1,720 @@
+-- The Lua activity worker against the real test bed: Python workflows (spec/worker/worker.py,
+-- "CallLuaActivity" and "FanOutLuaActivities", run by the Python worker) call activities by
+-- name on a task queue that only this Lua worker polls, and report from the Python side what
+-- came back: values, ActivityError causes, attempts, heartbeat details, cancellations.
+-- The spec and the worker share one Lua state: while the spec waits (wait_for, a workflow
+-- result) the scheduler runs the worker's tasks.
+local helper = require("support.helper")
+local temporal = require("temporal")
+
+local errors = temporal.errors
+
+-- Waits (driving the scheduler, so the worker runs) until fn() is truthy; returns its value.
+local function wait_for(fn, timeout, what)
+  local deadline = temporal.core.now() + (timeout or 30)
+  while true do
+    local v = fn()
+    if v then return v end
+    if temporal.core.now() > deadline then error("timed out waiting for " .. (what or "a condition"), 2) end
+    temporal.sleep(0.02)
+  end
+end
+
+describe("Lua activity worker", function()
+  local client, worker, tq
+  local seen = {}        -- what the activities saw, by test
+  local flags = {}       -- released by the tests
+
+  local function call(spec, opts)
+    spec.task_queue = spec.task_queue or tq
+    local id = helper.unique_id("lua-act")
+    local h = client:start_workflow("CallLuaActivity", {
+      id = id, task_queue = helper.task_queue, args = { spec }, execution_timeout = 120,
+    })
+    if opts and opts.no_wait then return h end
+    return h:result(), h
+  end
+
+  local activities = {
+    echo = function(ctx, ...)
+      local args = table.pack(...)
+      local out = temporal.array{}
+      for i = 1, args.n do
+        local v = args[i]
+        if v == nil then v = temporal.null end
+        out[i] = v
+      end
+      seen.echo = { args = args, info = ctx.info }
+      return { echo = out, kinds = { math.type(args[1]), math.type(args[2]), type(args[3]) } }
+    end,
+    flaky = function(ctx, fail_until)
+      seen.flaky = (seen.flaky or 0) + 1
+      if ctx.info.attempt < fail_until then error("boom on attempt " .. ctx.info.attempt) end
+      return { attempt = ctx.info.attempt }
+    end,
+    declined = function()
+      seen.declined = (seen.declined or 0) + 1
+      error(temporal.application_error("card declined", {
+        type = "PaymentError", non_retryable = true,
+        details = { { code = 51 }, "try another card" }, next_retry_delay = 0.5,
+      }))
+    end,
+    retry_later = function()
+      error(temporal.application_error("busy", { type = "Busy", next_retry_delay = 0.5 }))
+    end,
+    lua_error = function()
+      local t = nil
+      return t.field   -- attempt to index a nil value
+    end,
+    two_results = function() return 1, 2 end,
+    progress = function(ctx)
+      if ctx.info.attempt == 1 then
+        ctx:heartbeat("step", 1)        -- sent at once
+        ctx:heartbeat("step", 2)        -- throttled: waits for the interval
+        seen.progress = "beating"
+        while not flags.progress do ctx:sleep(0.02) end
+        error("crash after two heartbeats")
+      end
+      return { attempt = ctx.info.attempt, details = ctx.info.heartbeat_details }
+    end,
+    stalls = function(ctx)
+      ctx:heartbeat("alive")
+      seen.stalls = "stalled"
+      while not flags.stalls do temporal.sleep(0.02) end
+      ctx:heartbeat("too late")            -- the server no longer knows this attempt
+      local ok, err = pcall(function() while true do ctx:sleep(0.02) end end)
+      seen.stalls_after = { ok = ok, err = err, details = ctx:cancellation_details() }
+      error(err)
+    end,
+    cancellable = function(ctx)
+      seen.cancellable = "started"
+      local ok, err = pcall(function()
+        while true do
+          ctx:heartbeat("working")
+          ctx:sleep(0.05)
+        end
+      end)
+      seen.cancellable_err = err
+      seen.cancellable_details = ctx:cancellation_details()
+      assert(not ok)
+      error(errors.new("CancelledError", { message = "Cancelled", details = table.pack("cleaned up", 7) }))
+    end,
+    deadline = function(ctx)
+      local ok, err = pcall(function() while true do ctx:sleep(0.02) end end)
+      seen.deadline = { ok = ok, err = err, details = ctx:cancellation_details() }
+      error(err)
+    end,
+    pausable = function(ctx)
+      if ctx.info.attempt > 1 then return { attempt = ctx.info.attempt } end
+      seen.pausable = "running"
+      local ok, err = pcall(function()
+        while true do
+          ctx:heartbeat("running")
+          ctx:sleep(0.05)
+        end
+      end)
+      seen.pausable_details = ctx:cancellation_details()
+      assert(not ok)
+      error(err)
+    end,
+    async = function(ctx)
+      seen.async_token = ctx.info.task_token
+      ctx:raise_complete_async()
+    end,
+    info = function(ctx)
+      local i = ctx.info
+      return {
+        activity_type = i.activity_type, attempt = i.attempt, task_queue = i.task_queue,
+        workflow_type = i.workflow_type, workflow_id = i.workflow_id,
+        has_token = type(i.task_token) == "string" and #i.task_token > 0,
+        deadline_ok = i.deadline ~= nil and i.started_time ~= nil
+          and math.abs(i.deadline - i.started_time - 7) < 0.01,
+        heartbeat_timeout = i.heartbeat_timeout, start_to_close_timeout = i.start_to_close_timeout,
+      }
+    end,
+  }
+
+  setup(function()
+    client = temporal.connect(helper.address, { namespace = helper.namespace })
+    tq = helper.unique_id("lua-worker-tq")
+    worker = client:new_worker{ task_queue = tq, activities = activities, max_concurrent_activities = 10 }
+    worker:start()
+  end)
+
+  teardown(function()
+    if worker then worker:shutdown() end
+    client:close()
+  end)
+
+  it("runs an activity by name: values both ways, compared on the Python side", function()
+    -- integers, floats, unicode, None in the middle, nested nulls, [] and {}, an int64 > 2^53
+    local spec = { activity = "echo" }
+    spec.args = temporal.array{ 1, 2.5, "héllo ✓", temporal.null, true,
+      { a = { 1, { b = temporal.null } } }, temporal.array{}, temporal.object{}, 9007199254740993 }
+    local r = call(spec)
+    assert.is_true(r.echo_same)
+    assert.same({ "int", "float", "str", "NoneType", "bool", "dict", "list", "dict", "int" }, r.types)
+    assert.same({ "integer", "float", "string" }, r.result.kinds)
+    -- the Lua side got nil for None, in its place (args.n counts it)
+    assert.equals(9, seen.echo.args.n)
+    assert.is_nil(seen.echo.args[4])
+    assert.equals(math.tointeger(9007199254740993), seen.echo.args[9])
+    assert.equals("echo", seen.echo.info.activity_type)
+    assert.equals(1, seen.echo.info.attempt)
+    assert.equals(tq, seen.echo.info.task_queue)
+    assert.equals("CallLuaActivity", seen.echo.info.workflow_type)
+  end)
+
+  it("gives the activity its info: ids, attempt, timeouts, deadline", function()
+    local r = call({ activity = "info", start_to_close = 7, heartbeat_timeout = 3 })
+    assert.equals("info", r.result.activity_type)
+    assert.equals(1, r.result.attempt)
+    assert.equals(tq, r.result.task_queue)
+    assert.equals("CallLuaActivity", r.result.workflow_type)
+    assert.matches("^lua%-act", r.result.workflow_id)
+    assert.is_true(r.result.has_token)
+    assert.is_true(r.result.deadline_ok)
+    assert.equals(3, r.result.heartbeat_timeout)
+    assert.equals(7, r.result.start_to_close_timeout)
+  end)
+
+  it("retries a Lua error until the attempt that succeeds", function()
+    seen.flaky = 0
+    local r = call({ activity = "flaky", args = { 3 }, retry = { maximum_attempts = 5 } })
+    assert.same({ attempt = 3 }, r.result)
+    assert.equals(3, seen.flaky)
+  end)
+
+  it("sends application_error's type, non_retryable, details and next_retry_delay; non-retryable stops", function()
+    seen.declined = 0
+    local r = call({ activity = "declined", retry = { maximum_attempts = 5 } })
+    assert.equals("ActivityError", r.error)
+    assert.equals("ApplicationError", r.cause)
+    assert.equals("card declined", r.message)
+    assert.equals("PaymentError", r.type)
+    assert.is_true(r.non_retryable)
+    assert.same({ { code = 51 }, "try another card" }, r.details)
+    assert.equals(0.5, r.next_retry_delay)
+    assert.equals("NON_RETRYABLE_FAILURE", r.retry_state)
+    assert.equals(1, seen.declined)
+  end)
+
+  it("reports a plain Lua error as ApplicationError with the message and the traceback", function()
+    local r = call({ activity = "lua_error" })
+    assert.equals("ApplicationError", r.cause)
+    assert.matches("attempt to index a nil value", r.message)
+    assert.equals(temporal.null, r.type)
+    assert.is_false(r.non_retryable)
+    assert.matches("stack traceback", r.stack_trace)
+    assert.matches("activity_worker_spec%.lua", r.stack_trace)
+    assert.equals("MAXIMUM_ATTEMPTS_REACHED", r.retry_state)
+  end)
+
+  it("refuses to drop extra return values: more than one result is an error", function()
+    local r = call({ activity = "two_results" })
+    assert.equals("ApplicationError", r.cause)
+    assert.matches("returned 2 values", r.message)
+  end)
+
+  it("names an activity the worker does not have (NotFoundError)", function()
+    local r = call({ activity = "no_such_activity" })
+    assert.equals("ApplicationError", r.cause)
+    assert.equals("NotFoundError", r.type)
+    assert.matches("no_such_activity", r.message)
+    assert.matches("available activities: .*echo", r.message)
+  end)
+
+  it("throttles heartbeats and hands the latest details to the next attempt", function()
+    seen.progress, flags.progress = nil, nil
+    local h = call({ activity = "progress", heartbeat_timeout = 100, retry = { maximum_attempts = 2 } },
+      { no_wait = true })
+    wait_for(function() return seen.progress end, 30, "the first attempt")
+    -- The server has the first heartbeat; the second waits for the 60 s throttle interval.
+    local hb = wait_for(function()
+      local d = h:describe().raw.pending_activities
+      local pa = d and d[1]
+      return pa and pa.heartbeat_details and temporal.converter.default:from_payloads(pa.heartbeat_details)
+    end, 30, "the first heartbeat on the server")
+    assert.same({ "step", 1, n = 2 }, hb)
+    flags.progress = true
+    local r = h:result()
+    assert.equals(2, r.result.attempt)
+    -- the throttled details went out with the failure: the next attempt sees them
+    assert.same({ "step", 2 }, r.result.details)
+  end)
+
+  it("times out an activity that stops heartbeating; a late heartbeat cancels it locally", function()
+    seen.stalls, flags.stalls, seen.stalls_after = nil, nil, nil
+    local h = call({ activity = "stalls", heartbeat_timeout = 1 }, { no_wait = true })
+    wait_for(function() return seen.stalls end, 30, "the activity")
+    local r = h:result()
+    assert.equals("ActivityError", r.error)
+    assert.equals("TimeoutError", r.cause)
+    assert.equals("HEARTBEAT", r.timeout_type)
+    assert.same({ "alive" }, r.last_heartbeat_details)
+    assert.equals("MAXIMUM_ATTEMPTS_REACHED", r.retry_state)
+    flags.stalls = true
+    local after = wait_for(function() return seen.stalls_after end, 30, "the late heartbeat's answer")
+    assert.is_false(after.ok)
+    assert.is_true(errors.is(after.err, "CancelledError"))
+    assert.is_true(after.details.not_found)
+  end)
+
+  it("delivers a cancellation from the workflow; the activity's CancelledError details reach Python", function()
+    seen.cancellable, seen.cancellable_err = nil, nil
+    local h = call({ activity = "cancellable", heartbeat_timeout = 2, cancel_on_signal = true },
+      { no_wait = true })
+    wait_for(function() return seen.cancellable end, 30, "the activity")
+    h:signal("cancel")
+    local r = h:result()
+    assert.equals("ActivityError", r.error)
+    assert.equals("CancelledError", r.cause)
+    assert.same({ "cleaned up", 7 }, r.details)
+    assert.is_true(errors.is(seen.cancellable_err, "CancelledError"))
+    assert.is_true(seen.cancellable_details.cancel_requested)
+  end)
+
+  it("cancels an activity locally when its start-to-close deadline passes", function()
+    seen.deadline = nil
+    local r = call({ activity = "deadline", start_to_close = 1 })
+    assert.equals("ActivityError", r.error)
+    assert.equals("TimeoutError", r.cause)
+    assert.equals("START_TO_CLOSE", r.timeout_type)
+    local d = wait_for(function() return seen.deadline end, 30, "the activity to see its deadline")
+    assert.is_false(d.ok)
+    assert.is_true(errors.is(d.err, "CancelledError"))
+    assert.equals("timed_out", d.err.reason)
+    assert.is_true(d.details.timed_out)
+  end)
+
+  it("stops an activity paused on the server; unpaused, it runs again and completes", function()
+    seen.pausable, seen.pausable_details = nil, nil
+    local h = call({ activity = "pausable", heartbeat_timeout = 2, retry = { maximum_attempts = 3 } },
+      { no_wait = true })
+    wait_for(function() return seen.pausable end, 30, "the activity")
+    helper.cli("activity", "pause", "--workflow-id", h.id, "--activity-id", "1")
+    local details = wait_for(function() return seen.pausable_details end, 30, "the pause to reach the activity")
+    assert.is_true(details.paused)
+    assert.is_false(details.cancel_requested)
+    -- reported as Python does (a failure typed ActivityPause); the server holds it paused
+    local pa = wait_for(function()
+      local list = h:describe().raw.pending_activities
+      return list and list[1] and list[1].paused and list[1].last_failure and list[1]
+    end, 30, "the server to show the activity paused")
+    assert.equals("ActivityPause", pa.last_failure.application_failure_info.type)
+    helper.cli("activity", "unpause", "--workflow-id", h.id, "--activity-id", "1")
+    local r = h:result()
+    assert.is_true(r.result.attempt > 1)
+  end)
+
+  it("completes asynchronously: the task token goes to get_async_activity_handle", function()
+    seen.async_token = nil
+    local h = call({ activity = "async" }, { no_wait = true })
+    local token = wait_for(function() return seen.async_token end, 30, "the task token")
+    client:get_async_activity_handle({ task_token = token }):complete({ done = "later" })
+    assert.same({ result = { done = "later" } }, h:result())
+  end)
+
+  it("holds polls back under max_activities_per_second", function()
+    local w = client:new_worker{ task_queue = tq .. "-limited", activities = activities,
+      max_concurrent_activities = 3, max_activities_per_second = 0.001 }   -- a poll per 1,000 s
+    w:start()
+    wait_for(function() return w.polls_in_flight == 1 end, 30, "the first poll")
+    temporal.sleep(0.3)
+    -- three free slots, one poll: the other two wait for the limiter (unlimited, all three poll)
+    assert.equals(1, w.polls_in_flight)
+    local r = call({ activity = "echo", args = { 1, 2.5, "limited" }, task_queue = tq .. "-limited" })
+    assert.is_true(r.echo_same)
+    assert.equals(0, w.polls_in_flight)   -- the next poll is due in 1,000 s
+    w:shutdown()
+    assert.equals("stopped", w.state)
+  end)
+
+  it("puts the worker's identity and task queue rate limit on its polls (seen by the server)", function()
+    local w = client:new_worker{
+      task_queue = tq .. "-described", activities = activities, identity = "lua-worker-identity",
+      max_task_queue_activities_per_second = 12.5, max_concurrent_activities = 2,
+    }
+    w:start()
+    local pollers = wait_for(function()
+      local d = client:describe_task_queue(tq .. "-described", { task_queue_type = "ACTIVITY" })
+      return #d.pollers > 0 and d.pollers
+    end, 30, "the worker's polls")
+    assert.equals("lua-worker-identity", pollers[1].identity)
+    assert.equals(12.5, pollers[1].rate_per_second)
+    w:shutdown()
+  end)
+end)
+
+describe("Lua activity worker: converter, dynamic activities, versioning", function()
+  it("decodes arguments and encodes results with the client's data converter, codec included", function()
+    local decoded, encoded = 0, 0
+    -- A codec Python can live with: it marks payloads on the way out, unmarks them on the way in.
+    local codec = {
+      encode = function(list)
+        local out = {}
+        for i, p in ipairs(list) do
+          local md = {}
+          for k, v in pairs(p.metadata) do md[k] = v end
+          md["x-lua-codec"] = "1"
+          out[i] = { metadata = md, data = p.data }
+          encoded = encoded + 1
+        end
+        return out
+      end,
+      decode = function(list)
+        decoded = decoded + #list
+        return list
+      end,
+    }
+    local c = temporal.connect(helper.address, { namespace = helper.namespace,
+      data_converter = temporal.DataConverter.new{ codec = codec } })
+    local tq = helper.unique_id("lua-worker-codec")
+    local w = c:new_worker{ task_queue = tq, activities = {
+      add = function(_, a, b) return { sum = a + b } end,
+    } }
+    w:start()
+    local r = c:execute_workflow("CallLuaActivity", { id = helper.unique_id("codec"),
+      task_queue = helper.task_queue, args = { { activity = "add", task_queue = tq, args = { 40, 2 } } } })
+    w:shutdown()
+    c:close()
+    assert.same({ sum = 42 }, r.result)
+    assert.is_true(decoded >= 2)     -- the activity's two arguments went through codec.decode
+    assert.is_true(encoded >= 2)     -- the workflow argument and the activity result through encode
+  end)
+
+  it("hands unknown activity types to dynamic_activity", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq = helper.unique_id("lua-worker-dynamic")
+    local w = c:new_worker{ task_queue = tq, activities = { known = function() return "known" end },
+      dynamic_activity = function(ctx, ...)
+        return { type = ctx.info.activity_type, args = temporal.array(table.pack(...)) }
+      end }
+    w:start()
+    local function run(activity)
+      return c:execute_workflow("CallLuaActivity", { id = helper.unique_id("dynamic"),
+        task_queue = helper.task_queue, args = { { activity = activity, task_queue = tq, args = { "x", 1 } } } })
+    end
+    local known, other = run("known"), run("anything_else")
+    w:shutdown()
+    c:close()
+    assert.equals("known", known.result)
+    assert.equals("anything_else", other.result.type)
+    assert.same({ "x", 1 }, other.result.args)
+  end)
+
+  it("reports build id and deployment options on its polls (seen by the server)", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local fn = function() end
+    local tq1, tq2 = helper.unique_id("lua-worker-build"), helper.unique_id("lua-worker-deploy")
+    local w1 = c:new_worker{ task_queue = tq1, activities = { a = fn }, build_id = "lua-build-1",
+      max_concurrent_activities = 1 }
+    local w2 = c:new_worker{ task_queue = tq2, activities = { a = fn }, max_concurrent_activities = 1,
+      deployment_options = { deployment_name = "lua-deployment", build_id = "lua-build-2" } }
+    w1:start()
+    w2:start()
+    local function poller(tq)
+      return wait_for(function()
+        local d = c:describe_task_queue(tq, { task_queue_type = "ACTIVITY" })
+        return d.raw.pollers and d.raw.pollers[1]
+      end, 30, "the poller of " .. tq)
+    end
+    local p1, p2 = poller(tq1), poller(tq2)
+    w1:shutdown()
+    w2:shutdown()
+    c:close()
+    assert.equals("lua-build-1", p1.worker_version_capabilities.build_id)
+    assert.equals("lua-deployment", p2.deployment_options.deployment_name)
+    assert.equals("lua-build-2", p2.deployment_options.build_id)
+    assert.equals("UNVERSIONED", p2.deployment_options.worker_versioning_mode)
+  end)
+end)
+
+describe("Lua activity worker: a server that completes polls on shutdown", function()
+  local extra_server = require("support.extra_server")
+  local server
+  setup(function() server = extra_server.start({ "frontend.enableCancelWorkerPollsOnShutdown=true" }) end)
+  teardown(function() if server then server:stop() end end)
+
+  it("ends its outstanding polls through ShutdownWorker instead of leaving them open", function()
+    local c = temporal.connect(server.address)
+    local tq = helper.unique_id("lua-worker-pollshutdown")
+    local w = c:new_worker{ task_queue = tq, max_concurrent_activities = 8, activities = { a = function() end } }
+    w:start()
+    wait_for(function() return w.polls_in_flight == 8 end, 30, "eight polls in flight")
+    assert.is_true(w.polls_complete_on_shutdown)
+    w:shutdown()
+    -- the server answers every open poll (empty) right away; a long poll would last a minute
+    wait_for(function() return w.polls_in_flight == 0 end, 20, "the server to complete the polls")
+    c:close()
+  end)
+
+  it("leaves nothing behind over repeated start and shutdown (memory)", function()
+    local function cycle()
+      local c = temporal.connect(server.address, { lazy = true })
+      local w = c:new_worker{ task_queue = helper.unique_id("lua-worker-cycle"), max_concurrent_activities = 4,
+        activities = { a = function() end } }
+      w:start()
+      wait_for(function() return w.polls_in_flight == 4 end, 30, "the polls")
+      w:shutdown()
+      wait_for(function() return w.polls_in_flight == 0 end, 30, "the polls to end")
+      c:close()
+    end
+    for _ = 1, 10 do cycle() end
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    for _ = 1, 30 do cycle() end
+    collectgarbage()
+    collectgarbage()
+    local growth = collectgarbage("count") - before
+    -- measured: about 4 KiB in all; a worker (4 slot tasks, closures, tables) left per cycle
+    -- would add hundreds
+    assert.is_true(growth < 64, ("Lua heap grew by %.1f KiB over 30 cycles"):format(growth))
+  end)
+
+describe("Lua activity worker: 500 activities through 50 slots", function()
+  it("runs each exactly once and never more than 50 at a time", function()
+    local client = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq = helper.unique_id("lua-worker-fanout")
+    local runs, running, peak = {}, 0, 0
+    local w = client:new_worker{ task_queue = tq, max_concurrent_activities = 50, activities = {
+      double = function(ctx, i)
+        running = running + 1
+        if running > peak then peak = running end
+        runs[i] = (runs[i] or 0) + 1
+        ctx:sleep(0.01)   -- hold the slot a moment, so slots fill up
+        running = running - 1
+        return i * 2
+      end,
+    } }
+    w:start()
+    local result = client:execute_workflow("FanOutLuaActivities", {
+      id = helper.unique_id("fanout"), task_queue = helper.task_queue, execution_timeout = 300,
+      args = { { activity = "double", task_queue = tq, count = 500, start_to_close = 60 } },
+    })
+    w:shutdown()
+    client:close()
+    assert.equals(500, #result)
+    for i = 0, 499 do
+      assert.equals(i * 2, result[i + 1])
+      assert.equals(1, runs[i])
+    end
+    assert.is_true(peak <= 50, "peak " .. peak)
+    assert.is_true(peak > 1, "activities ran one at a time (peak " .. peak .. ")")
+  end)
+end)
+
+describe("Lua activity worker: shutdown", function()
+  local client
+  setup(function() client = temporal.connect(helper.address, { namespace = helper.namespace }) end)
+  teardown(function() client:close() end)
+
+  local function start_call(spec)
+    return client:start_workflow("CallLuaActivity", {
+      id = helper.unique_id("lua-act-shutdown"), task_queue = helper.task_queue,
+      args = { spec }, execution_timeout = 120,
+    })
+  end
+
+  it("stops polling, lets a running activity finish within the grace period, and returns", function()
+    local tq = helper.unique_id("lua-worker-graceful")
+    local started, release, shutdown_done = false, false, false
+    local w = client:new_worker{ task_queue = tq, graceful_shutdown_timeout = 60, activities = {
+      slow = function(ctx)
+        started = true
+        while not release do temporal.sleep(0.02) end
+        return { worker_shutdown_seen = ctx:is_worker_shutdown(), cancelled = ctx:is_cancelled() }
+      end,
+    } }
+    w:start()
+    local h = start_call({ activity = "slow", task_queue = tq })
+    wait_for(function() return started end, 30, "the activity")
+    local stopper = temporal.spawn(function() w:shutdown(); shutdown_done = true end)
+    wait_for(function() return w.state == "stopping" end, 10, "the shutdown to begin")
+    assert.is_false(shutdown_done)    -- held by the running activity
+    assert.is_true(w:is_running())
+    release = true
+    wait_for(function() return shutdown_done end, 30, "the shutdown")
+    assert.is_true(stopper:done())
+    assert.equals("stopped", w.state)
+    assert.is_false(w:is_running())
+    local r = h:result()
+    assert.same({ worker_shutdown_seen = true, cancelled = false }, r.result)
+  end)
+
+  it("run() in a task returns once one of its own activities initiates the shutdown", function()
+    local tq = helper.unique_id("lua-worker-selfstop")
+    local w = client:new_worker{ task_queue = tq, graceful_shutdown_timeout = 10, activities = {
+      last = function(ctx)
+        ctx.worker:initiate_shutdown()      -- does not wait (it would wait for itself)
+        return { shutting_down = ctx:is_worker_shutdown() }
+      end,
+    } }
+    local returned = false
+    local runner = temporal.spawn(function() w:run(); returned = true end)
+    local h = start_call({ activity = "last", task_queue = tq })
+    assert.same({ shutting_down = true }, h:result().result)
+    wait_for(function() return returned end, 30, "run() to return")
+    assert.is_true(runner:done())
+    assert.equals("stopped", w.state)
+  end)
+
+  it("cancels what outlives the grace period and hands it back as WorkerShutdown; nothing is lost", function()
+    local tq = helper.unique_id("lua-worker-grace-over")
+    local started, release, after = false, false, nil
+    local w = client:new_worker{ task_queue = tq, graceful_shutdown_timeout = 0.2, activities = {
+      stubborn = function(ctx)
+        started = true
+        while not release do temporal.sleep(0.02) end   -- ignores cancellation
+        after = { cancelled = ctx:is_cancelled(), details = ctx:cancellation_details() }
+        return "too late"
+      end,
+    } }
+    w:start()
+    local h = start_call({ activity = "stubborn", task_queue = tq, retry = { maximum_attempts = 1 } })
+    wait_for(function() return started end, 30, "the activity")
+    w:shutdown()                       -- returns while the activity still runs
+    assert.equals("stopped", w.state)
+    local r = h:result()
+    assert.equals("ApplicationError", r.cause)
+    assert.equals("WorkerShutdown", r.type)
+    assert.is_false(r.non_retryable)
+    release = true
+    wait_for(function() return after end, 10, "the activity to end")
+    assert.is_true(after.cancelled)
+    assert.is_true(after.details.worker_shutdown)
+  end)
+
+  it("a task scheduled after shutdown runs on the next worker (retried if a stale poll took it)", function()
+    local tq = helper.unique_id("lua-worker-handover")
+    local w1 = client:new_worker{ task_queue = tq, identity = "first", max_concurrent_activities = 2,
+      activities = { who = function(ctx) return { identity = "first", attempt = ctx.info.attempt } end } }
+    w1:start()
+    wait_for(function()
+      return #client:describe_task_queue(tq, { task_queue_type = "ACTIVITY" }).pollers > 0
+    end, 30, "the first worker's polls")
+    w1:shutdown()
+    local h = start_call({ activity = "who", task_queue = tq, retry = { maximum_attempts = 3 } })
+    local w2 = client:new_worker{ task_queue = tq, identity = "second",
+      activities = { who = function(ctx) return { identity = "second", attempt = ctx.info.attempt } end } }
+    w2:start()
+    local r = h:result()
+    w2:shutdown()
+    assert.equals("second", r.result.identity)
+    assert.is_true(r.result.attempt <= 2)
+  end)
+end)
+
+describe("Lua activity worker: bad input", function()
+  local client
+  setup(function() client = temporal.connect(helper.address, { namespace = helper.namespace, lazy = true }) end)
+  teardown(function() client:close() end)
+
+  local function fails(opts, pattern)
+    local ok, err = pcall(client.new_worker, client, opts)
+    assert.is_false(ok)
+    assert.matches(pattern, tostring(err))
+  end
+
+  local fn = function() end
+
+  it("names the option at fault", function()
+    fails({ task_queue = "q", activities = { a = fn }, task_queeu = "x" }, "new_worker: unknown option 'task_queeu'")
+    fails({ activities = { a = fn } }, "new_worker: task_queue: expected a non%-empty string, got nil")
+    fails({ task_queue = "", activities = { a = fn } }, "task_queue: expected a non%-empty string, got an empty string")
+    fails({ task_queue = "q", activities = { a = 42 } }, "new_worker: activities%.a: expected a function, got number")
+    fails({ task_queue = "q", activities = { fn } }, "activities: names must be non%-empty strings")
+    fails({ task_queue = "q", activities = {} }, "at least one activity")
+    fails({ task_queue = "q", activities = "a" }, "activities: expected a table")
+    fails({ task_queue = "q", activities = { a = fn }, max_concurrent_activities = 0 },
+      "max_concurrent_activities: must be >= 1, got 0")
+    fails({ task_queue = "q", activities = { a = fn }, max_concurrent_activities = 2.5 },
+      "max_concurrent_activities: expected an integer, got 2.5")
+    fails({ task_queue = "q", activities = { a = fn }, graceful_shutdown_timeout = "5" },
+      "graceful_shutdown_timeout: expected a number, got string")
+    fails({ task_queue = "q", activities = { a = fn }, max_activities_per_second = 0 },
+      "max_activities_per_second: must be > 0")
+    fails({ task_queue = "q", activities = { a = fn }, dynamic_activity = true },
+      "dynamic_activity: expected a function, got boolean")
+    fails({ task_queue = "q", activities = { a = fn }, deployment_options = { build_id = "1" } },
+      "deployment_options: deployment_name and build_id are required")
+    fails({ task_queue = "q", activities = { a = fn },
+            deployment_options = { deployment_name = "d", build_id = "1", x = 1 } },
+      "deployment_options: unknown option 'x'")
+    fails({ task_queue = "q", activities = { a = fn }, use_worker_versioning = true }, "needs build_id")
+    fails(nil, "expected an options table")
+  end)
+
+  it("refuses a second start and methods called with '.'", function()
+    local w = client:new_worker{ task_queue = helper.unique_id("unused"), activities = { a = fn } }
+    local ok, err = pcall(w.start, {})
+    assert.is_false(ok)
+    assert.matches("call it with ':'", err)
+    w:initiate_shutdown()        -- never started: stops at once
+    assert.equals("stopped", w.state)
+    ok, err = pcall(w.start, w)
+    assert.is_false(ok)
+    assert.matches("start: the worker is already stopped", err)
+  end)
+
+  it("raises from run() when the namespace does not exist", function()
+    local c = temporal.connect(helper.address, { namespace = "no-such-namespace-" .. os.time(), lazy = true })
+    local w = c:new_worker{ task_queue = "q", activities = { a = fn } }
+    local ok, err = pcall(w.run, w)
+    assert.is_false(ok)
+    assert.is_true(errors.is(err, "RPCError"))
+    assert.equals("NOT_FOUND", err.status)
+    assert.matches("activity worker on task queue q", err.message)
+    c:close()
+  end)
+end)
+
+describe("Lua activity worker: hosts", function()
+  local env = { TEMPORAL_ADDRESS = helper.address, TEMPORAL_TASK_QUEUE = helper.task_queue }
+
+  local function check_example_output(out)
+    -- what the Python workflow got back from each Lua activity
+    assert.matches('grant_item %-> result {"attempt":1,"item":"sword","player":"alice"}', out)
+    assert.matches('move_player %-> result {"at":%[3,4%],"player":"bob"}', out)
+    assert.matches("grant_item %-> ApplicationError: shield is out of stock %(OutOfStock%)", out)
+    assert.matches("worker stopped, activities completed: 3", out)
+  end
+
+  it("serves activities from temporal-lua (examples/activity_worker.lua)", function()
+    local ok, out, err = helper.run({ helper.temporal_lua, "examples/activity_worker.lua" }, env)
+    assert.is_true(ok, err)
+    check_example_output(out)
+  end)
+
+  it("serves activities from a plain lua5.4 script", function()
+    local ok, out, err = helper.run({ "lua5.4", "examples/activity_worker.lua" }, env)
+    assert.is_true(ok, err)
+    check_example_output(out)
+  end)
+
+  it("serves activities inside a C host's frame loop driven by pollfd/timeout/step", function()
+    local ok, out, err = helper.run({ "build/activity_host", helper.address, helper.task_queue, "6" })
+    assert.is_true(ok, err)
+    for i = 1, 6 do
+      assert.matches(("\np%d at %d,%%-%d\n"):format(i, i, i), "\n" .. out)
+    end
+    assert.matches("worker stopped", out)
+    local frames = tonumber(out:match("frames: (%d+)"))
+    assert.is_true(frames > 1)
+  end)
+end)
+
+describe("Lua activity worker: memory", function()
+  it("is valgrind-clean in the C host (worker started, activities served, shut down, state closed)", function()
+    local ok, out, err = helper.run({ "valgrind", "--error-exitcode=9", "--leak-check=full",
+      "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+      "build/activity_host", helper.address, helper.task_queue, "3" })
+    assert.is_true(ok, err)
+    assert.matches("p3 at 3,%-3", out)
+    assert.matches("ERROR SUMMARY: 0 errors", err)
+    assert.matches("definitely lost: 0 bytes", err)
+  end)
+
+end)
+end)
