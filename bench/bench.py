@@ -45,6 +45,7 @@ RAW_WORKLOADS = {"throughput", "rpc_throughput", "cold_start"}  # and request_te
 NOT_GO = {"activity_worker"}  # bench/go has no activity worker workload
 MAX_ATTEMPTS = 3  # per sample: the first try and two retries
 SAMPLE_TIMEOUT = 600  # seconds
+SERVER_RSS_LIMIT = 0.5  # of the machine's memory: above it, samples are skipped (missing)
 RAW_ID_DIGITS = 18  # the raw program's workflow ids end in this many digits it rewrites
 
 # The full run (make bench) and the smoke run (spec/bench_smoke_spec.lua).
@@ -116,6 +117,8 @@ class Bench:
         self.template: dict | None = None  # the raw program's requests (request_template)
         self.raw_seq = 0
         self.children_cpu = 0.0
+        with open("/proc/meminfo") as f:
+            self.mem_kib = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))
 
     def command(self, client: str, workload: str, params: dict) -> list[str]:
         p = json.dumps({**self.base, **params})
@@ -170,9 +173,28 @@ class Bench:
         except (IndexError, ValueError):
             raise SampleFailed("no JSON result on stdout", proc.stderr)
 
+    def server_rss_kib(self) -> int:
+        try:
+            with open(f"/proc/{self.args.server_pid}/status") as f:
+                return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            return 0
+
     def sample(self, client: str, workload: str, rep, fn, **where):
-        """fn(attempt) -> result, retried on SampleFailed; None when every attempt failed."""
+        """fn(attempt) -> result, retried on SampleFailed; None when every attempt failed.
+        Skipped (missing) while the dev server's memory is above SERVER_RSS_LIMIT of the
+        machine's: its in-memory store grows with every workflow the run starts, and a run
+        must not take the machine down with it."""
+        limit = SERVER_RSS_LIMIT * self.mem_kib
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            rss = self.server_rss_kib()
+            if rss > limit:
+                reason = (f"skipped: the dev server holds {rss / 1048576:.1f} GiB, above "
+                          f"{SERVER_RSS_LIMIT:.0%} of the machine's memory")
+                self.failures.append({"client": client, "workload": workload, "rep": rep, "attempt": attempt,
+                                      "reason": reason, "stderr": "", **where})
+                log(f"{workload} {client} rep {rep}: {reason}")
+                break
             try:
                 return fn(attempt)
             except SampleFailed as e:
@@ -202,7 +224,8 @@ class Bench:
             self.clients.remove("raw")
 
     def record(self, workload: str, client: str, rep: int, result: dict, **extra) -> None:
-        self.runs.append({"workload": workload, "client": client, "rep": rep, **extra, **result})
+        self.runs.append({"workload": workload, "client": client, "rep": rep, **extra, **result,
+                          "server_rss_kib_after": self.server_rss_kib()})
 
     # ------------------------------------------------------------ workloads
 
@@ -234,7 +257,8 @@ class Bench:
                     r["p99_ms"] = percentile(lat, 0.99) * 1e3
                     r["workflows_per_s"] = r["calls"] / r["wall"]
                     self.record("throughput", client, rep, r, concurrency=c)
-                    log(f"throughput c={c:<3} rep {rep + 1} {client:6}: {r['workflows_per_s']:7.0f} wf/s, "
+                    log(f"throughput c={c:<3} rep {rep + 1} {client:6} (server RSS "
+                        f"{self.server_rss_kib() / 1024:.0f} MiB): {r['workflows_per_s']:7.0f} wf/s, "
                         f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
                         f"client CPU {r['client_cpu'] / r['calls'] * 1e6:.0f} us/start, "
                         f"server CPU {r['server_cpu'] / r['wall'] * 100:.0f}% of one core")
