@@ -72,23 +72,7 @@ else
 fi
 
 out=(--out-dir "$ROOT/bench/results" --readme "$ROOT/bench/README.md")
-[ "${1:-}" = "--smoke" ] && # The anchors. bench-raw is built by make bench; the Go client is built here (Go's build
-# cache makes later builds quick). Either missing: the run goes on without its column.
-anchors=()
-if [ -x "$ROOT/build/bench-raw" ]; then anchors+=(--raw "$ROOT/build/bench-raw")
-else say "build/bench-raw missing (make build/bench-raw): no raw C column"; fi
-if command -v go >/dev/null; then
-  say "building the Go SDK client workload (bench/go)"
-  if (cd "$ROOT/bench/go" && go build -o "$TB/bench-go" .) >"$TB/go-build.log" 2>&1; then
-    anchors+=(--go "$TB/bench-go")
-  else
-    say "the Go build failed (see ${TB#"$ROOT"/}/go-build.log): no Go column"; tail -n 5 "$TB/go-build.log" >&2
-  fi
-else
-  say "go not found: no Go column"
-fi
-
-out=(--out-dir "$TB")
+[ "${1:-}" = "--smoke" ] && out=(--out-dir "$TB")
 "$PY" "$ROOT/bench/bench.py" \
   --address "$ADDRESS" --namespace default \
   --server-pid "$SERVER_PID" --worker-pid "$WORKER_PID" --worker-task-queue "$WORKER_TASK_QUEUE" \
