@@ -46,9 +46,11 @@ CORE_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/obj/%.o)
 LUA_MODS  := $(wildcard lua/temporal/*.lua)
 # docs/reference.md as the module temporal.reference: the text help(x) shows at the prompt.
 REFERENCE_MOD := $(BUILD)/temporal/reference.lua
+HOST_MODS := $(wildcard lua/temporal/host/*.lua)  # host adapters (temporal.host.*)
 
 .PHONY: all deps proto test demo install clean bench check-deps lint
-all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop $(REFERENCE_MOD)
+all: $(BUILD)/temporal/core.so $(BUILD)/temporal-lua $(BUILD)/host_loop $(REFERENCE_MOD) \
+  $(BUILD)/frame_loop $(BUILD)/many_states
 
 # Packages install with services held back (policy-rc.d): nginx and tinyproxy must not start
 # system-wide listeners; the specs start their own on 127.0.0.1.
@@ -76,7 +78,7 @@ proto: $(GEN)/registry.inc
 $(BUILD)/gen.a: $(GEN)/registry.inc
 	@$(MAKE) --no-print-directory -f tools/gen.mk GEN=$(GEN) OUT=$(BUILD)/obj/gen CC="$(CC)" CFLAGS="$(CFLAGS) -fPIC -Ulinux -I$(GEN)" LIB=$@
 
-$(BUILD)/obj/%.o: src/%.c src/temporal_lua.h $(GEN)/registry.inc
+$(BUILD)/obj/%.o: src/%.c src/temporal_lua.h src/rpc.h $(GEN)/registry.inc
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -c $< -o $@
 
@@ -89,9 +91,9 @@ $(REFERENCE_MOD): docs/reference.md tools/embed.lua
 	@mkdir -p $(dir $@)
 	lua$(LUA_VER) tools/embed.lua --text $@ docs/reference.md
 
-$(GEN)/embedded.c: tools/embed.lua $(LUA_MODS) $(REFERENCE_MOD)
+$(GEN)/embedded.c: tools/embed.lua $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 	@mkdir -p $(dir $@)
-	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS) $(REFERENCE_MOD)
+	lua$(LUA_VER) tools/embed.lua $@ $(LUA_MODS) $(HOST_MODS) $(REFERENCE_MOD)
 
 $(BUILD)/obj/embedded.o: $(GEN)/embedded.c
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
@@ -121,6 +123,8 @@ install: all
 	install -d $(DESTDIR)$(LUA_CDIR)/temporal $(DESTDIR)$(LUA_LDIR)/temporal $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/temporal/core.so $(DESTDIR)$(LUA_CDIR)/temporal/core.so
 	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(DESTDIR)$(LUA_LDIR)/temporal/
+	install -d $(DESTDIR)$(LUA_LDIR)/temporal/host
+	install -m 644 $(HOST_MODS) $(DESTDIR)$(LUA_LDIR)/temporal/host/
 	install -m 755 $(BUILD)/temporal-lua $(DESTDIR)$(PREFIX)/bin/temporal-lua
 
 clean:
@@ -130,7 +134,13 @@ clean:
 # plus the temporal.core module found through package.cpath).
 $(BUILD)/host_loop: examples/host_loop.c
 	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
-examples: $(BUILD)/host_loop
+# A fixed-tick frame loop resuming its own coroutines (docs/hosts.md), and the many-states
+# measurement (threads and memory per lua_State).
+$(BUILD)/frame_loop: examples/hosts/frame_loop.c
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
+$(BUILD)/many_states: bench/many_states.c
+	$(CC) $(BASE_CFLAGS) $(WARN) $(CFLAGS) -o $@ $< -llua$(LUA_VER) -lm -ldl
+examples: $(BUILD)/host_loop $(BUILD)/frame_loop
 
 # The Lua activity worker inside a C host's frame loop (pollfd/timeout/step), like host_loop.
 all: $(BUILD)/activity_host
@@ -160,5 +170,25 @@ rock-install:
 	install -d $(INST_LIBDIR)/temporal $(INST_LUADIR)/temporal $(INST_BINDIR)
 	install -m 755 $(BUILD)/temporal/core.so $(INST_LIBDIR)/temporal/core.so
 	install -m 644 $(LUA_MODS) $(REFERENCE_MOD) $(INST_LUADIR)/temporal/
+	install -d $(INST_LUADIR)/temporal/host
+	install -m 644 $(HOST_MODS) $(INST_LUADIR)/temporal/host/
 	install -m 755 $(BUILD)/temporal-lua $(INST_BINDIR)/temporal-lua
 .PHONY: rock rock-install
+
+# skynet (../shared/hosts, not a Debian package) and temporal/core.so built against skynet's
+# own Lua headers (skynet links Lua statically and exports its API): make skynet
+SKYNET_TGZ ?= ../shared/hosts/skynet-1.8.0.tar.gz
+SKYNET_DIR := $(BUILD)/skynet-1.8.0
+SKYNET_OBJS := $(CORE_SRCS:src/%.c=$(BUILD)/skynet/obj/%.o)
+$(SKYNET_DIR)/skynet:
+	@mkdir -p $(BUILD)
+	tar xzf $(SKYNET_TGZ) -C $(BUILD)/
+	$(MAKE) -C $(SKYNET_DIR) linux MALLOC_STATICLIB= SKYNET_DEFINES=-DNOUSE_JEMALLOC >$(BUILD)/skynet-build.log 2>&1 || { tail -20 $(BUILD)/skynet-build.log; exit 1; }
+$(BUILD)/skynet/obj/%.o: src/%.c src/temporal_lua.h src/rpc.h $(GEN)/registry.inc $(SKYNET_DIR)/skynet
+	@mkdir -p $(dir $@)
+	$(CC) $(subst -I$(LUA_INCDIR),-I$(SKYNET_DIR)/3rd/lua,$(BASE_CFLAGS)) $(WARN) $(CFLAGS) -c $< -o $@
+$(BUILD)/skynet/temporal/core.so: $(SKYNET_OBJS) $(BUILD)/gen.a
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $(SKYNET_OBJS) $(BUILD)/gen.a $(LDLIBS)
+skynet: $(BUILD)/skynet/temporal/core.so
+.PHONY: skynet

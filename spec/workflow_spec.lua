@@ -2,6 +2,7 @@
 -- Python worker: every contract line checked by what the server, the temporal CLI or the
 -- worker saw, not only by what the Lua side returns.
 local helper = require("support.helper")
+local proxies = require("support.proxies")
 local temporal = require("temporal")
 local errors = temporal.errors
 
@@ -203,10 +204,23 @@ describe("start_workflow", function()
   end)
 
   it("honours rpc_timeout", function()
-    -- a deadline too short for any round trip
-    local err = raises(client.start_workflow, client, "Greet", { id = id(), task_queue = TQ, rpc_timeout = 0.000001 })
+    -- A peer that takes the request and never answers (a frozen TCP forwarder in front of
+    -- the server): the start ends at its own deadline. (A deadline too short for any round
+    -- trip is no good here: gRPC then races the client's deadline against the server's
+    -- answer to an expired request, and about 2% of such calls come back CANCELLED.)
+    local fwd = proxies.forwarder(helper.address)
+    local c = temporal.connect(fwd.address, { namespace = helper.namespace, keep_alive = false, retry_config = false })
+    assert.is_string(c.workflow_service:get_system_info({}).server_version)
+    fwd:freeze()
+    local wid = id()
+    local err = raises(client.start_workflow, c, "Greet", { id = wid, task_queue = TQ, rpc_timeout = 1 })
+    fwd:stop()
+    c:close()
     assert.is_true(errors.is(err, "RPCError"), tostring(err))
     assert.equals("DEADLINE_EXCEEDED", err.status)
+    -- the request never reached the server
+    local missing = raises(client:get_workflow_handle(wid).describe, client:get_workflow_handle(wid))
+    assert.equals("NOT_FOUND", missing.status)
   end)
 end)
 

@@ -132,11 +132,14 @@ static void collect_metadata(lua_State *L, int idx, tl_call *c) {
 
 /* core.unary(channel, service, method, request, timeout_seconds|nil, metadata|nil) -> Call */
 static int l_unary(lua_State *L) {
+  /* Fewer arguments must not let the objects pushed below stand in for the metadata. */
+  lua_settop(L, 6);
   tl_channel *ch = tl_channel_check(L, 1);
   const char *service = luaL_checkstring(L, 2);
   const char *method = luaL_checkstring(L, 3);
   luaL_checktype(L, 4, LUA_TTABLE);
   double timeout = luaL_optnumber(L, 5, -1);
+  if (timeout != timeout) return luaL_argerror(L, 5, "timeout is NaN");
   tl_runtime *rt = tl_runtime_get(L);
   const ProtobufCServiceDescriptor *sd = tl_service_by_name(service);
   if (!sd) return luaL_error(L, "unknown service '%s'", service);
@@ -172,7 +175,8 @@ static int l_unary(lua_State *L) {
   grpc_slice_unref(payload);
 
   gpr_timespec deadline = gpr_inf_future(GPR_CLOCK_REALTIME);
-  if (timeout >= 0)
+  /* Beyond ~30 years (math.huge too) means no deadline: the microseconds must fit int64. */
+  if (timeout >= 0 && timeout < 1e9)
     deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)(timeout * 1e6), GPR_TIMESPAN));
   grpc_slice path = grpc_slice_from_copied_string(c->method);
   c->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, rt->cq, path, NULL, deadline, NULL);
@@ -195,12 +199,16 @@ static int l_unary(lua_State *L) {
   ops[5].data.recv_status_on_client.trailing_metadata = &c->recv_trailing_md;
   ops[5].data.recv_status_on_client.status = &c->status;
   ops[5].data.recv_status_on_client.status_details = &c->status_details;
+  /* The poller may deliver the completion before start_batch returns: it needs c->rt. */
+  c->rt = rt;
   grpc_call_error err = grpc_call_start_batch(c->call, ops, 6, c, NULL);
   if (err != GRPC_CALL_OK) {
+    c->rt = NULL;  /* never in flight: the object frees it */
     grpc_call_unref(c->call);
     c->call = NULL;
     return luaL_error(L, "%s: gRPC refused the call (grpc_call_error %d)", c->method, (int)err);
   }
+  c->owner = ch;
   tl_runtime_add(rt, c);
   /* Anchor the object while in flight: the completion must find it. */
   lua_getfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY);

@@ -16,7 +16,9 @@ tl_channel *tl_channel_check(lua_State *L, int idx) {
 static int channel_close(lua_State *L) {
   tl_channel *ch = luaL_checkudata(L, 1, TL_CHANNEL_MT);
   if (ch->channel) {
-    /* In-flight calls hold their own reference to the channel and still complete. */
+    /* Calls in flight fail now (waiting coroutines get CANCELLED naming the client),
+     * then complete and are drained as usual. */
+    tl_runtime_cancel_owner(L, ch, "the client was closed while the call was in flight");
     grpc_channel_destroy(ch->channel);
     ch->channel = NULL;
   }

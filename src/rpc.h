@@ -9,12 +9,13 @@
 
 typedef struct tl_call tl_call;
 
-/* One per lua_State: the completion queue, the poller thread that blocks on it, and
- * the eventfd that tells the Lua thread completions are waiting. The poller touches
- * nothing but the done list; the Lua thread owns every other gRPC and Lua call. */
+/* One per lua_State: where the process-wide poller delivers this state's completions
+ * (a mutex-guarded done list plus an eventfd the Lua thread or a host loop waits on).
+ * The completion queue and the poller thread are shared by every state of the process
+ * (runtime.c); the poller touches nothing but the done list and the eventfd, under mu.
+ * The Lua thread owns every other gRPC and Lua call. */
 typedef struct tl_runtime {
-  grpc_completion_queue *cq;
-  pthread_t poller;
+  grpc_completion_queue *cq;        /* the shared queue */
   int efd;
   pthread_mutex_t mu;
   tl_call *done_head, *done_tail;   /* guarded by mu */
@@ -39,6 +40,7 @@ struct tl_call {
   grpc_status_code status;
   grpc_slice status_details;
   char *method;                     /* "/pkg.Service/Method", for errors */
+  const void *owner;                /* the tl_channel that started it (cancel on close) */
   int batch_ok;
   int done;                         /* completion drained */
   int orphaned;                     /* its Lua object is gone: free on completion */
@@ -46,6 +48,9 @@ struct tl_call {
 
 tl_runtime *tl_runtime_get(lua_State *L);     /* raises after fork or close */
 void tl_runtime_add(tl_runtime *rt, tl_call *c);
+/* Cancels the calls in flight that `owner` started (a closing channel), with `why` as
+ * the status message; no-op when the state's runtime is gone. */
+void tl_runtime_cancel_owner(lua_State *L, const void *owner, const char *why);
 void tl_call_free(tl_call *c);
 /* Pushes the Lua object of a drained call (from the anchor table) and unanchors it. */
 void tl_call_push_completed(lua_State *L, tl_call *c);

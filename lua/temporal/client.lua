@@ -196,8 +196,8 @@ end
 
 Client.__close = function(self) self:close() end
 
---- Closes the connection; calls in flight still complete (with CANCELLED if need be);
--- later calls raise "channel to <target> is closed".
+--- Closes the connection; calls in flight fail at once with CANCELLED ("the client was
+-- closed while the call was in flight"); later calls raise "channel to <target> is closed".
 function methods:close()
   local s = state(self)
   if s.channel then s.channel:close() end
@@ -233,6 +233,11 @@ function methods:_rpc(service, method, request, opts)
   -- metrics: every attempt counts, as in sdk-core (see temporal.metrics)
   local recorder = s.metrics and s.metrics:recorder(method, request, LONG_POLL)
   local policy = opts and opts.retry and s.retry_config and retry.policy(s.retry_config)
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+    error(("rpc_timeout: expected a non-negative number of seconds (math.huge: none), got %s")
+      :format(tostring(timeout)), 0)
+  end
+  scheduler.check_can_wait(method)  -- before anything is sent: nothing left half-sent
   local attempt, started = 0, core.now()
   while true do
     attempt = attempt + 1

@@ -50,6 +50,8 @@ local M = {
   pollfd = scheduler.pollfd,
   events = scheduler.events,
   timeout = scheduler.timeout,
+  set_host = scheduler.set_host,     -- host adapters: temporal.host.cqueues, .luv, .skynet
+  get_host = scheduler.get_host,
 }
 
 return M

@@ -1,22 +1,35 @@
---- Cooperative tasks on Lua coroutines, driven by the runtime's completions.
+--- Cooperative tasks on Lua coroutines, driven by the runtime's completions, and the
+-- host protocol that lets other event loops (cqueues, luv, skynet, a C frame loop) run
+-- them.
 --
--- A task made by `temporal.spawn` runs until it waits for an RPC, a timer or another
--- task; then it yields to the scheduler and is resumed when that completes. Code outside
--- any task (the main chunk, the REPL, a coroutine of the user's own) blocks instead, and
--- drives the scheduler while it waits, so spawned tasks make progress meanwhile.
--- A host event loop drives it without blocking: wait until `pollfd()` is readable or
--- `timeout()` seconds pass, then call `step(0)`.
+-- Where a call (an RPC, `sleep`, `Task:wait`) waits depends on who runs the caller:
+--
+-- * a task made by `temporal.spawn` without a host: it yields a sentinel to this
+--   scheduler and is resumed when the call completes;
+-- * a coroutine the installed host owns (a cqueues coroutine, a skynet session, a
+--   coroutine a C loop resumes): it parks through the host's own primitive
+--   (`host.wait(waiter)`), and the host resumes it when `host.wakeup(waiter)` is called;
+--   the host runs one driver that calls `step(0)` when `pollfd()` is readable or
+--   `timeout()` seconds pass;
+-- * anything else (the main chunk, the REPL, a plain coroutine with no host): it blocks
+--   and drives the scheduler while it waits, so tasks make progress meanwhile.
+--
+-- A host loop of its own needs no adapter to run tasks: wait until `pollfd()` is
+-- readable or `timeout()` seconds pass, then call `step(0)`, which never blocks.
 local core = require("temporal.core")
 
 local M = {}
 
 local now = core.now
-local tasks = setmetatable({}, { __mode = "k" })  -- coroutine -> task
-local ready = {}          -- FIFO of { task, ... resume values }
-local waiting = {}        -- call object -> task waiting for it
-local sleepers = {}       -- list of { deadline, task }, unsorted (small)
+local ready = {}          -- FIFO of { waiter, ... resume values }; waiter: task or host waiter
+local waiting = {}        -- call object -> waiter waiting for it
+local sleepers = {}       -- list of { deadline, waiter }, unsorted (small)
 local SUSPEND = {}        -- what our own yields pass, to tell them from a user's yield
-local current             -- the task running now
+local current             -- the scheduler task running now
+local stepping = 0        -- depth of step() calls in progress (re-entry guard)
+local host                -- the installed host adapter (see set_host), or nil
+local host_waiters = 0    -- host coroutines parked now
+local driver_running = false
 
 local Task = {}
 Task.__index = Task
@@ -26,9 +39,18 @@ function Task:__tostring()
   return ("temporal.Task(%s)"):format(self.status)
 end
 
-local function schedule(task, ...)
-  ready[#ready + 1] = table.pack(task, ...)
+-- A host waiter: one parked host coroutine. `host.wait` may keep its own fields in it.
+local HostWaiter = { __name = "temporal.HostWaiter" }
+HostWaiter.__index = HostWaiter
+
+local poke  -- set below: wakes the host's driver when work appears outside a step
+
+local function schedule(waiter, ...)
+  ready[#ready + 1] = table.pack(waiter, ...)
+  if stepping == 0 and host then poke() end
 end
+
+local function pending_ready() return #ready end
 
 local function finish(task, ok, ...)
   if ok then
@@ -42,7 +64,7 @@ local function finish(task, ok, ...)
   task.waiters = {}
 end
 
-local function resume(task, ...)
+local function resume_task(task, ...)
   local previous = current
   current = task
   local r = table.pack(coroutine.resume(task.co, ...))
@@ -59,14 +81,51 @@ local function resume(task, ...)
   end
 end
 
-local function run_ready()
-  -- Only what is ready now: tasks scheduled while running wait for the next round.
+local function run_one(item)
+  local waiter = item[1]
+  if getmetatable(waiter) == HostWaiter then
+    if waiter.abandoned then return end  -- its wait raised: nobody is parked there now
+    -- counted out now, not when it runs again: the driver may stop once none is parked
+    waiter.woken = true
+    host_waiters = host_waiters - 1
+    waiter.host.wakeup(waiter)
+  else
+    resume_task(waiter, table.unpack(item, 2, item.n))
+  end
+end
+
+-- A step's budget: at most `max_tasks` resumes, and no new one once `max_time` seconds
+-- have passed; at least one always runs, so every step makes progress.
+local function new_quota(budget)
+  return { count = 0, max = budget and budget.max_tasks,
+           deadline = budget and budget.max_time and now() + budget.max_time }
+end
+
+local function quota_left(q)
+  if q.count == 0 then return true end
+  if q.max and q.count >= q.max then return false end
+  if q.deadline and now() >= q.deadline then return false end
+  return true
+end
+
+-- Runs what is ready now (what becomes ready meanwhile waits for the next round) within
+-- the quota; what the quota leaves stays first in line.
+local function run_ready(q)
   local batch = ready
   ready = {}
-  for i = 1, #batch do
-    local item = batch[i]
-    resume(item[1], table.unpack(item, 2, item.n))
+  local i, n = 1, #batch
+  local ok, err = true, nil
+  while ok and i <= n and quota_left(q) do
+    q.count = q.count + 1
+    ok, err = pcall(run_one, batch[i])   -- a host's wakeup may raise (luv resumes at once)
+    i = i + 1
   end
+  if i <= n then
+    local rest = table.move(batch, i, n, 1, {})
+    table.move(ready, 1, #ready, #rest + 1, rest)
+    ready = rest
+  end
+  if not ok then error(err, 0) end   -- what was not run stays first in line
 end
 
 local function next_deadline()
@@ -93,91 +152,225 @@ end
 --- Seconds until the scheduler has work without any I/O: 0 when tasks are ready, the
 -- time to the next timer, or nil when only completions (the pollfd) can wake it.
 function M.timeout()
-  if #ready > 0 then return 0 end
+  if pending_ready() > 0 then return 0 end
   local d = next_deadline()
   if d then return math.max(0, d - now()) end
   return nil
 end
 
---- One round: wait up to `timeout` seconds (nil: until something happens; 0: not at
--- all) for completions or timers, then resume every task that became ready.
--- Returns true when there is still work (tasks, timers or calls in flight).
-function M.step(timeout)
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-    error("step: timeout must be a non-negative number or nil", 2)
+local function check_timeout(timeout, what)
+  if timeout == nil then return nil end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+    error(("%s: timeout must be a non-negative number or nil, got %s"):format(what, tostring(timeout)), 3)
   end
-  run_ready()
-  local t = M.timeout()
-  if t == nil then t = timeout
-  elseif timeout ~= nil then t = math.min(t, timeout) end
-  if t ~= 0 or core.inflight() > 0 then
-    for _, call in ipairs(core.wait(t)) do
-      local task = waiting[call]
-      if task then
-        waiting[call] = nil
-        schedule(task)
-      end
+  if timeout == math.huge then return nil end
+  return timeout
+end
+
+local BUDGET_KEYS = { max_tasks = true, max_time = true }
+
+local function check_budget(budget)
+  if budget == nil then return nil end
+  if type(budget) ~= "table" then error("step: budget must be a table, got " .. type(budget), 3) end
+  for k, v in pairs(budget) do
+    if not BUDGET_KEYS[k] then error(("step: unknown budget option '%s'"):format(tostring(k)), 3) end
+    if k == "max_tasks" and (math.type(v) ~= "integer" or v < 1) then
+      error("step: budget.max_tasks must be a positive integer, got " .. tostring(v), 3)
+    end
+    if k == "max_time" and (type(v) ~= "number" or v ~= v or v < 0) then
+      error("step: budget.max_time must be a non-negative number of seconds, got " .. tostring(v), 3)
     end
   end
-  wake_sleepers()
-  run_ready()
-  return #ready > 0 or #sleepers > 0 or core.inflight() > 0
+  return budget
+end
+
+local function deliver(calls)
+  for _, call in ipairs(calls) do
+    local w = waiting[call]
+    if w then
+      waiting[call] = nil
+      schedule(w)
+    end
+  end
+end
+
+--- Work left: tasks ready, timers, calls in flight or host coroutines parked.
+local function busy()
+  return pending_ready() > 0 or #sleepers > 0 or core.inflight() > 0 or host_waiters > 0
+end
+
+--- One round: wait up to `timeout` seconds (nil or math.huge: until something happens;
+-- 0: not at all) for completions or timers, then resume every task (and wake every host
+-- coroutine) that became ready, within `budget` ({ max_tasks = n, max_time = seconds }).
+-- Returns true when there is still work (tasks, timers, calls in flight or parked host
+-- coroutines).
+function M.step(timeout, budget)
+  timeout = check_timeout(timeout, "step")
+  budget = check_budget(budget)
+  local q = new_quota(budget)
+  stepping = stepping + 1
+  local ok, err = pcall(function()
+    run_ready(q)
+    local t = M.timeout()
+    if t == nil then t = timeout
+    elseif timeout ~= nil then t = math.min(t, timeout) end
+    -- what just ran may be what the caller waits for (a task that finished): do not
+    -- block in the runtime for some unrelated call after it
+    if q.count > 0 then t = 0 end
+    if t ~= 0 or core.inflight() > 0 or host then deliver(core.wait(t)) end
+    wake_sleepers()
+    run_ready(q)
+  end)
+  stepping = stepping - 1
+  if not ok then error(err, 0) end
+  return busy()
 end
 
 --- The eventfd a host loop polls for readability, and the events it waits for.
 function M.pollfd() return core.pollfd() end
 function M.events() return "r" end
 
+-- The driver of a host: started when the first host coroutine parks, it runs step(0)
+-- each time the host sees pollfd() readable or timeout() pass, until no work is left.
+local function drive()
+  local ok, more = pcall(M.step, 0, host and host.budget)
+  if not (ok and more) then driver_running = false end
+  if not ok then error(more, 0) end
+  return more
+end
+
+local function ensure_driver()
+  if not driver_running then
+    driver_running = true
+    host.start(drive)
+  end
+end
+
+poke = function()
+  ensure_driver()
+  core.wake()  -- the driver may be waiting on pollfd() with no timeout
+end
+
+-- How the running code waits: "task" (yield to this scheduler), "host" (park through
+-- the host), or "block" (drive the scheduler until done). Raises, naming the context,
+-- where it can do neither.
+local function wait_mode(what)
+  local task = current
+  local co, main = coroutine.running()
+  if task and co == task.co then
+    if coroutine.isyieldable() then return "task", task end
+    error(("%s: cannot wait inside this temporal task: it is inside a C call (a metamethod, "
+      .. "an iterator or a function called from C), which can neither yield nor block the "
+      .. "scheduler that runs the task"):format(what), 0)
+  end
+  if not task and not main and host and coroutine.isyieldable() and host.owns(co) then
+    return "host"
+  end
+  if host and host.blocking == false then
+    local where = main and "the main thread" or "a coroutine that cannot yield to the host"
+    error(("%s: cannot wait in %s: blocking would stall the %s host; make the call from a "
+      .. "coroutine of the host"):format(what, where, host.name), 0)
+  end
+  return "block"
+end
+M.wait_mode = wait_mode
+
+local function park(waiter_setup)
+  local w = setmetatable({ host = host, co = coroutine.running(), woken = false }, HostWaiter)
+  waiter_setup(w)
+  host_waiters = host_waiters + 1
+  ensure_driver()
+  local ok, err = pcall(function()
+    repeat host.wait(w) until w.woken
+  end)
+  if not w.woken then
+    w.abandoned = true
+    host_waiters = host_waiters - 1
+  end
+  if not ok then error(err, 0) end
+end
+
+--- Checks that the running code can wait (before anything is sent): raises an error
+-- naming `what` and the context where it can neither yield nor block.
+function M.check_can_wait(what)
+  wait_mode(what)
+end
+
 --- Waits for a call object from core.unary; returns what call:result() returns.
 function M.await(call)
-  local task = current
-  if task and coroutine.running() == task.co then
-    waiting[call] = task
-    coroutine.yield(SUSPEND)
-  else
-    while not call:done() do M.step(nil) end
+  if not call:done() then
+    local mode, task = wait_mode("call")
+    if mode == "task" then
+      waiting[call] = task
+      coroutine.yield(SUSPEND)
+    elseif mode == "host" then
+      park(function(w) waiting[call] = w end)
+    else
+      while not call:done() do M.step(nil) end
+    end
   end
   return call:result()
 end
 
---- Pauses the current task (or blocks the caller) for `seconds`.
+--- Pauses the current task or host coroutine (or blocks the caller) for `seconds`.
 function M.sleep(seconds)
   if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
     error("sleep: seconds must be a non-negative number", 2)
   end
   local deadline = now() + seconds
-  local task = current
-  if task and coroutine.running() == task.co then
+  local mode, task = wait_mode("sleep")
+  if mode == "task" then
     sleepers[#sleepers + 1] = { deadline, task }
     coroutine.yield(SUSPEND)
+  elseif mode == "host" then
+    park(function(w) sleepers[#sleepers + 1] = { deadline, w } end)
   else
     while now() < deadline do M.step(math.max(0, deadline - now())) end
   end
 end
 
---- Starts fn(...) as a task; it first runs at the next scheduler step.
+--- Starts fn(...) as a task. Without a host it first runs at the next scheduler step;
+-- with a host installed it is a coroutine of the host (so the host's own yields inside
+-- it go to the host) started the host's way.
 function M.spawn(fn, ...)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     error("spawn: expected a function, got " .. type(fn), 2)
   end
-  local task = setmetatable({ status = "ready", waiters = {} }, Task)
+  local task = setmetatable({ status = "running", waiters = {} }, Task)
   local args = table.pack(...)
-  task.co = coroutine.create(function() return fn(table.unpack(args, 1, args.n)) end)
-  tasks[task.co] = task
-  task.status = "running"
-  schedule(task)
+  if host then
+    task.host = host
+    host.spawn(function()
+      task.co = coroutine.running()
+      local r = table.pack(xpcall(fn, function(e)
+        if type(e) == "string" then return debug.traceback(e, 2) end
+        return e
+      end, table.unpack(args, 1, args.n)))
+      finish(task, r[1], table.unpack(r, 2, r.n))
+    end)
+  else
+    task.co = coroutine.create(function() return fn(table.unpack(args, 1, args.n)) end)
+    schedule(task)
+  end
   return task
 end
 
 --- Waits for the task to finish; returns its results or raises its error.
 function Task:wait()
   if self.status == "running" then
-    local me = current
-    if me and coroutine.running() == me.co then
+    local mode, me = wait_mode("Task:wait")
+    if mode == "task" then
       if me == self then error("a task cannot wait for itself", 2) end
       self.waiters[#self.waiters + 1] = me
       coroutine.yield(SUSPEND)
+    elseif mode == "host" then
+      if self.co == coroutine.running() then error("a task cannot wait for itself", 2) end
+      park(function(w) self.waiters[#self.waiters + 1] = w end)
     else
+      if self.host then
+        error(("Task:wait: the task runs in the %s host; wait for it from a coroutine of "
+          .. "that host, or run the host's loop"):format(self.host.name), 2)
+      end
       while self.status == "running" do
         if not M.step(nil) and self.status == "running" then
           error("deadlock: the task waits for something no call, timer or task will bring", 2)
@@ -197,7 +390,48 @@ function M.run()
   while M.step(nil) do end
 end
 
---- The running task, or nil outside tasks.
+M.Task = Task  -- the metatable of tasks
+
+--- The running scheduler task, or nil outside tasks.
 function M.current() return current end
+
+local HOST_FIELDS = { name = "string", owns = "function", wait = "function", wakeup = "function",
+  start = "function", spawn = "function" }
+
+--- Installs a host adapter (or removes it with nil); returns the previous one.
+-- An adapter is a table:
+--   name          string, for error messages
+--   owns(co)      true when `co` (the running, yieldable coroutine) is one the host resumes
+--   wait(w)       parks the running coroutine until wakeup(w) is called (w is a table the
+--                 adapter may keep its own fields in; w.co is the coroutine)
+--   wakeup(w)     makes the parked coroutine of w resume (now or when the host gets to it)
+--   start(drive)  from now on, call drive() whenever pollfd() is readable or timeout()
+--                 seconds have passed, until drive() returns false
+--   spawn(fn)     runs fn in a new coroutine of the host (temporal.spawn under the host)
+--   budget        optional { max_tasks = n, max_time = s } for each drive() step
+--   blocking      optional false: code of the host that cannot yield must not block either
+function M.set_host(adapter)
+  if adapter ~= nil then
+    if type(adapter) ~= "table" then error("set_host: expected an adapter table or nil, got " .. type(adapter), 2) end
+    for k, t in pairs(HOST_FIELDS) do
+      if type(adapter[k]) ~= t then
+        error(("set_host: adapter.%s must be a %s, got %s"):format(k, t, type(adapter[k])), 2)
+      end
+    end
+    if adapter.budget ~= nil then check_budget(adapter.budget) end
+  end
+  if host and host ~= adapter and host_waiters > 0 then
+    error(("set_host: %d coroutines of the %s host are still waiting"):format(host_waiters, host.name), 2)
+  end
+  local previous = host
+  if adapter ~= host then
+    host = adapter
+    driver_running = false
+  end
+  return previous
+end
+
+--- The installed host adapter, or nil.
+function M.get_host() return host end
 
 return M
