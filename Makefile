@@ -126,7 +126,7 @@ $(BUILD)/obj/embedded.o: $(GEN)/embedded.c
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) $(BUILD)/gen.a
-	$(CC) -rdynamic -o $@ $^ -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
+	$(CC) -Wl,--export-dynamic-symbol=luaopen_temporal_core -o $@ $^ -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -138,8 +138,12 @@ demo: deps
 	@examples/run-demo.sh
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/bench-raw
 	@bench/run.sh
+
+# The raw gRPC C core anchor of make bench (bench/README.md): the same unary calls, no Lua.
+$(BUILD)/bench-raw: bench/raw.c
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(EXT_INCS) $(WARN) $(CFLAGS) -o $@ $< $(EXT_LIBDIRS) -lgrpc -lgpr
 
 LUA_CDIR  := $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_LDIR  := $(PREFIX)/share/lua/$(LUA_VER)

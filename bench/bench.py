@@ -1,10 +1,17 @@
-"""Runs the benchmark workloads with temporal-lua and the Python SDK client, interleaved.
+"""Runs the benchmark workloads with temporal-lua, the Python SDK client, the Go SDK client
+and the raw gRPC C core program, interleaved.
 
 Started by bench/run.sh once the dev server and the worker are up (it passes their address
 and pids). Each workload run is its own process (bench/workload.lua under temporal-lua,
-bench/workload.py under the venv python); within one repetition the two clients run back to
-back, alternating which goes first, so drift in the server (its growing in-memory state)
-falls on both alike. Writes <out-dir>/<timestamp>.json, then bench/report.py makes the
+bench/workload.py under the venv python, bench/go built as bench-go, bench/raw.c built as
+bench-raw); within one repetition the clients run back to back, taking turns going first, so
+drift in the server (its growing in-memory state) falls on all alike. The Go client and the
+raw C program are optional (--go, --raw): without them their columns stay empty.
+
+A sample that fails (non-zero exit, a signal such as the Python SDK's teardown SIGSEGV, a
+timeout, unreadable output) is recorded and retried up to MAX_ATTEMPTS times; a sample still
+failing is recorded as missing and the run goes on, so it always ends with a report (which
+marks what is missing). Writes <out-dir>/<timestamp>.json, then bench/report.py makes the
 Markdown table and the chart from it.
 
 Nothing here asserts timing: it measures and reports.
@@ -17,6 +24,8 @@ import json
 import os
 import platform
 import re
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,18 +38,27 @@ sys.path.insert(0, str(HERE))
 import report  # noqa: E402
 from workload import make_value  # noqa: E402
 
-CLIENTS = ("lua", "python")
+CLIENTS = ("lua", "python", "go", "raw")
+# What each client can do: the raw C program only makes the unary calls (starts,
+# GetSystemInfo) and the cold start; the SDK clients do every workload.
+RAW_WORKLOADS = {"throughput", "rpc_throughput", "cold_start"}  # and request_template
+NOT_GO = {"activity_worker"}  # bench/go has no activity worker workload
+MAX_ATTEMPTS = 3  # per sample: the first try and two retries
+SAMPLE_TIMEOUT = 600  # seconds
+SERVER_RSS_LIMIT = 0.5  # of the machine's memory: above it, samples are skipped (missing)
+RAW_ID_DIGITS = 18  # the raw program's workflow ids end in this many digits it rewrites
 
 # The full run (make bench) and the smoke run (spec/bench_smoke_spec.lua).
 FULL = {
-    "reps": 5,
+    "reps": 3,  # with four clients each repetition starts 32,000 workflows the in-memory server keeps
     "throughput": {"count": 2000, "concurrency": [1, 16, 64, 256], "warmup": 200},
     "rpc_throughput": {"count": 10000, "concurrency": 64},
     "memory": {"count": 10000},
     "cold_start": {"reps": 10},
     "payload": {"sizes": [("1 KiB", 1024), ("64 KiB", 65536), ("1 MiB", 1048576)], "min_seconds": 0.3},
     "latency": {"count": 100, "execute_count": 20},
-    "callgrind": {"counts": [20, 220], "concurrency": 16},
+    "callgrind": {"counts": [20, 220], "concurrency": 16, "gsi_counts": [100, 1100]},
+    "scaling": {"count": 10000, "settle_seconds": 2, "idle_seconds": 2, "reps": 3},
     "activity_worker": {"count": 1000, "slots": 100, "warmup": 50},
 }
 SMOKE = {
@@ -51,7 +69,8 @@ SMOKE = {
     "cold_start": {"reps": 1},
     "payload": {"sizes": [("1 KiB", 1024)], "min_seconds": 0.01},
     "latency": {"count": 2, "execute_count": 1},
-    "callgrind": {"counts": [1, 3], "concurrency": 2},
+    "callgrind": {"counts": [1, 3], "concurrency": 2, "gsi_counts": [1, 3]},
+    "scaling": {"count": 20, "settle_seconds": 0.2, "idle_seconds": 0.2, "reps": 1},
     "activity_worker": {"count": 10, "slots": 4, "warmup": 2},
 }
 
@@ -61,6 +80,24 @@ UNPOLLED_WORKFLOW = "BenchNoWorker"
 
 def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+class SampleFailed(Exception):
+    """One attempt at a sample failed: why, and the tail of its stderr."""
+
+    def __init__(self, reason: str, stderr: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.stderr = stderr[-2000:]
+
+
+def exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
 
 
 class Bench:
@@ -74,25 +111,121 @@ class Bench:
             "clk_tck": os.sysconf("SC_CLK_TCK"),
         }
         self.runs: list[dict] = []
+        self.failures: list[dict] = []  # every failed attempt, retried or not
+        self.missing: list[dict] = []  # samples that failed MAX_ATTEMPTS times
+        self.clients = [c for c in CLIENTS if c in ("lua", "python") or getattr(args, c)]
+        self.template: dict | None = None  # the raw program's requests (request_template)
+        self.raw_seq = 0
+        self.children_cpu = 0.0
+        with open("/proc/meminfo") as f:
+            self.mem_kib = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))
 
     def command(self, client: str, workload: str, params: dict) -> list[str]:
         p = json.dumps({**self.base, **params})
         if client == "lua":
             return [self.args.temporal_lua, str(HERE / "workload.lua"), workload, p]
+        if client == "go":
+            return [self.args.go, workload, p]
+        if client == "raw":
+            return self.raw_command(workload, params)
         return [self.args.python, str(HERE / "workload.py"), workload, p]
 
-    def run(self, client: str, workload: str, params: dict, prefix: list[str] | None = None) -> tuple[dict, str]:
-        cmd = (prefix or []) + self.command(client, workload, params)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise SystemExit(f"bench: {client} {workload} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+    def raw_command(self, workload: str, params: dict) -> list[str]:
+        """bench-raw with the request temporal-lua sends: a start (its workflow id's digits
+        rewritten per call from a fresh base) or GetSystemInfo."""
+        t = self.template["start" if workload == "throughput" else "get_system_info"]
+        cmd = [self.args.raw, "cold_start" if workload == "cold_start" else "calls",
+               "--target", self.args.address, "--path", t["path"], "--timeout", str(t["timeout"])]
+        for k, v in t["metadata"]:
+            cmd += ["--md", f"{k}={v}"]
+        if t["hex"]:
+            cmd += ["--request-hex", t["hex"]]
+        if workload == "throughput":
+            raw = bytes.fromhex(t["hex"])
+            id_at = raw.find(t["workflow_id"].encode()) + len(t["workflow_id"]) - RAW_ID_DIGITS
+            rid_at = raw.find(t["request_id"].encode())
+            self.raw_seq += 1
+            # Unique over runs: seconds since the epoch, then the run, then the index.
+            base = (int(time.time()) % 10**9) * 10**9 + self.raw_seq * 10**6
+            cmd += ["--id-at", str(id_at), "--id-len", str(RAW_ID_DIGITS), "--id-base", str(base),
+                    "--rid-at", str(rid_at)]
+            stem = t["workflow_id"][:-RAW_ID_DIGITS]
+            self.raw_ids = [f"{stem}{base + i:0{RAW_ID_DIGITS}d}" for i in (1, params["count"])]
+        if workload != "cold_start":
+            cmd += ["--count", str(params["count"]), "--concurrency", str(params["concurrency"]),
+                    "--server-pid", str(self.args.server_pid)]
+            if self.args.worker_pid:
+                cmd += ["--worker-pid", str(self.args.worker_pid)]
+        return cmd
 
-    def order(self, rep: int) -> tuple[str, ...]:
-        return CLIENTS if rep % 2 == 0 else tuple(reversed(CLIENTS))
+    def run(self, client: str, workload: str, params: dict, prefix: list[str] | None = None) -> tuple[dict, str]:
+        """One attempt: the result object the workload printed last, and its stderr."""
+        cmd = (prefix or []) + self.command(client, workload, params)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SAMPLE_TIMEOUT)
+        except subprocess.TimeoutExpired as e:
+            err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+            raise SampleFailed(f"timed out after {SAMPLE_TIMEOUT} s", err)
+        if proc.returncode != 0:
+            raise SampleFailed(exit_reason(proc.returncode), proc.stderr)
+        try:
+            return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+        except (IndexError, ValueError):
+            raise SampleFailed("no JSON result on stdout", proc.stderr)
+
+    def server_rss_kib(self) -> int:
+        try:
+            with open(f"/proc/{self.args.server_pid}/status") as f:
+                return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            return 0
+
+    def sample(self, client: str, workload: str, rep, fn, **where):
+        """fn(attempt) -> result, retried on SampleFailed; None when every attempt failed.
+        Skipped (missing) while the dev server's memory is above SERVER_RSS_LIMIT of the
+        machine's: its in-memory store grows with every workflow the run starts, and a run
+        must not take the machine down with it."""
+        limit = SERVER_RSS_LIMIT * self.mem_kib
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            rss = self.server_rss_kib()
+            if rss > limit:
+                reason = (f"skipped: the dev server holds {rss / 1048576:.1f} GiB, above "
+                          f"{SERVER_RSS_LIMIT:.0%} of the machine's memory")
+                self.failures.append({"client": client, "workload": workload, "rep": rep, "attempt": attempt,
+                                      "reason": reason, "stderr": "", **where})
+                log(f"{workload} {client} rep {rep}: {reason}")
+                break
+            try:
+                return fn(attempt)
+            except SampleFailed as e:
+                self.failures.append({"client": client, "workload": workload, "rep": rep, "attempt": attempt,
+                                      "reason": e.reason, "stderr": e.stderr, **where})
+                log(f"{workload} {client} rep {rep}: attempt {attempt} of {MAX_ATTEMPTS} failed: {e.reason}"
+                    + (f"\n{e.stderr[-600:]}" if e.stderr else ""))
+        self.missing.append({"client": client, "workload": workload, "rep": rep, **where})
+        return None
+
+    def order(self, rep: int, workload: str) -> list[str]:
+        """The clients taking part in a workload, rotated by repetition."""
+        cs = [c for c in self.clients
+              if (c != "raw" or workload in RAW_WORKLOADS) and (c != "go" or workload not in NOT_GO)]
+        k = rep % len(cs)
+        return cs[k:] + cs[:k]
+
+    def request_template(self) -> None:
+        """The requests the raw program sends, captured from temporal-lua (not sent)."""
+        def get(_attempt):
+            r, _ = self.run("lua", "request_template", {
+                "workflow_type": UNPOLLED_WORKFLOW, "task_queue": UNPOLLED_TASK_QUEUE,
+                "id_prefix": f"bench-raw-{self.nonce}-", "id_digits": RAW_ID_DIGITS})
+            return r
+        self.template = self.sample("raw", "request_template", 0, get)
+        if self.template is None:
+            self.clients.remove("raw")
 
     def record(self, workload: str, client: str, rep: int, result: dict, **extra) -> None:
-        self.runs.append({"workload": workload, "client": client, "rep": rep, **extra, **result})
+        self.runs.append({"workload": workload, "client": client, "rep": rep, **extra, **result,
+                          "server_rss_kib_after": self.server_rss_kib()})
 
     # ------------------------------------------------------------ workloads
 
@@ -105,18 +238,27 @@ class Bench:
 
     def throughput(self) -> None:
         cfg = self.config["throughput"]
-        for client in CLIENTS:  # first connections, task queue creation: not measured
-            self.run(client, "throughput", self.throughput_params(client, 16, cfg["warmup"], "warmup"))
+        for client in self.order(0, "throughput"):  # first connections, task queue creation: not measured
+            self.sample(client, "throughput_warmup", 0, lambda a, client=client: self.run(
+                client, "throughput", self.throughput_params(client, 16, cfg["warmup"], f"warmup-a{a}")))
         for rep in range(self.config["reps"]):
             for c in cfg["concurrency"]:
-                for client in self.order(rep):
-                    r, _ = self.run(client, "throughput", self.throughput_params(client, c, cfg["count"], f"r{rep}"))
+                for client in self.order(rep, "throughput"):
+                    got = self.sample(client, "throughput", rep, lambda a, client=client, c=c: self.run(
+                        client, "throughput", self.throughput_params(client, c, cfg["count"], f"r{rep}-a{a}")),
+                        concurrency=c)
+                    if got is None:
+                        continue
+                    r, _ = got
+                    if client == "raw":  # the first and last workflow it started
+                        r["workflow_ids"] = self.raw_ids
                     lat = sorted(r.pop("latencies"))
                     r["p50_ms"] = percentile(lat, 0.50) * 1e3
                     r["p99_ms"] = percentile(lat, 0.99) * 1e3
                     r["workflows_per_s"] = r["calls"] / r["wall"]
                     self.record("throughput", client, rep, r, concurrency=c)
-                    log(f"throughput c={c:<3} rep {rep + 1} {client:6}: {r['workflows_per_s']:7.0f} wf/s, "
+                    log(f"throughput c={c:<3} rep {rep + 1} {client:6} (server RSS "
+                        f"{self.server_rss_kib() / 1024:.0f} MiB): {r['workflows_per_s']:7.0f} wf/s, "
                         f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
                         f"client CPU {r['client_cpu'] / r['calls'] * 1e6:.0f} us/start, "
                         f"server CPU {r['server_cpu'] / r['wall'] * 100:.0f}% of one core")
@@ -124,8 +266,13 @@ class Bench:
     def rpc_throughput(self) -> None:
         cfg = self.config["rpc_throughput"]
         for rep in range(self.config["reps"]):
-            for client in self.order(rep):
-                r, _ = self.run(client, "rpc_throughput", cfg)
+            for client in self.order(rep, "rpc_throughput"):
+                got = self.sample(client, "rpc_throughput", rep, lambda a, client=client: self.run(
+                    client, "rpc_throughput", cfg))
+                if got is None:
+                    continue
+                r, _ = got
+                r.pop("latencies", None)
                 self.record("rpc_throughput", client, rep, r, concurrency=cfg["concurrency"])
                 log(f"GetSystemInfo c={cfg['concurrency']} rep {rep + 1} {client:6}: {r['calls'] / r['wall']:7.0f} calls/s, "
                     f"client CPU {r['client_cpu'] / r['calls'] * 1e6:.0f} us/call, "
@@ -134,8 +281,12 @@ class Bench:
     def memory(self) -> None:
         cfg = self.config["memory"]
         for rep in range(self.config["reps"]):
-            for client in self.order(rep):
-                r, _ = self.run(client, "memory", {"count": cfg["count"], "id_prefix": f"bench-handle-{rep}-"})
+            for client in self.order(rep, "memory"):
+                got = self.sample(client, "memory", rep, lambda a, client=client: self.run(
+                    client, "memory", {"count": cfg["count"], "id_prefix": f"bench-handle-{rep}-"}))
+                if got is None:
+                    continue
+                r, _ = got
                 self.record("memory", client, rep, r)
                 log(f"memory rep {rep + 1} {client:6}: RSS after connect {r['rss_connected_kib'] / 1024:.1f} MiB, "
                     f"+{(r['rss_handles_kib'] - r['rss_connected_kib']) / 1024:.1f} MiB for {cfg['count']} handles")
@@ -144,6 +295,8 @@ class Bench:
         # Process start to the first RPC complete: connect() calls GetSystemInfo in both
         # clients; the child prints CLOCK_MONOTONIC right after it.
         a = self.args.address
+        if client in ("go", "raw"):
+            return self.command(client, "cold_start", {})
         if client == "lua":
             return [self.args.temporal_lua, "-e",
                     f'local t = require("temporal"); t.connect("{a}"); io.write(("%.6f"):format(t.core.now()))']
@@ -151,20 +304,43 @@ class Bench:
                 "import asyncio, time\nfrom temporalio.client import Client\n"
                 f'asyncio.run(Client.connect("{a}"))\nprint("%.6f" % time.monotonic(), end="")']
 
+    def cold_start_once(self, client: str) -> dict:
+        self.last_child_cpu()
+        t0 = time.monotonic()
+        proc = subprocess.Popen(self.cold_start_command(client), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise SampleFailed("timed out after 120 s")
+        t_exit = time.monotonic()
+        # (Not ru_maxrss: it counts the forked copy of this driver before exec.)
+        _, status, ru = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+        if proc.returncode != 0:
+            raise SampleFailed(exit_reason(proc.returncode), err.decode(errors="replace"))
+        try:
+            first = float(out)
+        except ValueError:
+            raise SampleFailed(f"unreadable output {out[:80]!r}", err.decode(errors="replace"))
+        cpu = (ru.ru_utime + ru.ru_stime) if ru else self.last_child_cpu()
+        return {"to_first_rpc_s": first - t0, "to_exit_s": t_exit - t0, "process_cpu_s": cpu}
+
+    def last_child_cpu(self) -> float:
+        """CPU of the children reaped so far, minus what was already counted: the child just
+        reaped by communicate()."""
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total = ru.ru_utime + ru.ru_stime
+        delta, self.children_cpu = total - self.children_cpu, total
+        return delta
+
     def cold_start(self) -> None:
+        self.last_child_cpu()
         for rep in range(self.config["cold_start"]["reps"]):
-            for client in self.order(rep):
-                t0 = time.monotonic()
-                proc = subprocess.Popen(self.cold_start_command(client), stdout=subprocess.PIPE)
-                out = proc.stdout.read()
-                _, status, ru = os.wait4(proc.pid, 0)
-                t_exit = time.monotonic()
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                if proc.returncode != 0:
-                    raise SystemExit(f"bench: cold start {client} exited {proc.returncode}")
-                # (Not ru_maxrss: it counts the forked copy of this driver before exec.)
-                r = {"to_first_rpc_s": float(out) - t0, "to_exit_s": t_exit - t0,
-                     "process_cpu_s": ru.ru_utime + ru.ru_stime}
+            for client in self.order(rep, "cold_start"):
+                r = self.sample(client, "cold_start", rep, lambda a, client=client: self.cold_start_once(client))
+                if r is None:
+                    continue
                 self.record("cold_start", client, rep, r)
                 log(f"cold start rep {rep + 1} {client:6}: first RPC after {r['to_first_rpc_s'] * 1e3:.0f} ms")
 
@@ -172,8 +348,12 @@ class Bench:
         cfg = self.config["payload"]
         sizes = [{"label": label, "records": records_for(target)} for label, target in cfg["sizes"]]
         for rep in range(self.config["reps"]):
-            for client in self.order(rep):
-                r, _ = self.run(client, "payload", {"sizes": sizes, "min_seconds": cfg["min_seconds"]})
+            for client in self.order(rep, "payload"):
+                got = self.sample(client, "payload", rep, lambda a, client=client: self.run(
+                    client, "payload", {"sizes": sizes, "min_seconds": cfg["min_seconds"]}))
+                if got is None:
+                    continue
+                r, _ = got
                 self.record("payload", client, rep, r)
                 log(f"payload rep {rep + 1} {client:6}: " + ", ".join(
                     f"{s['label']} {s['seconds_per_op'] * 1e6:.0f} us" for s in r["sizes"]))
@@ -181,12 +361,15 @@ class Bench:
     def latency(self) -> None:
         cfg = self.config["latency"]
         for rep in range(self.config["reps"]):
-            for client in self.order(rep):
-                r, _ = self.run(client, "latency", {
+            for client in self.order(rep, "latency"):
+                got = self.sample(client, "latency", rep, lambda a, client=client: self.run(client, "latency", {
                     "count": cfg["count"], "execute_count": cfg["execute_count"],
                     "worker_task_queue": self.args.worker_task_queue,
-                    "id_prefix": f"bench-{self.nonce}-lat-r{rep}-{client}-",
-                })
+                    "id_prefix": f"bench-{self.nonce}-lat-r{rep}-{client}-a{a}-",
+                }))
+                if got is None:
+                    continue
+                r, _ = got
                 api = r.pop("api")
                 for op, m in r.items():
                     lat = sorted(m.pop("latencies"))
@@ -196,39 +379,72 @@ class Bench:
                 log(f"latency rep {rep + 1} {client:6}: " + ", ".join(
                     f"{op} {m['p50_ms']:.2f} ms" for op, m in r.items()))
 
+    def scaling(self) -> None:
+        cfg = self.config["scaling"]
+        for rep in range(cfg["reps"]):
+            for client in self.order(rep, "scaling"):
+                got = self.sample(client, "scaling", rep, lambda a, client=client: self.run(client, "scaling", {
+                    "count": cfg["count"], "settle_seconds": cfg["settle_seconds"],
+                    "idle_seconds": cfg["idle_seconds"], "workflow_type": UNPOLLED_WORKFLOW,
+                    "task_queue": UNPOLLED_TASK_QUEUE, "id": f"bench-{self.nonce}-held-r{rep}-{client}-a{a}"}))
+                if got is None:
+                    continue
+                r, _ = got
+                self.record("scaling", client, rep, r)
+                log(f"scaling rep {rep + 1} {client:6}: {cfg['count']} held calls, "
+                    f"+{(r['rss_held_kib'] - r['rss_before_kib']) / r['calls']:.1f} KiB each, idle CPU "
+                    f"{r['idle_cpu'] / r['idle_wall'] * 100:.1f}% of a core, released in {r['release_s']:.1f} s")
+
     def activity_worker(self) -> None:
         cfg = self.config["activity_worker"]
         for rep in range(self.config["reps"]):
-            for client in self.order(rep):
-                r, _ = self.run(client, "activity_worker", {
-                    **cfg, "worker_task_queue": self.args.worker_task_queue,
-                    "id_prefix": f"bench-{self.nonce}-act-r{rep}-{client}-",
-                })
+            for client in self.order(rep, "activity_worker"):
+                got = self.sample(client, "activity_worker", rep, lambda a, client=client: self.run(
+                    client, "activity_worker", {
+                        **cfg, "worker_task_queue": self.args.worker_task_queue,
+                        "id_prefix": f"bench-{self.nonce}-act-r{rep}-{client}-a{a}-",
+                    }))
+                if got is None:
+                    continue
+                r, _ = got
                 self.record("activity_worker", client, rep, r, slots=cfg["slots"])
                 log(f"activity worker rep {rep + 1} {client:6}: {r['activities'] / r['wall']:7.0f} activities/s, "
                     f"worker CPU {r['client_cpu'] / r['activities'] * 1e6:.0f} us/activity")
 
     def callgrind(self) -> dict:
-        """Instructions per start for temporal-lua: the difference of two runs of different
-        sizes, so start-up and connect cancel out. Repeatable where wall time is not."""
+        """Instructions per call (every thread of the client process): the difference of two
+        runs of different sizes, so start-up and connect cancel out. Repeatable where wall
+        time is not. Starts and GetSystemInfo, by temporal-lua and by the raw C program."""
         cfg = self.config["callgrind"]
-        counts = cfg["counts"]
-        totals = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for i, n in enumerate(counts):
-                t0 = time.monotonic()
-                _, err = self.run("lua", "throughput",
-                                  self.throughput_params("lua", cfg["concurrency"], n, f"callgrind{i}"),
-                                  prefix=["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{i}"])
-                m = re.search(r"Collected : (\d+)", err)
-                if not m:
-                    raise SystemExit(f"bench: no callgrind total in:\n{err[-2000:]}")
-                totals.append(int(m.group(1)))
-                log(f"callgrind {n} starts: {totals[-1]} instructions ({time.monotonic() - t0:.0f} s)")
-        per_start = (totals[1] - totals[0]) / (counts[1] - counts[0])
-        log(f"callgrind: {per_start:.0f} instructions per start")
-        return {"counts": counts, "instructions": totals, "concurrency": cfg["concurrency"],
-                "instructions_per_start": per_start}
+        out: dict = {"concurrency": cfg["concurrency"]}
+        for what, workload, counts in (("start", "throughput", cfg["counts"]),
+                                       ("get_system_info", "rpc_throughput", cfg["gsi_counts"])):
+            for client in [c for c in ("lua", "raw") if c in self.clients]:
+                totals = []
+                with tempfile.TemporaryDirectory() as tmp:
+                    for i, n in enumerate(counts):
+                        def once(a, i=i, n=n):
+                            t0 = time.monotonic()
+                            params = (self.throughput_params(client, cfg["concurrency"], n, f"callgrind{i}-a{a}")
+                                      if workload == "throughput" else {"count": n, "concurrency": cfg["concurrency"]})
+                            _, err = self.run(client, workload, params, prefix=[
+                                "valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{i}"])
+                            m = re.search(r"Collected : (\d+)", err)
+                            if not m:
+                                raise SampleFailed("no callgrind total", err)
+                            log(f"callgrind {client} {n} {what}: {m.group(1)} instructions "
+                                f"({time.monotonic() - t0:.0f} s)")
+                            return int(m.group(1))
+                        total = self.sample(client, f"callgrind_{what}", 0, once, count=n)
+                        if total is None:
+                            break
+                        totals.append(total)
+                if len(totals) == len(counts):
+                    per = (totals[1] - totals[0]) / (counts[1] - counts[0])
+                    out.setdefault(what, {})[client] = {"counts": counts, "instructions": totals,
+                                                        "instructions_per_call": per}
+                    log(f"callgrind {client}: {per:.0f} instructions per {what}")
+        return out
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -290,10 +506,12 @@ def main() -> None:
     ap.add_argument("--worker-task-queue", required=True)
     ap.add_argument("--temporal-lua", required=True)
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--go", help="the Go SDK client's workload binary (bench/go); omitted: no Go column")
+    ap.add_argument("--raw", help="the raw gRPC C core program (bench/raw.c); omitted: no raw C column")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--readme", help="copy the table into this README between its bench markers")
     ap.add_argument("--smoke", action="store_true", help="tiny counts, one repetition")
-    ap.add_argument("--reps", type=int, help="repetitions (default 5)")
+    ap.add_argument("--reps", type=int, help="repetitions (default 3)")
     args = ap.parse_args()
 
     config = json.loads(json.dumps(SMOKE if args.smoke else FULL))
@@ -306,14 +524,26 @@ def main() -> None:
     log(f"{results['machine']['nproc']} CPUs ({results['machine']['cpu_model']}), "
         f"{results['machine']['ram_gib']} GiB; server {args.address} (pid {args.server_pid})")
     phases = {}
-    for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency",
-                 "activity_worker"):
+    if "raw" in bench.clients:
+        bench.request_template()
+    results["clients"] = list(bench.clients)
+    for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency", "scaling",
+                 "activity_worker", "callgrind"):
         t0 = time.monotonic()
-        getattr(bench, name)()
+        try:
+            r = getattr(bench, name)()
+        except Exception as e:  # a bug in one phase: record it, keep the others and the report
+            import traceback
+            log(f"phase {name} failed: {e!r}")
+            bench.failures.append({"workload": name, "reason": f"phase failed: {e!r}",
+                                   "stderr": traceback.format_exc()[-2000:]})
+            bench.missing.append({"workload": name, "client": "all", "rep": "all"})
+            r = None
+        if name == "callgrind":
+            results["callgrind"] = r or {}
         phases[name] = time.monotonic() - t0
-    t0 = time.monotonic()
-    results["callgrind"] = bench.callgrind()
-    phases["callgrind"] = time.monotonic() - t0
+    results["failures"] = bench.failures
+    results["missing"] = bench.missing
     results["lua_api"] = sorted({r["api"] for r in bench.runs if r["client"] == "lua" and "api" in r})
     results["runs"] = bench.runs
     results["summary"] = report.summarize(bench.runs)

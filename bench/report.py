@@ -1,4 +1,5 @@
-"""The benchmark report: a Markdown table of Lua/Python ratios and a PNG chart (gnuplot).
+"""The benchmark report: a Markdown table (temporal-lua, the Python SDK, the Go SDK and the raw
+gRPC C core program side by side, with temporal-lua's ratio to each) and a PNG chart (gnuplot).
 
     python bench/report.py bench/results/<timestamp>.json [--readme bench/README.md]
 
@@ -47,6 +48,8 @@ def summarize(runs: list[dict]) -> dict:
             add(k + ("server_cpu_cores",), r["server_cpu"] / r["wall"])
             add(k + ("machine_cpu_cores",), r["machine_cpu"] / r["wall"])
             add(k + ("rss_end_mib",), r["rss_end_kib"] / 1024)
+            if "rss_connected_kib" in r:
+                add(k + ("rss_connected_mib",), r["rss_connected_kib"] / 1024)
         elif w == "rpc_throughput":
             add((w, c, "calls_per_s"), r["calls"] / r["wall"])
             add((w, c, "client_cpu_us_per_call"), r["client_cpu"] / r["calls"] * 1e6)
@@ -69,6 +72,13 @@ def summarize(runs: list[dict]) -> dict:
             for s in r["sizes"]:
                 add((w, c, s["label"], "us_per_op"), s["seconds_per_op"] * 1e6)
                 add((w, c, s["label"], "bytes"), s["bytes"])
+        elif w == "scaling":
+            add((w, c, "rss_kib_per_call"), (r["rss_held_kib"] - r["rss_before_kib"]) / r["calls"])
+            add((w, c, "idle_cpu_percent"), r["idle_cpu"] / r["idle_wall"] * 100)
+            add((w, c, "issue_ms"), r["issue_s"] * 1e3)
+            add((w, c, "release_ms"), r["release_s"] * 1e3)
+            if "lua_heap_kib_per_call" in r:
+                add((w, c, "lua_heap_kib_per_call"), r["lua_heap_kib_per_call"])
         elif w == "activity_worker":
             add((w, c, "activities_per_s"), r["activities"] / r["wall"])
             add((w, c, "worker_cpu_us_per_activity"), r["client_cpu"] / r["activities"] * 1e6)
@@ -117,33 +127,54 @@ def get(d: dict, *path):
     return d
 
 
+NAMES = {"lua": "temporal-lua", "python": "Python SDK", "go": "Go SDK", "raw": "raw gRPC C"}
+BASES = ("python", "go", "raw")  # temporal-lua's ratio to each
+
+
 def rows(results: dict) -> list[list[str]]:
-    """(what, unit, Lua, Python, Lua/Python, target) for every number, workload by workload."""
+    """(what, unit, Lua, Python, Go, raw C, Lua/Python, Lua/Go, Lua/raw C, target) for every
+    number, workload by workload. A cell with fewer samples than configured says so."""
     s = results["summary"]
     cfg = results["config"]
     out = []
 
-    def row(what: str, unit: str, path: tuple, target: tuple | None = None) -> None:
-        lua, py = get(s, path[0], "lua", *path[1:]), get(s, path[0], "python", *path[1:])
-        ratio = lua["median"] / py["median"] if lua and py and py["median"] else None
-        verdict = ""
-        if target and ratio is not None:
-            op, bound = target
-            met = ratio >= bound if op == ">=" else ratio <= bound
-            verdict = f"{'≥' if op == '>=' else '≤'} {bound:g}x: {'met' if met else 'missed'}"
-        out.append([what, unit, cell(lua), cell(py), f"{ratio:.2f}x" if ratio is not None else "-", verdict])
+    def row(what: str, unit: str, path: tuple, targets: tuple = (), expect: int | None = None,
+            lower_better: bool = True) -> None:
+        vals = {c: get(s, path[0], c, *path[1:]) for c in NAMES}
+        want = expect if expect is not None else cfg["reps"]
+        cells = []
+        for c in NAMES:
+            v = vals[c]
+            if v and v["n"] < want:
+                cells.append(f"{cell(v)} [{v['n']} of {want}]")
+            else:
+                cells.append(cell(v))
+        lua = vals["lua"]
+        ratios, verdicts = {}, []
+        for b in BASES:
+            v = vals[b]
+            ratios[b] = lua["median"] / v["median"] if lua and v and v["median"] else None
+        for base, op, bound in targets:
+            r = ratios.get(base)
+            sign = "≥" if op == ">=" else "≤"
+            if r is None:
+                verdicts.append(f"{sign} {bound:.2g}x {NAMES[base]}: not measured")
+                continue
+            met = r >= bound if op == ">=" else r <= bound
+            verdicts.append(f"{sign} {bound:.2g}x {NAMES[base]}: {'met' if met else 'missed'}")
+        out.append([what, unit, *cells, *(f"{ratios[b]:.2f}x" if ratios[b] is not None else "-" for b in BASES),
+                    "; ".join(verdicts)])
 
     n = cfg["throughput"]["count"]
+    cpu_targets = (("raw", "<=", 1.3), ("go", "<=", 1.0))
     for c in cfg["throughput"]["concurrency"]:
         tp = ("throughput", c)
-        target64 = c == 64
-        row(f"start throughput, {n:,} starts, concurrency {c}", "workflows/s", tp + ("workflows_per_s",),
-            (">=", 1.5) if target64 else None)
+        row(f"start throughput, {n:,} starts, concurrency {c}", "workflows/s", tp + ("workflows_per_s",))
         row(f"  start latency p50, concurrency {c}", "ms", tp + ("p50_ms",))
         row(f"  start latency p99, concurrency {c}", "ms", tp + ("p99_ms",))
         row(f"  client CPU per start, concurrency {c}", "µs", tp + ("client_cpu_us_per_call",),
-            ("<=", 0.2) if target64 else None)
-        if target64:
+            cpu_targets if c == 64 else ())
+        if c == 64:
             row(f"    of which user (clock-tick resolution), concurrency {c}", "µs",
                 tp + ("client_user_us_per_call",))
             row(f"    of which sys (clock-tick resolution), concurrency {c}", "µs",
@@ -158,33 +189,59 @@ def rows(results: dict) -> list[list[str]]:
     rp = ("rpc_throughput",)
     row(f"GetSystemInfo throughput (server-cheap RPC, raw), {rc['count']:,} calls, concurrency "
         f"{rc['concurrency']}", "calls/s", rp + ("calls_per_s",))
-    row("  client CPU per GetSystemInfo", "µs", rp + ("client_cpu_us_per_call",))
+    row("  client CPU per GetSystemInfo", "µs", rp + ("client_cpu_us_per_call",), cpu_targets)
     row("  client CPU busy", "cores", rp + ("client_cpu_cores",))
     row("  server CPU busy", f"cores of {results['machine']['nproc']}", rp + ("server_cpu_cores",))
-    cg = results.get("callgrind")
-    if cg:
-        out.append(["client instructions per start (callgrind)", "instructions",
-                    fmt(cg["instructions_per_start"]), "-", "-", ""])
+    cg = results.get("callgrind") or {}
+    for what, label in (("start", "start"), ("get_system_info", "GetSystemInfo")):
+        d = cg.get(what) or {}
+        if not d:
+            continue
+        lua, raw = d.get("lua"), d.get("raw")
+        ratio = (f"{lua['instructions_per_call'] / raw['instructions_per_call']:.2f}x"
+                 if lua and raw and raw["instructions_per_call"] else "-")
+        out.append([f"client instructions per {label} (callgrind, concurrency {cg.get('concurrency')})",
+                    "instructions", fmt(lua["instructions_per_call"]) if lua else "missing", "-", "-",
+                    fmt(raw["instructions_per_call"]) if raw else "missing", "-", "-", ratio,
+                    "≤ 1.3x raw gRPC C: " + ("met" if ratio != "-" and float(ratio[:-1]) <= 1.3 else
+                                             "missed" if ratio != "-" else "not measured")])
     m = cfg["memory"]["count"]
-    row("RSS after connect", "MiB", ("memory", "rss_connected_mib"), ("<=", 0.2))
+    row("RSS after connect", "MiB", ("memory", "rss_connected_mib"), (("python", "<=", 0.25),))
     row("  of which private (RssAnon: heap, stacks)", "MiB", ("memory", "rss_anon_connected_mib"))
     row("  of which file-backed (RssFile: code of the binary and libraries, shareable)", "MiB",
         ("memory", "rss_file_connected_mib"))
-    row(f"RSS growth per 10,000 live handles (measured with {m:,})", "MiB", ("memory", "rss_growth_mib_per_10k"))
+    row("  RSS after connect, read in the start runs (the raw C program's only figure)", "MiB",
+        ("throughput", cfg["throughput"]["concurrency"][0], "rss_connected_mib"))
+    row(f"RSS growth per 10,000 live handles (measured with {m:,})", "MiB", ("memory", "rss_growth_mib_per_10k"),
+        (("python", "<=", 1.0),))
     row("  live Lua heap growth per 10,000 handles (collectgarbage count)", "MiB",
         ("memory", "heap_growth_mib_per_10k"))
     last_c = cfg["throughput"]["concurrency"][-1]
     row(f"RSS after {n:,} starts at concurrency {last_c}", "MiB", ("throughput", last_c, "rss_end_mib"))
-    row("cold start: process start to first RPC complete", "ms", ("cold_start", "to_first_rpc_ms"), ("<=", 0.1))
-    row("  cold start: CPU of the whole process", "ms", ("cold_start", "process_cpu_ms"))
+    cs = cfg["cold_start"]["reps"]
+    row("cold start: process start to first RPC complete", "ms", ("cold_start", "to_first_rpc_ms"),
+        (("go", "<=", 1.0),), expect=cs)
+    row("  cold start: CPU of the whole process", "ms", ("cold_start", "process_cpu_ms"), expect=cs)
     for label, _ in cfg["payload"]["sizes"]:
         b = get(s, "payload", "lua", label, "bytes")
         size = f" ({int(b['median']):,} bytes JSON)" if b else ""
-        row(f"payload encode+decode {label}{size}", "µs", ("payload", label, "us_per_op"))
+        row(f"payload encode+decode {label}{size}", "µs", ("payload", label, "us_per_op"),
+            (("python", "<=", 1 / 3),))
     for op, name in (("describe", "describe"), ("signal", "signal"), ("query", "query"),
                      ("execute", "execute_workflow (Greet, one activity)")):
         row(f"sequential {name} p50", "ms", ("latency", op, "p50_ms"))
         row(f"  sequential {name} p99", "ms", ("latency", op, "p99_ms"))
+    sc = cfg.get("scaling")
+    if sc and get(s, "scaling"):
+        k = f"{sc['count']:,}"
+        e = sc["reps"]
+        row(f"{k} calls held open (result long polls): RSS growth per in-flight call", "KiB",
+            ("scaling", "rss_kib_per_call"), expect=e)
+        row("  of which live Lua heap per in-flight call", "KiB", ("scaling", "lua_heap_kib_per_call"), expect=e)
+        row(f"  client CPU while the {k} wait ({sc['idle_seconds']} s window)", "% of a core",
+            ("scaling", "idle_cpu_percent"), expect=e)
+        row(f"  time to issue the {k} calls", "ms", ("scaling", "issue_ms"), expect=e)
+        row("  from the release (terminate) to the last one returned", "ms", ("scaling", "release_ms"), expect=e)
     aw = cfg.get("activity_worker")
     if aw:
         row(f"activity worker: {aw['count']:,} no-op activities scheduled at once by a Python workflow, "
@@ -193,6 +250,30 @@ def rows(results: dict) -> list[list[str]]:
             ("activity_worker", "worker_cpu_us_per_activity"))
         row("  server CPU per activity", "µs", ("activity_worker", "server_cpu_us_per_activity"))
     return out
+
+
+def missing_lines(results: dict) -> list[str]:
+    """What the run could not measure: samples that failed every attempt, and the failed
+    attempts that a retry made up for."""
+    lines = []
+    missing = results.get("missing") or []
+    failures = results.get("failures") or []
+    if missing:
+        lines += ["", "Missing samples (every attempt failed; the medians above are over the rest):", ""]
+        for m in missing:
+            where = ", ".join(f"{k} {v}" for k, v in m.items() if k not in ("client", "workload", "rep"))
+            reasons = sorted({f["reason"] for f in failures if f.get("client") == m.get("client")
+                              and f.get("workload") == m.get("workload") and f.get("rep") == m.get("rep")})
+            lines.append(f"- {NAMES.get(m['client'], m['client'])} {m['workload']} rep {m['rep']}"
+                         f"{' (' + where + ')' if where else ''}: {'; '.join(reasons) or 'failed'}")
+    retried = [f for f in failures if not any(
+        m.get("client") == f.get("client") and m.get("workload") == f.get("workload") and m.get("rep") == f.get("rep")
+        for m in missing)]
+    if retried:
+        lines += ["", f"Retried samples ({len(retried)} failed attempts, each made up by a retry): " + "; ".join(
+            f"{NAMES.get(f.get('client'), f.get('client'))} {f['workload']} rep {f.get('rep')}: {f['reason']}"
+            for f in retried)]
+    return lines
 
 
 def machine_line(results: dict) -> str:
@@ -210,30 +291,51 @@ def markdown(results: dict) -> str:
         f"Machine: {machine_line(results)}",
         "",
         f"Median over {reps} repetitions (min-max in parentheses; cold start: "
-        f"{results['config']['cold_start']['reps']} each). Lua/Python compares medians: above 1x "
-        "means more for Lua (better for throughput, worse for time, CPU and memory). "
-        f"temporal-lua used the {' and '.join(results.get('lua_api') or ['?'])} API.",
+        f"{results['config']['cold_start']['reps']} each; [k of n]: only k samples, see below). "
+        "Lua/X compares medians: above 1x means more for Lua (better for throughput, worse for "
+        "time, CPU and memory). The raw gRPC C program makes only the unary calls (starts, "
+        "GetSystemInfo) and the cold start. "
+        f"temporal-lua used the {' and '.join(results.get('lua_api') or ['?'])} API; clients in this run: "
+        f"{', '.join(NAMES[c] for c in results.get('clients', ['lua', 'python']))}.",
         "",
-        "| workload | unit | temporal-lua | Python SDK | Lua/Python | target |",
-        "|---|---|---|---|---|---|",
+        "| workload | unit | temporal-lua | Python SDK | Go SDK | raw gRPC C | Lua/Python | Lua/Go | Lua/raw C | target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows(results):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
+    lines += missing_lines(results)
     lines += ["", f"![start throughput against concurrency]({CHART})", ""]
     return "\n".join(lines)
 
 
 def chart(results: dict, png: Path) -> None:
     """Throughput (median, min-max bars) against concurrency, server CPU on the right axis."""
-    s = results["summary"]["throughput"]
+    s = results["summary"].get("throughput", {})
+    colors = {"lua": "#1f77b4", "python": "#d62728", "go": "#2ca02c", "raw": "#7f7f7f"}
+    plots = []
     with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as f:
-        for client in ("lua", "python"):
+        index = 0
+        for client in NAMES:
+            points = []
             for c in results["config"]["throughput"]["concurrency"]:
-                w = s[client][str(c)]["workflows_per_s"]
-                cpu = s[client][str(c)]["server_cpu_cores"]
-                f.write(f"{c} {w['median']} {w['min']} {w['max']} {cpu['median']}\n")
+                w = get(s, client, c, "workflows_per_s")
+                cpu = get(s, client, c, "server_cpu_cores")
+                if w and cpu:
+                    points.append(f"{c} {w['median']} {w['min']} {w['max']} {cpu['median']}\n")
+            if not points:
+                continue
+            f.writelines(points)
             f.write("\n\n")
+            plots.append((index, client))
+            index += 1
         data = f.name
+    if not plots:
+        Path(data).unlink()
+        return
+    lines = [f'"{data}" index {i} using 1:2:3:4 with yerrorlines lw 2 lc rgb "{colors[c]}" title "{NAMES[c]}"'
+             for i, c in plots]
+    lines += [f'"{data}" index {i} using 1:5 axes x1y2 with linespoints dt 2 lc rgb "{colors[c]}" '
+              f'title "server CPU ({NAMES[c]} run)"' for i, c in plots]
     m = results["machine"]
     script = f"""
 set terminal pngcairo size 900,520 font ",10"
@@ -241,7 +343,7 @@ set output "{png}"
 set title "Workflow starts per second against concurrency ({m['nproc']} CPUs, server on the same machine)"
 set logscale x 2
 set xrange [0.8:320]
-set xlabel "concurrent starts (Lua tasks / asyncio tasks)"
+set xlabel "concurrent starts (Lua tasks / asyncio tasks / goroutines / calls in flight)"
 set ylabel "workflows/s (median, min-max)"
 set y2label "dev server CPU (cores busy)"
 set yrange [0:*]
@@ -250,10 +352,7 @@ set ytics nomirror
 set y2tics
 set key top left
 set grid
-plot "{data}" index 0 using 1:2:3:4 with yerrorlines lw 2 lc rgb "#1f77b4" title "temporal-lua", \\
-     "{data}" index 1 using 1:2:3:4 with yerrorlines lw 2 lc rgb "#d62728" title "Python SDK", \\
-     "{data}" index 0 using 1:5 axes x1y2 with linespoints dt 2 lc rgb "#1f77b4" title "server CPU (Lua run)", \\
-     "{data}" index 1 using 1:5 axes x1y2 with linespoints dt 2 lc rgb "#d62728" title "server CPU (Python run)"
+plot {", ".join(lines)}
 """
     try:
         subprocess.run(["gnuplot"], input=script, text=True, check=True, capture_output=True)

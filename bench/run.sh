@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench: temporal-lua against the Python SDK client (temporalio, the version the test bed
-# pins), same workloads, same dev server, interleaved, several repetitions. See bench/README.md.
+# pins), the Go SDK client (bench/go, the version its go.mod pins) and the raw gRPC C core
+# program (bench/raw.c), same workloads, same dev server, interleaved, several repetitions.
+# See bench/README.md.
 #
 #   bench/run.sh              the full run: bench/results/<timestamp>.json, bench/results/latest.md,
 #                             bench/results/throughput.png, and the table in bench/README.md
@@ -41,18 +43,37 @@ testbed_venv
 
 # In memory: the server's own disk writes would be measured as much as the clients. The
 # frontend's rate limits (2,400 RPCs/s by default) go up so the GetSystemInfo workload can
-# show the clients' own ceiling instead of RESOURCE_EXHAUSTED.
+# show the clients' own ceiling instead of RESOURCE_EXHAUSTED; so does its limit of 1,200
+# long polls per namespace, or the 10,000 held calls of the scaling workload would be
+# refused and retried by every client (CPU while they "wait" would be the retries').
 testbed_start_server "" \
   --dynamic-config-value frontend.rps=1000000 \
-  --dynamic-config-value frontend.namespaceRPS=1000000
+  --dynamic-config-value frontend.namespaceRPS=1000000 \
+  --dynamic-config-value frontend.namespaceCount=1000000
 testbed_start_worker "$WORKER_TASK_QUEUE"
 
 # temporal-lua carries this checkout's modules (make bench rebuilds it); no user init code.
 unset LUA_INIT LUA_INIT_5_4
+
+# The anchors. bench-raw is built by make bench; the Go client is built here (Go's build
+# cache makes later builds quick). Either missing: the run goes on without its column.
+anchors=()
+if [ -x "$ROOT/build/bench-raw" ]; then anchors+=(--raw "$ROOT/build/bench-raw")
+else say "build/bench-raw missing (make build/bench-raw): no raw C column"; fi
+if command -v go >/dev/null; then
+  say "building the Go SDK client workload (bench/go)"
+  if (cd "$ROOT/bench/go" && go build -o "$TB/bench-go" .) >"$TB/go-build.log" 2>&1; then
+    anchors+=(--go "$TB/bench-go")
+  else
+    say "the Go build failed (see ${TB#"$ROOT"/}/go-build.log): no Go column"; tail -n 5 "$TB/go-build.log" >&2
+  fi
+else
+  say "go not found: no Go column"
+fi
 
 out=(--out-dir "$ROOT/bench/results" --readme "$ROOT/bench/README.md")
 [ "${1:-}" = "--smoke" ] && out=(--out-dir "$TB")
 "$PY" "$ROOT/bench/bench.py" \
   --address "$ADDRESS" --namespace default \
   --server-pid "$SERVER_PID" --worker-pid "$WORKER_PID" --worker-task-queue "$WORKER_TASK_QUEUE" \
-  --temporal-lua "$TEMPORAL_LUA" --python "$PY" "${out[@]}" "$@"
+  --temporal-lua "$TEMPORAL_LUA" --python "$PY" "${anchors[@]}" "${out[@]}" "$@"

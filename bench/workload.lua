@@ -305,6 +305,87 @@ function workloads.latency()
   return out
 end
 
+-- `count` result() long polls held open at once on one workflow nobody runs, released
+-- together by terminating it: RSS per in-flight call, client CPU while they wait, time to
+-- issue them and from the release to the last one returned.
+function workloads.scaling()
+  local client = connect()
+  local h = client:start_workflow(p.workflow_type, { id = p.id, task_queue = p.task_queue })
+  collectgarbage("collect")
+  local rss_before, heap_before = rss_kib(), collectgarbage("count")
+  local count, issued, returned = p.count, 0, 0
+  local function hold()
+    issued = issued + 1
+    local ok = pcall(h.result, h)
+    assert(not ok, "a terminated workflow's result raises")
+    returned = returned + 1
+  end
+  local t0 = now()
+  local tasks = {}
+  for i = 1, count do tasks[i] = temporal.spawn(hold) end
+  while issued < count do temporal.sleep(0.01) end
+  local issue_s = now() - t0
+  temporal.sleep(p.settle_seconds)  -- the calls reach the server
+  local a = sides()
+  temporal.sleep(p.idle_seconds)
+  local b = sides()
+  collectgarbage("collect")  -- live memory, as the other clients measure it after a collection
+  local rss_held = rss_kib()
+  local heap_held = collectgarbage("count")
+  assert(returned == 0, "no call returned before the release")
+  local t1 = now()
+  h:terminate()
+  for i = 1, count do tasks[i]:wait() end
+  return { calls = count, rss_before_kib = rss_before, rss_held_kib = rss_held, issue_s = issue_s,
+    idle_cpu = b.client_cpu - a.client_cpu, idle_wall = b.wall - a.wall, release_s = now() - t1,
+    returned = returned, lua_heap_kib_per_call = (heap_held - heap_before) / count }
+end
+
+-- What bench/raw.c sends: the path, request bytes, metadata and timeout of the unary calls
+-- temporal-lua makes for a start (client:start_workflow, one JSON argument) and for
+-- get_system_info{}, captured at core.unary and not sent. The start's workflow id ends in
+-- p.id_digits zeros that bench-raw rewrites per call (as it does the request_id's tail).
+function workloads.request_template()
+  local client = connect()
+  local captured
+  local unary = core.unary
+  core.unary = function(_, service, method, request, timeout, md)
+    captured = { service = service, method = method, request = request, timeout = timeout, md = md }
+    error("captured", 0)
+  end
+  local function capture(fn)
+    captured = nil
+    local ok, err = pcall(fn)
+    assert(not ok and captured, "no call captured: " .. tostring(err))
+    local c = captured
+    local pkg = c.service:match("^(.*)%.[^.]+$")
+    local bytes = core.encode(pkg .. "." .. c.method .. "Request", c.request)
+    local md = {}
+    for k, v in pairs(c.md or {}) do
+      if type(v) == "table" then
+        for _, x in ipairs(v) do md[#md + 1] = { k, x } end
+      else
+        md[#md + 1] = { k, v }
+      end
+    end
+    table.sort(md, function(a, b) return a[1] < b[1] end)
+    return {
+      path = "/" .. c.service .. "/" .. c.method, timeout = c.timeout, metadata = md,
+      hex = (bytes:gsub(".", function(ch) return ("%02x"):format(ch:byte()) end)),
+      request_id = c.request.request_id, workflow_id = c.request.workflow_id,
+    }
+  end
+  local id = p.id_prefix .. ("0"):rep(p.id_digits)
+  local out = {
+    start = capture(function()
+      start(client, p.workflow_type, id, p.task_queue, { "payload" })
+    end),
+    get_system_info = capture(function() client.workflow_service:get_system_info{} end),
+  }
+  core.unary = unary
+  return out
+end
+
 -- The activity worker (issue 14): a Lua worker with `slots` slots serves a no-op activity;
 -- the bench's Python worker runs FanOutLuaActivities, which schedules `count` of them at
 -- once on the Lua worker's task queue. Client CPU is the worker's (same process).

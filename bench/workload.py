@@ -175,6 +175,46 @@ async def payload() -> dict:
     return {"sizes": results, **deltas(before, sides())}
 
 
+async def scaling() -> dict:
+    """`count` result() long polls held open at once on one workflow nobody runs, released
+    together by terminating it."""
+    client = await connect()
+    h = await client.start_workflow(P["workflow_type"], id=P["id"], task_queue=P["task_queue"])
+    gc.collect()
+    rss_before = rss_kib()
+    count = P["count"]
+    state = {"issued": 0, "returned": 0}
+
+    async def hold() -> None:
+        state["issued"] += 1
+        try:
+            await h.result()
+            raise AssertionError("a terminated workflow's result raises")
+        except AssertionError:
+            raise
+        except Exception:
+            state["returned"] += 1
+
+    t0 = now()
+    tasks = [asyncio.ensure_future(hold()) for _ in range(count)]
+    while state["issued"] < count:
+        await asyncio.sleep(0.01)
+    issue_s = now() - t0
+    await asyncio.sleep(P["settle_seconds"])  # the calls reach the server
+    a = sides()
+    await asyncio.sleep(P["idle_seconds"])
+    b = sides()
+    gc.collect()
+    rss_held = rss_kib()
+    assert state["returned"] == 0, "no call returned before the release"
+    t1 = now()
+    await h.terminate()
+    await asyncio.gather(*tasks)
+    return {"calls": count, "rss_before_kib": rss_before, "rss_held_kib": rss_held, "issue_s": issue_s,
+            "idle_cpu": b["client_cpu"] - a["client_cpu"], "idle_wall": b["wall"] - a["wall"],
+            "release_s": now() - t1, "returned": state["returned"]}
+
+
 async def latency() -> dict:
     """Sequential describe, query, signal (WaitForSignal) and execute_workflow (Greet)."""
     client = await connect()
@@ -246,7 +286,7 @@ async def activity_worker() -> dict:
 def main() -> None:
     P.update(json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}"))
     workloads = {"throughput": throughput, "rpc_throughput": rpc_throughput, "memory": memory,
-                 "payload": payload, "latency": latency,
+                 "payload": payload, "latency": latency, "scaling": scaling,
                  "activity_worker": activity_worker}
     fn = workloads[sys.argv[1]]
     result = asyncio.run(fn())

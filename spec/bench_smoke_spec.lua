@@ -1,7 +1,10 @@
 -- The benchmark keeps working: bench/bench.py --smoke runs every workload with tiny counts
--- against the test bed's server and worker, with temporal-lua and with the Python SDK client.
--- Only the shape of the results is checked: fields present, counts as configured, numbers
--- finite and not negative. No timing is asserted (that is what make bench reports).
+-- against the test bed's server and worker, with temporal-lua, the Python SDK client and the
+-- raw gRPC C program (build/bench-raw). Only the shape of the results is checked: fields
+-- present, counts as configured, numbers finite and not negative. No timing is asserted (that
+-- is what make bench reports). The Go SDK client is not built here (a cold Go build takes
+-- minutes); its slot is taken by a peer that dies of SIGSEGV on every run, which the bench
+-- must record, retry a bounded number of times and report as missing, never aborting.
 local helper = require("support.helper")
 local json = helper.json
 
@@ -31,6 +34,13 @@ describe("bench smoke run", function()
     out_dir = os.tmpname()
     os.remove(out_dir)
     assert(os.execute("mkdir -p " .. helper.shell_quote(out_dir)))
+    local built, _, berr = helper.run({ "make", "--no-print-directory", "-s", "build/bench-raw" })
+    assert(built, "make build/bench-raw: " .. tostring(berr))
+    local crash = out_dir .. "/crashing-peer"
+    local script = assert(io.open(crash, "w"))
+    script:write("#!/bin/sh\necho 'about to crash' >&2\nkill -SEGV $$\n")
+    script:close()
+    assert(os.execute("chmod +x " .. helper.shell_quote(crash)))
     local server_pid = assert(os.getenv("TEMPORAL_TEST_SERVER_PID"), "spec/run.sh exports the server pid")
     local ok, _, err, code = helper.run({
       helper.python_path, from_root("bench/bench.py"), "--smoke",
@@ -39,6 +49,7 @@ describe("bench smoke run", function()
       "--worker-task-queue", helper.task_queue,
       "--temporal-lua", from_root(helper.temporal_lua or "build/temporal-lua"),
       "--python", helper.python_path, "--out-dir", out_dir,
+      "--raw", from_root("build/bench-raw"), "--go", crash,
     })
     assert(ok, ("bench.py --smoke exited %s:\n%s"):format(tostring(code), err))
     local p = io.popen("ls " .. helper.shell_quote(out_dir) .. "/*.json")
@@ -85,6 +96,10 @@ describe("bench smoke run", function()
           assert.is_true(s.bytes >= cfg.payload.sizes[1][2])
           assert.is_true(s.iterations >= 3)
         end
+      elseif r.workload == "scaling" then
+        assert.equals(cfg.scaling.count, r.calls)
+        assert.equals(r.calls, r.returned)  -- every held call returned after the release
+        assert.is_true(r.rss_held_kib > 0 and r.idle_wall > 0)
       elseif r.workload == "latency" then
         local want = r.op == "execute" and cfg.latency.execute_count or cfg.latency.count
         assert.equals(want, r.calls)
@@ -100,8 +115,63 @@ describe("bench smoke run", function()
       assert.equals(cfg.cold_start.reps, seen["cold_start/" .. client])
       assert.equals(reps, seen["payload/" .. client])
       assert.equals(reps * 4, seen["latency/" .. client])  -- describe, query, signal, execute
+      assert.equals(cfg.scaling.reps, seen["scaling/" .. client])
       assert.equals(reps, seen["activity_worker/" .. client])
     end
+    -- the raw C program: the unary calls and the cold start only
+    assert.equals(reps * #cfg.throughput.concurrency, seen["throughput/raw"])
+    assert.equals(reps, seen["rpc_throughput/raw"])
+    assert.equals(cfg.cold_start.reps, seen["cold_start/raw"])
+    assert.is_nil(seen["memory/raw"])
+    assert.is_nil(seen["payload/go"])  -- the crashing peer gave nothing
+  end)
+
+  it("the raw C program's starts are real workflows carrying temporal-lua's request", function()
+    local n = 0
+    for _, r in ipairs(results.runs) do
+      if r.workload == "throughput" and r.client == "raw" then
+        n = n + 1
+        assert.is_true(r.client_cpu > 0)
+        assert.equals(2, #r.workflow_ids)  -- the first and the last it started
+        for _, id in ipairs(r.workflow_ids) do
+          -- read back from the server: the type, task queue and JSON argument of the template
+          local hist = helper.cli_json("workflow", "show", "--workflow-id", id)
+          local started = hist.events[1].workflowExecutionStartedEventAttributes
+          assert.equals("BenchNoWorker", started.workflowType.name)
+          assert.equals("bench-unpolled", started.taskQueue.name)
+          local data = started.input.payloads[1].data
+          local decoded = helper.python(
+            'import base64, json, os, sys\nsys.stdout.write(base64.b64decode(json.loads(os.environ["ARGS"])[0]).decode())',
+            { data })
+          assert.equals('"payload"', decoded)
+        end
+      end
+    end
+    assert.equals(#results.config.throughput.concurrency, n)
+  end)
+
+  it("records a crashing peer's attempts, retries each sample a bounded number of times, and reports it missing", function()
+    local attempts, missing = {}, {}
+    for _, f in ipairs(results.failures) do
+      if f.client == "go" then
+        assert.equals("killed by SIGSEGV", f.reason)
+        assert.truthy(f.stderr:find("about to crash", 1, true))
+        local key = f.workload .. "/" .. tostring(f.rep) .. "/" .. tostring(f.concurrency)
+        attempts[key] = (attempts[key] or 0) + 1
+      end
+    end
+    for _, m in ipairs(results.missing) do
+      if m.client == "go" then missing[#missing + 1] = m end
+    end
+    assert.is_true(#missing >= 6)  -- warm-up, throughput, GetSystemInfo, memory, cold start, ...
+    for key, n in pairs(attempts) do
+      assert.equals(3, n, key)  -- the first try and two retries
+    end
+    local f = assert(io.open(out_dir .. "/latest.md", "rb"))
+    local md = f:read("a")
+    f:close()
+    assert.truthy(md:find("Missing samples", 1, true))
+    assert.truthy(md:find("Go SDK payload rep 0: killed by SIGSEGV", 1, true))
   end)
 
   it("summarizes medians and spreads, server CPU included, for both clients", function()
@@ -123,15 +193,20 @@ describe("bench smoke run", function()
       assert_spread(s.activity_worker[client].activities_per_s, "activity_worker activities_per_s")
       assert_spread(s.activity_worker[client].worker_cpu_us_per_activity, "activity_worker worker CPU")
     end
-    assert.is_true(results.callgrind.instructions[1] > 0)
-    assert.is_number(results.callgrind.instructions_per_start)  -- a difference: any sign at tiny N
+    for _, what in ipairs({ "start", "get_system_info" }) do
+      for _, client in ipairs({ "lua", "raw" }) do
+        local cg = results.callgrind[what][client]
+        assert.is_true(cg.instructions[1] > 0, what .. " " .. client)
+        assert.is_number(cg.instructions_per_call)  -- a difference: any sign at tiny N
+      end
+    end
   end)
 
   it("writes the Markdown table and the PNG chart", function()
     local f = assert(io.open(out_dir .. "/latest.md", "rb"))
     local md = f:read("a")
     f:close()
-    assert.truthy(md:find("| workload | unit | temporal-lua | Python SDK | Lua/Python | target |", 1, true))
+    assert.truthy(md:find("| workload | unit | temporal-lua | Python SDK | Go SDK | raw gRPC C | Lua/Python | Lua/Go | Lua/raw C | target |", 1, true))
     assert.truthy(md:find("start throughput", 1, true))
     local png = assert(io.open(out_dir .. "/throughput.png", "rb"))
     assert.equals("\137PNG", png:read(4))

@@ -335,6 +335,26 @@ describe("json_decode", function()
     assert.equal(-math.huge, 1 / negzero)
   end)
 
+  it("reads short decimals (at most 15 digits, exponent within 22) as strtod does", function()
+    -- decode's fast path (one exact multiplication or division) against Lua's tonumber,
+    -- which is strtod: the same double for every form and sign.
+    for _ = 1, 20000 do
+      local m = math.random(0, 10 ^ math.random(1, 15) - 1)
+      local frac = math.random(0, 20)
+      local s = tostring(m)
+      if frac > 0 then
+        s = ("0"):rep(math.max(0, frac + 1 - #s)) .. s
+        s = s:sub(1, #s - frac) .. "." .. s:sub(#s - frac + 1)
+      end
+      if math.random() < 0.3 then s = s .. (math.random() < 0.5 and "e" or "E-") .. math.random(0, 25) end
+      if math.random() < 0.5 then s = "-" .. s end
+      local x = decode(s)
+      local want = tonumber(s)  -- a float when s has '.' or an exponent, as decode's
+      assert.equal(math.type(want), math.type(x), s)
+      assert(x == want and (1 / x > 0) == (1 / want > 0), s .. " -> " .. ("%a"):format(x) .. ", strtod " .. ("%a"):format(want))
+    end
+  end)
+
   it("refuses integers beyond int64 unless big_int = 'float'", function()
     assert.matches('integer 9223372036854775808 does not fit a 64%-bit Lua integer.*big_int = "float"',
       decode_error("9223372036854775808"))

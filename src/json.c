@@ -57,6 +57,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,6 +288,36 @@ static int json_layout_double(int negative, const char *digits, int nd, int exp1
   return len;
 }
 
+/* The powers of ten a double holds exactly. */
+static const double json_pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The fast path of json_format_double: ax (>= 1e-4, < 1e15) is m / 10^k exactly as a
+ * double for an integer m of at most 15 digits (1.5, 3.0, 19.99). Division of two exact
+ * values is correctly rounded, so m / 10^k == ax means the decimal m*10^-k reads back to
+ * ax; and two different decimals of at most 15 significant digits never read back to the
+ * same double (DBL_DIG = 15), so it is the shortest form, the one Python's repr writes.
+ * Returns the digit count (digits of m) and *exp10, or 0 when ax is not of that form. */
+static int json_short_digits(double ax, char *digits, int *exp10) {
+  int k, nd = 0, i;
+  for (k = 0; k <= 18; k++) {
+    double y = ax * json_pow10[k];
+    if (y >= 1e15) return 0;
+    if (y == floor(y) && (double)(uint64_t)y / json_pow10[k] == ax) {
+      uint64_t m = (uint64_t)y;
+      char tmp[24];
+      do {
+        tmp[nd++] = (char)('0' + m % 10);
+        m /= 10;
+      } while (m);
+      for (i = 0; i < nd; i++) digits[i] = tmp[nd - 1 - i];
+      *exp10 = nd - 1 - k;
+      return nd;
+    }
+  }
+  return 0;
+}
+
 /* Writes x (finite) the way Python's float repr does: the shortest digits that read back
  * to x, the nearest to x among those. Returns the length; out must hold 32 bytes. */
 static int json_format_double(double x, char *out) {
@@ -295,6 +326,8 @@ static int json_format_double(double x, char *out) {
   double ax = fabs(x);
 
   if (x == 0) return json_layout_double(negative, "0", 1, 0, out);
+  if (ax >= 1e-4 && ax < 1e15 && (n = json_short_digits(ax, digits, &exp10)) > 0)
+    return json_layout_double(negative, digits, n, exp10, out);
   if (ax < DBL_MIN) {
     /* Subnormals carry fewer digits (5e-324): search every length. */
     for (n = 1; n < 17; n++) {
@@ -558,7 +591,52 @@ static void json_encode_array(json_encoder *e, int idx, lua_Integer length) {
   e->out->data[e->out->len++] = ']';
 }
 
-static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
+/* Writes one member: "key":value, with the value at stack index vidx. */
+static void json_encode_member(json_encoder *e, json_frame *f, const json_key *k, int first, int vidx) {
+  lua_State *L = e->L;
+  if (!first) {
+    json_buffer_reserve(L, e->out, 1);
+    e->out->data[e->out->len++] = ',';
+  }
+  f->child = JSON_CHILD_NONE; /* errors in the key itself name the object */
+  json_encode_string(e, k->s, k->len, 1);
+  json_buffer_reserve(L, e->out, 1);
+  e->out->data[e->out->len++] = ':';
+  f->child = JSON_CHILD_KEY;
+  f->key = k->s;
+  f->keylen = k->len;
+  json_encode_value(e, vidx);
+}
+
+/* Objects of up to this many keys are sorted on the C stack, their keys and values
+ * anchored on the Lua stack: no allocation and no second pass per object. Small, because
+ * the array is in every level of the recursion (max_depth up to 1000). */
+#define JSON_SMALL_OBJECT 8
+
+/* a > b in json_key_compare's order (bytes, then length), inline for short keys. */
+static inline int json_key_after(const json_key *a, const json_key *b) {
+  size_t i, n = a->len < b->len ? a->len : b->len;
+  const unsigned char *x = (const unsigned char *)a->s, *y = (const unsigned char *)b->s;
+  for (i = 0; i < n; i++)
+    if (x[i] != y[i]) return x[i] > y[i];
+  return a->len > b->len;
+}
+
+/* keys[0..n) were collected by json_encode_table's pass over the table, their keys and
+ * values anchored on the Lua stack (slot: the value's index). */
+static void json_encode_collected(json_encoder *e, json_key *keys, int n) {
+  json_frame *f = &e->frames[e->depth - 1];
+  json_key k;
+  int i, j;
+  for (i = 1; i < n; i++) { /* insertion sort: a handful of keys, mostly told apart early */
+    k = keys[i];
+    for (j = i - 1; j >= 0 && json_key_after(&keys[j], &k); j--) keys[j + 1] = keys[j];
+    keys[j + 1] = k;
+  }
+  for (i = 0; i < n; i++) json_encode_member(e, f, &keys[i], i == 0, (int)keys[i].slot);
+}
+
+static void json_encode_object(json_encoder *e, int idx, lua_Integer count, json_key *collected, int ncollected) {
   lua_State *L = e->L;
   json_frame *f = &e->frames[e->depth - 1];
   json_key *keys;
@@ -566,7 +644,9 @@ static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
   lua_Integer n = 0, i;
   json_buffer_reserve(L, e->out, 2);
   e->out->data[e->out->len++] = '{';
-  if (count > 0) {
+  if (collected) {
+    json_encode_collected(e, collected, ncollected);
+  } else if (count > 0) {
     /* Keys are anchored in a table of their own while sorted pointers refer to them, so
      * nothing (not even a finalizer that edits the table) can free them under us. */
     if ((size_t)count > ((size_t)-1) / sizeof *keys) luaL_error(L, "table too large");
@@ -585,20 +665,9 @@ static void json_encode_object(json_encoder *e, int idx, lua_Integer count) {
     }
     if (n > 1) qsort(keys, (size_t)n, sizeof *keys, json_key_compare);
     for (i = 0; i < n; i++) {
-      if (i > 0) {
-        json_buffer_reserve(L, e->out, 1);
-        e->out->data[e->out->len++] = ',';
-      }
-      f->child = JSON_CHILD_NONE; /* errors in the key itself name the object */
-      json_encode_string(e, keys[i].s, keys[i].len, 1);
-      json_buffer_reserve(L, e->out, 1);
-      e->out->data[e->out->len++] = ':';
-      f->child = JSON_CHILD_KEY;
-      f->key = keys[i].s;
-      f->keylen = keys[i].len;
       lua_rawgeti(L, keytable, keys[i].slot);
       lua_rawget(L, idx);
-      json_encode_value(e, lua_gettop(L));
+      json_encode_member(e, f, &keys[i], i == 0, lua_gettop(L));
       lua_pop(L, 1);
     }
     lua_pop(L, 2);
@@ -621,7 +690,8 @@ static const char *json_describe_key(lua_State *L) {
 static void json_encode_table(json_encoder *e, int idx) {
   lua_State *L = e->L;
   const void *self = lua_topointer(L, idx);
-  int d, kind;
+  int d, kind, base, nkeys = 0, overflow = 0;
+  json_key keys[JSON_SMALL_OBJECT];
   lua_Integer count = 0, npos = 0, maxpos = 0, nstr = 0, nval = -1;
   json_frame *f;
 
@@ -635,22 +705,33 @@ static void json_encode_table(json_encoder *e, int idx) {
   luaL_checkstack(L, 8, "JSON nesting");
   kind = json_marked_kind(e, idx);
 
-  /* One pass to learn the shape. */
+  /* One pass to learn the shape. The string keys of a small object are collected on the
+   * way (key and value left on the stack, anchored), so it is written without a second
+   * pass. */
+  base = lua_gettop(L);
+  luaL_checkstack(L, 3 * JSON_SMALL_OBJECT + 8, "JSON object");
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     count++;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) {
+    if (lua_type(L, -2) == LUA_TSTRING) {
       size_t kl;
-      const char *k = lua_tolstring(L, -1, &kl);
+      const char *k = lua_tolstring(L, -2, &kl);
       nstr++;
-      if (kl == 1 && k[0] == 'n') {
-        lua_pushvalue(L, -1);
-        lua_rawget(L, idx);
-        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) nval = lua_tointeger(L, -1);
-        lua_pop(L, 1);
+      if (kl == 1 && k[0] == 'n' && lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0) nval = lua_tointeger(L, -1);
+      if (!overflow && nkeys < JSON_SMALL_OBJECT) {
+        lua_pushvalue(L, -2); /* the key again, for lua_next; key and value stay below */
+        keys[nkeys].s = k;
+        keys[nkeys].len = kl;
+        keys[nkeys].slot = lua_gettop(L) - 1;
+        nkeys++;
+        continue;
       }
-    } else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+      overflow = 1; /* too many to keep: the general path */
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
       lua_Integer k = lua_tointeger(L, -1);
       npos++;
       if (k > maxpos) maxpos = k;
@@ -691,6 +772,7 @@ static void json_encode_table(json_encoder *e, int idx) {
       json_encode_error(e, "array has holes (%I items, highest index %I); set n to the length "
                         "to send nil as null", npos, maxpos);
     }
+    lua_settop(L, base);
     e->depth++;
     json_encode_array(e, idx, length);
   } else {
@@ -699,7 +781,13 @@ static void json_encode_table(json_encoder *e, int idx) {
                         "be strings", maxpos);
     }
     e->depth++;
-    json_encode_object(e, idx, count);
+    if (count > 0 && !overflow && nkeys == count) {
+      json_encode_object(e, idx, count, keys, nkeys);
+    } else {
+      lua_settop(L, base);
+      json_encode_object(e, idx, count, NULL, 0);
+    }
+    lua_settop(L, base);
   }
   e->depth--;
 }
@@ -835,13 +923,31 @@ static int json_encode(lua_State *L) {
 
 /* ---------------------------------------------------------------- decoder */
 
+/* Tables are created at the size of the last array / object decoded at the same depth
+ * (JSON lists of records repeat their shape), up to this many slots: no rehash while
+ * they fill, and little slack when the shape changes. */
+#define JSON_HINT_DEPTH 32
+#define JSON_HINT_MAX 16
+
 typedef struct {
   lua_State *L;
   const char *start, *p, *end;
   int depth, max_depth;
   int big_int_float;
   json_buffer *scratch; /* for strings with escapes */
+  unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
+  int key_table; /* stack index of the table anchoring the cached keys */
+  struct {
+    const char *s; /* the bytes of a Lua string anchored in key_table */
+    size_t len;
+  } keys[64];
 } json_decoder;
+
+/* Object keys repeat (a list of records has a handful of distinct keys): a key without
+ * escapes or non-ASCII bytes is looked up in a small direct-mapped cache of the Lua
+ * strings made for earlier keys before a new one is interned (which hashes it again). */
+#define JSON_KEY_CACHE 64
+#define JSON_KEY_MAX 40 /* Lua's short strings */
 
 static int json_decode_error(json_decoder *d, const char *at, const char *fmt, ...) {
   lua_State *L = d->L;
@@ -1060,6 +1166,43 @@ static void json_decode_number(json_decoder *d) {
     }
   }
   {
+    /* Fast path (Clinger's): at most 15 significant digits and a power of ten up to 22
+     * make m and 10^k exact doubles, so one multiplication or division is correctly
+     * rounded: the double strtod returns. */
+    uint64_t m = 0;
+    int nd = 0, scale = 0, ok = 1, ex = 0, exneg = 0;
+    const char *q = digits;
+    for (; q < p && *q >= '0' && *q <= '9'; q++) {
+      if (m || *q != '0') nd++;
+      m = m * 10 + (uint64_t)(*q - '0');
+      if (nd > 15) { ok = 0; break; }
+    }
+    if (ok && q < p && *q == '.') {
+      for (q++; q < p && *q >= '0' && *q <= '9'; q++) {
+        if (m || *q != '0') nd++;
+        m = m * 10 + (uint64_t)(*q - '0');
+        scale--;
+        if (nd > 15) { ok = 0; break; }
+      }
+    }
+    if (ok && q < p && (*q == 'e' || *q == 'E')) {
+      q++;
+      if (*q == '+' || *q == '-') exneg = *q++ == '-';
+      for (; q < p; q++) {
+        ex = ex * 10 + (*q - '0');
+        if (ex > 400) { ok = 0; break; }
+      }
+      scale += exneg ? -ex : ex;
+    }
+    if (ok && scale >= -22 && scale <= 22) {
+      double x = (double)m;
+      x = scale < 0 ? x / json_pow10[-scale] : x * json_pow10[scale];
+      lua_pushnumber(L, (lua_Number)(negative ? -x : x));
+      d->p = p;
+      return;
+    }
+  }
+  {
     /* The span is valid JSON, a subset of what strtod reads; it stops at the same place
      * because JSON numbers are followed by a delimiter. */
     char *stop;
@@ -1092,7 +1235,7 @@ static void json_decode_array(json_decoder *d) {
   lua_Integer n = 0;
   json_enter(d);
   d->p++; /* '[' */
-  lua_newtable(L);
+  lua_createtable(L, d->depth < JSON_HINT_DEPTH ? d->array_hint[d->depth] : 0, 0);
   lua_pushvalue(L, JSON_UV_ARRAY_MT);
   lua_setmetatable(L, -2);
   json_skip_space(d);
@@ -1115,14 +1258,41 @@ static void json_decode_array(json_decoder *d) {
     }
     json_decode_error(d, d->p, "expected ',' or ']' but found %s", json_describe_char(L, d->p, d->end));
   }
+  if (d->depth < JSON_HINT_DEPTH) d->array_hint[d->depth] = (unsigned char)(n < JSON_HINT_MAX ? n : JSON_HINT_MAX);
   d->depth--;
+}
+
+/* d->p is just after a key's opening quote. Pushes the key. */
+static void json_decode_key(json_decoder *d) {
+  const char *p = d->p, *end = d->end;
+  size_t len;
+  unsigned h;
+  while (p < end && json_plain_byte[(unsigned char)*p]) p++;
+  len = (size_t)(p - d->p);
+  if (p >= end || *p != '"' || len == 0 || len > JSON_KEY_MAX) {
+    json_decode_string(d); /* escapes, UTF-8, the empty key, long keys: the general path */
+    return;
+  }
+  h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
+       (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
+  if (d->keys[h].len == len && memcmp(d->keys[h].s, d->p, len) == 0) {
+    lua_rawgeti(d->L, d->key_table, (lua_Integer)h + 1);
+  } else {
+    lua_pushlstring(d->L, d->p, len);
+    lua_pushvalue(d->L, -1);
+    lua_rawseti(d->L, d->key_table, (lua_Integer)h + 1);
+    d->keys[h].s = lua_tostring(d->L, -1);
+    d->keys[h].len = len;
+  }
+  d->p = p + 1;
 }
 
 static void json_decode_object(json_decoder *d) {
   lua_State *L = d->L;
+  int n = 0;
   json_enter(d);
   d->p++; /* '{' */
-  lua_newtable(L);
+  lua_createtable(L, 0, d->depth < JSON_HINT_DEPTH ? d->object_hint[d->depth] : 0);
   lua_pushvalue(L, JSON_UV_OBJECT_MT);
   lua_setmetatable(L, -2);
   json_skip_space(d);
@@ -1136,13 +1306,14 @@ static void json_decode_object(json_decoder *d) {
     if (d->p >= d->end || *d->p != '"')
       json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
     d->p++;
-    json_decode_string(d);
+    json_decode_key(d);
     json_skip_space(d);
     if (d->p >= d->end || *d->p != ':')
       json_decode_error(d, d->p, "expected ':' but found %s", json_describe_char(L, d->p, d->end));
     d->p++;
     json_decode_value(d);
     lua_rawset(L, -3); /* a duplicate key overwrites: the last one wins, as in Python */
+    n++;
     json_skip_space(d);
     if (d->p < d->end && *d->p == ',') {
       d->p++;
@@ -1154,6 +1325,7 @@ static void json_decode_object(json_decoder *d) {
     }
     json_decode_error(d, d->p, "expected ',' or '}' but found %s", json_describe_char(L, d->p, d->end));
   }
+  if (d->depth < JSON_HINT_DEPTH) d->object_hint[d->depth] = (unsigned char)(n < JSON_HINT_MAX ? n : JSON_HINT_MAX);
   d->depth--;
 }
 
@@ -1205,6 +1377,8 @@ static int json_decode(lua_State *L) {
   d.depth = 0;
   d.max_depth = json_option_max_depth(L, 2, "json_decode");
   d.big_int_float = 0;
+  memset(d.array_hint, 0, sizeof d.array_hint);
+  memset(d.object_hint, 0, sizeof d.object_hint);
   if (!lua_isnil(L, 2) && lua_getfield(L, 2, "big_int") != LUA_TNIL) {
     const char *mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
     if (strcmp(mode, "float") == 0) d.big_int_float = 1;
@@ -1212,6 +1386,9 @@ static int json_decode(lua_State *L) {
   }
   lua_settop(L, 2);
   d.scratch = json_buffer_new(L);
+  lua_createtable(L, JSON_KEY_CACHE, 0);
+  d.key_table = lua_gettop(L);
+  memset(d.keys, 0, sizeof d.keys);
   json_decode_value(&d);
   json_skip_space(&d);
   if (d.p != d.end)

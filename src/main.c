@@ -57,8 +57,8 @@ static int main_load_embedded(lua_State *L) {
   const tl_embedded_module *m = lua_touserdata(L, lua_upvalueindex(1));
   int nargs = lua_gettop(L);
   const char *chunkname = lua_pushfstring(L, "@%s", m->path);
-  /* "t": the sources are text; refusing binary chunks keeps the loader honest. */
-  if (luaL_loadbufferx(L, m->source, m->len, chunkname, "t") != LUA_OK)
+  /* "b": tools/embed.lua stores the modules precompiled (string.dump, debug info kept). */
+  if (luaL_loadbufferx(L, m->source, m->len, chunkname, "b") != LUA_OK)
     return lua_error(L);
   lua_remove(L, -2);     /* chunk name */
   lua_insert(L, 1);      /* chunk below require's arguments */

@@ -1,4 +1,4 @@
--- Embed the pure-Lua modules into C so temporal-lua needs no files at run time.
+-- Embed the pure-Lua modules into C, precompiled, so temporal-lua needs no files at run time.
 -- usage: lua5.4 tools/embed.lua OUT.c lua/temporal/a.lua ... [build/temporal/b.lua ...]
 --        lua5.4 tools/embed.lua --text OUT.lua docs/reference.md
 --   --text writes a Lua module returning the file's text (a long string whose level of
@@ -24,6 +24,12 @@ for i = 2, #arg do
   local f = assert(io.open(path, "rb")); local src = f:read("a"); f:close()
   local mod = path:gsub("^lua/", ""):gsub("^build/", ""):gsub("%.lua$", ""):gsub("/", ".")
   mod = mod:gsub("%.init$", "")
+  -- Precompiled: loading bytecode costs a small fraction of compiling the source, which
+  -- was most of temporal-lua's start-up. Debug information stays (error positions and
+  -- tracebacks name temporal/client.lua:123 as before). This lua5.4 is the one whose
+  -- liblua the binary links (the same Debian package), so the bytecode format matches;
+  -- a mismatch would fail loudly at require, never run wrong code.
+  src = string.dump(assert(load(src, "@" .. path)), false)
   local bytes = {}
   for j = 1, #src do bytes[#bytes + 1] = tostring(src:byte(j)) end
   out:write(("static const char src_%d[] = {%s,0};\n"):format(i, table.concat(bytes, ",")))

@@ -109,6 +109,7 @@ function M.check_rpc_options(opts, known, what, level)
 end
 
 local urandom
+local UUID_FORMAT = "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x"
 --- A random (version 4) UUID string: request ids, update ids.
 function M.uuid4()
   if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
@@ -118,13 +119,11 @@ function M.uuid4()
     for i = 1, 16 do t[i] = string.char(math.random(0, 255)) end
     b = table.concat(t)
   end
-  local bytes = { b:byte(1, 16) }
-  bytes[7] = bytes[7] % 0x10 + 0x40   -- version 4: high nibble 0100
-  bytes[9] = bytes[9] % 0x40 + 0x80   -- RFC 4122 variant: high bits 10
-  local hex = {}
-  for i = 1, 16 do hex[i] = ("%02x"):format(bytes[i]) end
-  local s = table.concat(hex)
-  return ("%s-%s-%s-%s-%s"):format(s:sub(1, 8), s:sub(9, 12), s:sub(13, 16), s:sub(17, 20), s:sub(21, 32))
+  -- One format over the 16 bytes: no intermediate tables or strings (a start makes one).
+  -- Plain arithmetic, not bit operators, so LuaJIT parses it too.
+  local b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16 = b:byte(1, 16)
+  return UUID_FORMAT:format(b1, b2, b3, b4, b5, b6, b7 % 0x10 + 0x40, b8, -- version 4: 0100
+    b9 % 0x40 + 0x80, b10, b11, b12, b13, b14, b15, b16)                   -- RFC 4122 variant: 10
 end
 
 --- The client's data converter (temporal.converter's default, loaded on first use, until

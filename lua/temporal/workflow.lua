@@ -362,16 +362,14 @@ end)
 M.WorkflowHandle = WorkflowHandle
 M.WorkflowHandle_methods = handle_methods
 
-local function new_handle(client, id, fields)
-  fields = fields or {}
-  return core.handle(WorkflowHandle, {
-    _client = client,
-    id = id,
-    run_id = fields.run_id,
-    result_run_id = fields.result_run_id,
-    first_execution_run_id = fields.first_execution_run_id,
-    start_response = fields.start_response,
-  })
+-- The handle's state table holds only its set fields: four hash slots for a handle from
+-- get_workflow_handle (a constructor naming all six fields would size it for eight even
+-- when two are nil), and no temporary table per handle.
+local function new_handle(client, id, run_id, result_run_id, first_execution_run_id, start_response)
+  local st = { _client = client, id = id, run_id = run_id, result_run_id = result_run_id }
+  if first_execution_run_id ~= nil then st.first_execution_run_id = first_execution_run_id end
+  if start_response ~= nil then st.start_response = start_response end
+  return core.handle(WorkflowHandle, st)
 end
 
 -- The input fields naming the handle's run (chain): id, run_id, first_execution_run_id.
@@ -441,11 +439,7 @@ function methods:start_workflow(workflow, opts)
     if first == nil or first == "" then
       first = (signal == nil or resp.started) and resp.run_id or nil
     end
-    return new_handle(self, req.workflow_id, {
-      result_run_id = resp.run_id,
-      first_execution_run_id = first,
-      start_response = resp,
-    })
+    return new_handle(self, req.workflow_id, nil, resp.run_id, first, resp)
   end)
 end
 
@@ -460,18 +454,16 @@ end
 --- client:get_workflow_handle(workflow_id, { run_id, first_execution_run_id }) -> WorkflowHandle
 -- No RPC. run_id pins every call to that run (and result_run_id = run_id);
 -- first_execution_run_id makes cancel/terminate/update apply only to that run chain.
+local HANDLE_OPTIONS = set_of("run_id", "first_execution_run_id")
+
 function methods:get_workflow_handle(workflow_id, opts)
   local what = "get_workflow_handle"
   if type(workflow_id) ~= "string" or workflow_id == "" then
     fail(what, "workflow_id must be a non-empty string, got %s", type(workflow_id))
   end
-  opts = check_opts(opts, set_of("run_id", "first_execution_run_id"), what)
+  opts = check_opts(opts, HANDLE_OPTIONS, what)
   local run_id = opt_string(what, opts, "run_id")
-  return new_handle(self, workflow_id, {
-    run_id = run_id,
-    result_run_id = run_id,
-    first_execution_run_id = opt_string(what, opts, "first_execution_run_id"),
-  })
+  return new_handle(self, workflow_id, run_id, run_id, opt_string(what, opts, "first_execution_run_id"))
 end
 
 -- ------------------------------------------------------------------ history
@@ -1290,10 +1282,8 @@ function methods:start_update_with_start_workflow(update, opts)
         start_resp = rs[1] and rs[1].start_workflow or {}
         update_resp = rs[2] and rs[2].update_workflow or {}
         if not start_op._handle then
-          start_op._handle = new_handle(self, start_req.workflow_id, {
-            result_run_id = start_resp.run_id, first_execution_run_id = start_resp.run_id,
-            start_response = start_resp,
-          })
+          start_op._handle = new_handle(self, start_req.workflow_id, nil, start_resp.run_id,
+            start_resp.run_id, start_resp)
         end
       until STAGE_ORDER[update_resp.stage or "UNSPECIFIED"] >= STAGE_ORDER.ACCEPTED
       local u = new_update_handle(self, update_req.request.meta.update_id, start_req.workflow_id,
