@@ -41,6 +41,7 @@ struct tl_call {
   grpc_slice status_details;
   char *method;                     /* "/pkg.Service/Method", for errors */
   const void *owner;                /* the tl_channel that started it (cancel on close) */
+  int decode_flags;                 /* tl_pb_decode_push flags for the response */
   int batch_ok;
   int done;                         /* completion drained */
   int orphaned;                     /* its Lua object is gone: free on completion */

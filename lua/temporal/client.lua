@@ -97,13 +97,24 @@ local function check_type(value, expected, name, level)
 end
 M.check_type = check_type
 
---- Checks opts against `known` (a set, changed in place) plus rpc_timeout (number) and
+--- A timeout option: nil, or seconds >= 0 (NaN, negative and math.huge are errors; a
+-- large finite value is a very long wait).
+local function check_timeout(value, name, level)
+  if value ~= nil and (type(value) ~= "number" or not (value >= 0) or value == math.huge) then
+    error(("%s: expected a non-negative number of seconds, got %s"):format(name,
+      type(value) == "number" and tostring(value) or type(value)), level + 1)
+  end
+  return value
+end
+M.check_timeout = check_timeout
+
+--- Checks opts against `known` (a set, changed in place) plus rpc_timeout (seconds) and
 -- rpc_metadata (table); returns opts ({} when nil).
 function M.check_rpc_options(opts, known, what, level)
   known = known or {}
   known.rpc_timeout, known.rpc_metadata = true, true
   opts = check_options(opts, known, what, level + 1)
-  check_type(opts.rpc_timeout, "number", "rpc_timeout", level + 1)
+  check_timeout(opts.rpc_timeout, "rpc_timeout", level + 1)
   check_type(opts.rpc_metadata, "table", "rpc_metadata", level + 1)
   return opts
 end
@@ -170,9 +181,31 @@ local Client = { __name = "temporal.Client" }
 local methods = {}
 M.methods = methods
 
+-- Methods reached through a client check their self first, so `client.close(nil)` or
+-- `client.start_workflow(io.stdout, ...)` name the mistake instead of failing inside.
+-- (A tail call: error levels inside the method still point at the caller.)
+local checked = {}
+local function checked_method(k, m)
+  local f = checked[k]
+  if f == nil then
+    f = function(self, ...)
+      if getmetatable(self) ~= Client then
+        error(("%s: call it with ':' on a temporal.Client (client:%s(...)), got %s"):format(
+          k, k, type(self)), 2)
+      end
+      return m(self, ...)
+    end
+    checked[k] = f
+  end
+  return f
+end
+
 Client.__index = function(self, k)
   local m = methods[k]
-  if m ~= nil then return m end
+  if m ~= nil then
+    if type(m) == "function" then return checked_method(k, m) end
+    return m
+  end
   return state(self)[k]
 end
 
@@ -226,7 +259,7 @@ end
 -- request is re-sent as is, so its request_id stays the same).
 function methods:_rpc(service, method, request, opts)
   local s = state(self)
-  local timeout = opts and opts.rpc_timeout
+  local timeout = check_timeout(opts and opts.rpc_timeout, "rpc_timeout", 2)
   if timeout == nil then
     -- a history read that waits for new events is a long poll too
     local long = LONG_POLL[method] or (type(request) == "table" and request.wait_new_event == true)
@@ -245,7 +278,7 @@ function methods:_rpc(service, method, request, opts)
     attempt = attempt + 1
     local sent = recorder and recorder:begin()
     local md = call_metadata(s, opts and opts.rpc_metadata)
-    local call = core.unary(s.channel, service, method, request, timeout, md)
+    local call = core.unary(s.channel, service, method, request, timeout, md, opts and opts.raw)
     local resp, failure = scheduler.await(call)
     if recorder then recorder:finish(sent, failure) end
     if resp then return resp end
@@ -306,10 +339,13 @@ Service.__index = function(svc, k)
       error(("%s: request must be a table, got %s"):format(k, type(request)), 2)
     end
     check_options(opts, known, k, 2)
-    check_type(opts and opts.rpc_timeout, "number", "rpc_timeout", 2)
+    check_timeout(opts and opts.rpc_timeout, "rpc_timeout", 2)
     check_type(opts and opts.retry, "boolean", "retry", 2)
     check_metadata(opts and opts.rpc_metadata, "rpc_metadata", 2)
-    return svc._client:_rpc(svc._service, name, request or {}, opts)
+    -- raw: Timestamps/Durations decode losslessly, so a response re-encodes unchanged
+    local call_opts = { raw = true }
+    for o, v in pairs(opts or {}) do call_opts[o] = v end
+    return methods._rpc(svc._client, svc._service, name, request or {}, call_opts)
   end
   rawset(svc, k, fn)
   return fn
@@ -571,12 +607,22 @@ function M.connect(target, opts)
   if type(target) ~= "string" or target == "" then
     error("connect: target must be a 'host:port' string, got " .. type(target), 2)
   end
+  if target:find("\0", 1, true) then error("connect: target contains a NUL byte", 2) end
   opts = check_options(opts, CONNECT_OPTIONS, "connect", 2)
   check_type(opts.namespace, "string", "namespace", 2)
   check_type(opts.identity, "string", "identity", 2)
   check_type(opts.lazy, "boolean", "lazy", 2)
-  check_type(opts.connect_timeout, "number", "connect_timeout", 2)
+  check_timeout(opts.connect_timeout, "connect_timeout", 2)
   check_type(opts.data_converter, "table", "data_converter", 2)
+  if opts.data_converter ~= nil
+    and getmetatable(opts.data_converter) ~= require("temporal.converter").DataConverter then
+    error("data_converter: expected a temporal.DataConverter (temporal.DataConverter.new{...})", 2)
+  end
+  local max_recv = opts.max_receive_message_length
+  if max_recv ~= nil and (math.tointeger(max_recv) == nil or max_recv < 1 or max_recv > 0x7fffffff) then
+    error(("max_receive_message_length: expected an integer number of bytes in 1..2147483647, got %s")
+      :format(type(max_recv) == "number" and tostring(max_recv) or type(max_recv)), 2)
+  end
   check_metadata(opts.rpc_metadata, "rpc_metadata", 2)
   check_type(opts.api_key, "string", "api_key", 2)
   local registry = metrics._check_option(opts.metrics, 2)
@@ -591,8 +637,14 @@ function M.connect(target, opts)
   if keep_alive ~= false then
     check_type(keep_alive, "table", "keep_alive", 2)
     check_options(keep_alive, { interval = true, timeout = true }, "keep_alive", 2)
-    check_type(keep_alive.interval, "number", "keep_alive.interval", 2)
-    check_type(keep_alive.timeout, "number", "keep_alive.timeout", 2)
+    for _, name in ipairs({ "interval", "timeout" }) do
+      local v = keep_alive[name]
+      -- gRPC takes int milliseconds; keep_alive = false turns pings off
+      if v ~= nil and (type(v) ~= "number" or not (v > 0) or v > 2147483) then
+        error(("keep_alive.%s: expected seconds in (0, 2147483] (keep_alive = false turns pings off), got %s")
+          :format(name, type(v) == "number" and tostring(v) or type(v)), 2)
+      end
+    end
   end
   local channel = core.channel(target, {
     tls = tls,

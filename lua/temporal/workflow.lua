@@ -225,7 +225,9 @@ local function retry_policy_proto(what, rp)
   local max_interval = opt_duration(w, rp, "maximum_interval")
   local attempts = opt_type(w, rp, "maximum_attempts", "number") or 0
   local nret = opt_type(w, rp, "non_retryable_error_types", "table")
-  if coeff < 1 then fail(w, "option 'backoff_coefficient' must be at least 1, got %s", coeff) end
+  if not (coeff >= 1 and coeff < math.huge) then
+    fail(w, "option 'backoff_coefficient' must be a finite number of at least 1, got %s", coeff)
+  end
   if max_interval and max_interval < initial then
     fail(w, "option 'maximum_interval' must not be less than initial_interval")
   end
