@@ -234,8 +234,8 @@ static scan_status scan_fail(scan_ctx *ctx, const scan_frame *f, scan_status st,
   ctx->error[0] = '\0';
   for (int i = n - 1; i >= 0 && len < sizeof(ctx->error); i--) {
     const scan_frame *c = chain[i];
-    if (n > 8 && i == n - 4) {  /* deep paths: the first levels and the last ones */
-      len += (size_t)snprintf(ctx->error + len, sizeof(ctx->error) - len, ".(%d more levels)", n - 7);
+    if (n > 10 && i == n - 5) {  /* deep paths: the first levels and the last ones */
+      len += (size_t)snprintf(ctx->error + len, sizeof(ctx->error) - len, ".(%d more levels)", n - 8);
       i = 3;
       c = chain[i];
     }

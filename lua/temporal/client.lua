@@ -637,12 +637,14 @@ function M.connect(target, opts)
   if keep_alive ~= false then
     check_type(keep_alive, "table", "keep_alive", 2)
     check_options(keep_alive, { interval = true, timeout = true }, "keep_alive", 2)
+    check_type(keep_alive.interval, "number", "keep_alive.interval", 2)
+    check_type(keep_alive.timeout, "number", "keep_alive.timeout", 2)
     for _, name in ipairs({ "interval", "timeout" }) do
       local v = keep_alive[name]
       -- gRPC takes int milliseconds; keep_alive = false turns pings off
       if v ~= nil and (type(v) ~= "number" or not (v > 0) or v > 2147483) then
         error(("keep_alive.%s: expected seconds in (0, 2147483] (keep_alive = false turns pings off), got %s")
-          :format(name, type(v) == "number" and tostring(v) or type(v)), 2)
+          :format(name, tostring(v)), 2)
       end
     end
   end

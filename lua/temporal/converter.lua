@@ -425,12 +425,14 @@ local function sa_check(cond, name, expected, v)
 end
 
 function sa.keyword(v)
-  sa_check(type(v) == "string" and utf8.len(v) ~= nil, "keyword", "a UTF-8 string", v)
+  sa_check(type(v) == "string", "keyword", "a string", v)
+  sa_check(utf8.len(v) ~= nil, "keyword", "a UTF-8 string", "invalid UTF-8")
   return sa_value("Keyword", v)
 end
 
 function sa.text(v)
-  sa_check(type(v) == "string" and utf8.len(v) ~= nil, "text", "a UTF-8 string", v)
+  sa_check(type(v) == "string", "text", "a string", v)
+  sa_check(utf8.len(v) ~= nil, "text", "a UTF-8 string", "invalid UTF-8")
   return sa_value("Text", v)
 end
 

@@ -226,7 +226,7 @@ local function retry_policy_proto(what, rp)
   local attempts = opt_type(w, rp, "maximum_attempts", "number") or 0
   local nret = opt_type(w, rp, "non_retryable_error_types", "table")
   if not (coeff >= 1 and coeff < math.huge) then
-    fail(w, "option 'backoff_coefficient' must be a finite number of at least 1, got %s", coeff)
+    fail(w, "option 'backoff_coefficient' must be at least 1 (and finite), got %s", coeff)
   end
   if max_interval and max_interval < initial then
     fail(w, "option 'maximum_interval' must not be less than initial_interval")
