@@ -188,3 +188,31 @@ $(BUILD)/skynet/temporal/core.so: $(SKYNET_OBJS) $(BUILD)/gen.a
 	$(CC) -shared -o $@ $(SKYNET_OBJS) $(BUILD)/gen.a $(LDLIBS)
 skynet: $(BUILD)/skynet/temporal/core.so
 .PHONY: skynet
+
+# Sanitized core module for the spec pass under ASan + UBSan (spec/run.sh --asan): loaded
+# by lua5.4 with libasan preloaded.
+$(BUILD)/asan/temporal/core.so: $(CORE_SRCS) $(BUILD)/gen.a src/temporal_lua.h src/rpc.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(WARN) $(ASAN_FLAGS) -fno-sanitize-recover=undefined -shared -o $@ $(CORE_SRCS) $(BUILD)/gen.a $(LDLIBS)
+asan-core: $(BUILD)/asan/temporal/core.so $(BUILD)/asan/temporal-lua
+.PHONY: asan-core
+
+# libFuzzer harnesses (fuzz/) under ASan + UBSan for everything that reads untrusted bytes:
+#   make fuzz                   each harness for FUZZ_SECONDS seconds (default 60)
+#   make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=protobuf
+# Seeds live in fuzz/corpus/<target>; new inputs go to build/fuzz/work/<target>, findings
+# to build/fuzz/findings/. fuzz/README.md has the results of long runs.
+DEBIAN_PKGS += clang libclang-rt-14-dev  # make fuzz: libFuzzer, ASan and UBSan runtimes
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= json protobuf status_details toml
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(CORE_SRCS) $(BUILD)/gen.a src/temporal_lua.h src/rpc.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(BASE_CFLAGS) -Ifuzz -Wall -Wextra $(FUZZ_FLAGS) -DFUZZ_LUA_DIR='"$(CURDIR)/lua"' -o $@ $< \
+	  $(CORE_SRCS) $(BUILD)/gen.a -llua$(LUA_VER) $(LDLIBS) -lm -ldl
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+.PHONY: fuzz fuzz-build

@@ -258,6 +258,25 @@ static int decode_status_details(lua_State *L) {
   return 1;
 }
 
+/* Untrusted bytes: whatever they hold, the failure keeps its status, code and message;
+ * details that do not decode are left out and the reason kept in details_error. */
+void tl_push_status_details(lua_State *L, const uint8_t *data, size_t len, int flags) {
+  int failure = lua_absindex(L, -1);
+  lua_pushcfunction(L, decode_status_details);
+  lua_pushlightuserdata(L, (void *)data);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_pushinteger(L, flags);
+  if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "details");
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_newtable(L); }
+    lua_setfield(L, failure, "details");
+  } else {
+    lua_pushfstring(L, "grpc-status-details-bin: %s", lua_tostring(L, -1));
+    lua_setfield(L, failure, "details_error");
+  }
+  lua_pop(L, 1);
+}
+
 /* { code = 6, status = "ALREADY_EXISTS", message = "...", method = "/...",
  *   details = { { ["@type"] = "temporal.api.errordetails.v1....", ... } }, metadata = {...} } */
 static void push_failure(lua_State *L, tl_call *c) {
@@ -276,20 +295,8 @@ static void push_failure(lua_State *L, tl_call *c) {
     size_t klen = GRPC_SLICE_LENGTH(m->key);
     const char *k = (const char *)GRPC_SLICE_START_PTR(m->key);
     if (klen == 23 && memcmp(k, "grpc-status-details-bin", 23) == 0) {
-      /* Untrusted bytes: whatever they hold, the failure keeps its status, code and
-       * message; details that do not decode are left out and the reason kept. */
-      lua_pushcfunction(L, decode_status_details);
-      lua_pushlightuserdata(L, (void *)GRPC_SLICE_START_PTR(m->value));
-      lua_pushinteger(L, (lua_Integer)GRPC_SLICE_LENGTH(m->value));
-      lua_pushinteger(L, c->decode_flags);
-      if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
-        lua_getfield(L, -1, "details");
-        if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_newtable(L); }
-        lua_setfield(L, -4, "details");
-      } else {
-        lua_pushfstring(L, "grpc-status-details-bin: %s", lua_tostring(L, -1));
-        lua_setfield(L, -4, "details_error");
-      }
+      lua_pushvalue(L, -2);
+      tl_push_status_details(L, GRPC_SLICE_START_PTR(m->value), GRPC_SLICE_LENGTH(m->value), c->decode_flags);
       lua_pop(L, 1);
       continue;
     }

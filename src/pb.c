@@ -307,6 +307,7 @@ static scan_status scan_message(scan_ctx *ctx, const ProtobufCMessageDescriptor 
 static scan_status scan_or_raise(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data,
                                  size_t len, int depth, int strict, const char *what) {
   scan_ctx ctx;
+  if (!data) data = (const uint8_t *)"";  /* empty bytes (an empty Any value) */
   scan_status st = scan_message(&ctx, d, data, data + len, depth, NULL);
   if (st == SCAN_INVALID) luaL_error(L, "invalid %s%s: %s", d->name, what, ctx.error);
   if (st == SCAN_MALFORMED && strict)
@@ -393,7 +394,8 @@ static void seconds_from_lua(lua_State *L, int idx, const path_frame *path, int6
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     path_frame f = { path, k ? k : "?", 0 };
     if (k && strcmp(k, "seconds") == 0) *sec = check_integer(L, -1, &f, LUA_MININTEGER, LUA_MAXINTEGER);
-    else if (k && strcmp(k, "nanos") == 0) *nanos = (int32_t)check_integer(L, -1, &f, -999999999, 999999999);
+    /* Any int32: what a server sent (even out of the documented range) re-encodes as is. */
+    else if (k && strcmp(k, "nanos") == 0) *nanos = (int32_t)check_integer(L, -1, &f, INT32_MIN, INT32_MAX);
     else path_error(L, path, "unknown field '%s' (expected seconds, nanos)", k ? k : luaL_typename(L, -2));
     lua_pop(L, 1);
   }
@@ -411,7 +413,8 @@ static void value_from_lua(lua_State *L, int idx, const ProtobufCFieldDescriptor
   case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
     *(int64_t *)dst = check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER); break;
   case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-    *(uint64_t *)dst = (uint64_t)check_integer(L, idx, path, 0, LUA_MAXINTEGER); break;
+    /* Values above math.maxinteger are the negative integers decoding gives them. */
+    *(uint64_t *)dst = (uint64_t)check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER); break;
   case PROTOBUF_C_TYPE_FLOAT: *(float *)dst = (float)check_number(L, idx, path); break;
   case PROTOBUF_C_TYPE_DOUBLE: *(double *)dst = check_number(L, idx, path); break;
   case PROTOBUF_C_TYPE_BOOL:

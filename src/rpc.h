@@ -63,4 +63,9 @@ typedef struct {
 } tl_channel;
 tl_channel *tl_channel_check(lua_State *L, int idx);
 
+/* Decodes grpc-status-details-bin bytes into the failure table on top of the stack:
+ * sets details (a list), or details_error when the bytes do not decode. Never raises
+ * for bad bytes. */
+void tl_push_status_details(lua_State *L, const uint8_t *data, size_t len, int flags);
+
 #endif
