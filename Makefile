@@ -102,8 +102,8 @@ $(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) 
 	$(CC) -rdynamic -o $@ $^ -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
 
 test: deps
-	@$(MAKE) --no-print-directory all
-	@spec/run.sh
+	@$(MAKE) --no-print-directory all asan
+	@TEMPORAL_TEST_ASAN=1 spec/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -188,14 +188,6 @@ $(BUILD)/skynet/temporal/core.so: $(SKYNET_OBJS) $(BUILD)/gen.a
 	$(CC) -shared -o $@ $(SKYNET_OBJS) $(BUILD)/gen.a $(LDLIBS)
 skynet: $(BUILD)/skynet/temporal/core.so
 .PHONY: skynet
-
-# Sanitized core module for the spec pass under ASan + UBSan (spec/run.sh --asan): loaded
-# by lua5.4 with libasan preloaded.
-$(BUILD)/asan/temporal/core.so: $(CORE_SRCS) $(BUILD)/gen.a src/temporal_lua.h src/rpc.h
-	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(WARN) $(ASAN_FLAGS) -fno-sanitize-recover=undefined -shared -o $@ $(CORE_SRCS) $(BUILD)/gen.a $(LDLIBS)
-asan-core: $(BUILD)/asan/temporal/core.so $(BUILD)/asan/temporal-lua
-.PHONY: asan-core
 
 # libFuzzer harnesses (fuzz/) under ASan + UBSan for everything that reads untrusted bytes:
 #   make fuzz                   each harness for FUZZ_SECONDS seconds (default 60)
