@@ -113,6 +113,12 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bench/run.sh
 
+# make soak [SOAK_SECONDS=300]: one client under a steady mix of calls; bench/soak.md
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@bench/soak.sh
+.PHONY: soak
+
 LUA_CDIR  := $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_LDIR  := $(PREFIX)/share/lua/$(LUA_VER)
 install: all

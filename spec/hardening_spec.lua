@@ -330,6 +330,21 @@ describe("options that used to mean something else", function()
     c:close()
   end)
 
+  it("secrets never reach error messages or tostring", function()
+    local secret = "s3cr3t-key-\1"
+    local c = temporal.connect("127.0.0.1:1", { lazy = true, api_key = secret, tls = false })
+    local ok, e = pcall(c.workflow_service.get_system_info, c.workflow_service, {})
+    assert.is_false(ok)
+    assert.matches("rpc_metadata['authorization']", tostring(e), 1, true)
+    assert.is_nil(tostring(e):find("s3cr3t", 1, true))
+    assert.is_nil(tostring(c):find("s3cr3t", 1, true))
+    ok, e = pcall(core.channel, "127.0.0.1:1", { http_proxy = "127.0.0.1:2", http_proxy_user = "u",
+      http_proxy_password = "s3cr3t\0" })
+    assert.is_false(ok)
+    assert.is_nil(tostring(e):find("s3cr3t", 1, true))
+    c:close()
+  end)
+
   it("a data converter and typed search attribute values are checked up front", function()
     local ok, e = pcall(temporal.connect, "127.0.0.1:1", { lazy = true, data_converter = {} })
     assert.is_false(ok)

@@ -474,8 +474,11 @@ function sa.keyword_list(v)
     end
   end
   for i = 1, #v do
-    if type(v[i]) ~= "string" or utf8.len(v[i]) == nil then
-      error(("search_attributes.keyword_list: item %d is a %s, not a UTF-8 string"):format(i, type(v[i])), 2)
+    if type(v[i]) ~= "string" then
+      error(("search_attributes.keyword_list: item %d is a %s, not a string"):format(i, type(v[i])), 2)
+    end
+    if utf8.len(v[i]) == nil then
+      error(("search_attributes.keyword_list: item %d is not a UTF-8 string"):format(i), 2)
     end
     list[i] = v[i]
   end
