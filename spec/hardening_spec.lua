@@ -79,7 +79,8 @@ describe("hostile bytes", function()
       details = core.encode(STATUS, { code = 3, message = "m" }) .. wrap(tag(STATUS, "details", true),
         wrap("\10", "type.googleapis.com/" .. FAILURE) .. wrap("\18", deep_failure(1000))) },
     malformed_details = { status = 14, message = "unavailable for now", details = "\255\255\255\255" },
-    bad_utf8 = { body = history_with_failure(core.encode(FAILURE, { cause = { message = "OK" } }):gsub("OK", "O\xff")) },
+    bad_utf8 = { body = history_with_failure((core.encode(FAILURE, { cause = { message = "OK" } })
+      :gsub("OK", "O\xff"))) },
     nul = { body = history_with_failure(core.encode(FAILURE, { message = "OK" }):gsub("OK", "O\0")) },
   }
   local order = { "deep_response", "deep_details", "malformed_details", "bad_utf8", "nul" }
@@ -131,7 +132,8 @@ local ok, e = pcall(c.workflow_service.get_system_info, c.workflow_service, {})
 print(ok, temporal.errors.is(e, "RPCError"), e.status, e.code, e.grpc_message, #e.details, e.details_error)
 ]]):format(address.deep_details))
     assert.is_true(ok, err)
-    assert.matches("^false\ttrue\tINVALID_ARGUMENT\t3\tbad request\t0\tgrpc%-status%-details%-bin: invalid google.rpc.Status: details%[1%]%.value%.cause", out)
+    assert.matches("^false\ttrue\tINVALID_ARGUMENT\t3\tbad request\t0\t", out)
+    assert.matches("grpc-status-details-bin: invalid google.rpc.Status: details[1].value.cause", out, 1, true)
   end)
 
   it("malformed status details still give an RPCError that is retried and matched", function()
@@ -154,7 +156,8 @@ print(ok, temporal.errors.is(e, "RPCError"), e.status, e.code, e.grpc_message, #
     local ok, e = pcall(c.workflow_service.get_workflow_execution_history, c.workflow_service,
       { namespace = "default", execution = { workflow_id = "x" } })
     assert.is_false(ok)
-    assert.matches("history.events[1].workflow_execution_failed_event_attributes.failure.cause.message: string is not valid UTF-8",
+    assert.matches("history.events[1].workflow_execution_failed_event_attributes.failure.cause.message: "
+      .. "string is not valid UTF-8",
       tostring(e), 1, true)
     c:close()
     c = temporal.connect(address.nul, { lazy = true })
@@ -221,7 +224,8 @@ describe("raw messages round-trip exactly", function()
     assert.equal(math.type(m.close_time), "integer")
     assert.equal(core.encode(info, m), bytes)
     -- negative durations and out-of-float-range seconds too
-    for _, d in ipairs({ { seconds = -1, nanos = -5 }, { seconds = 1 << 60, nanos = 7 }, { seconds = 0, nanos = 1 } }) do
+    for _, d in ipairs({ { seconds = -1, nanos = -5 }, { seconds = 1 << 60, nanos = 7 },
+      { seconds = 0, nanos = 1 } }) do
       local b = core.encode("google.protobuf.Duration", d)
       assert.equal(b, core.encode("google.protobuf.Duration", core.decode("google.protobuf.Duration", b)))
     end
@@ -270,7 +274,8 @@ describe("options that used to mean something else", function()
     fails("keep_alive.interval: expected seconds in (0, 2147483]", lazy({ keep_alive = { interval = -1 } }))
     fails("keep_alive.timeout: expected seconds in (0, 2147483]", lazy({ keep_alive = { timeout = 1e300 } }))
     fails("max_receive_message_length: expected an integer", lazy({ max_receive_message_length = 1.5 }))
-    fails("connect: target contains a NUL byte", function() return temporal.connect("127.0.0.1:7233\0evil", { lazy = true }) end)
+    fails("connect: target contains a NUL byte", function()
+      return temporal.connect("127.0.0.1:7233\0evil", { lazy = true }) end)
     local c = temporal.connect("127.0.0.1:1", { lazy = true })
     fails("rpc_timeout: expected a non-negative number of seconds, got", function()
       return c.workflow_service:get_system_info({}, { rpc_timeout = 0 / 0 }) end)

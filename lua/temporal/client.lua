@@ -100,7 +100,7 @@ M.check_type = check_type
 --- A timeout option: nil, or seconds >= 0 (NaN, negative and math.huge are errors; a
 -- large finite value is a very long wait).
 local function check_timeout(value, name, level)
-  if value ~= nil and (type(value) ~= "number" or not (value >= 0) or value == math.huge) then
+  if value ~= nil and (type(value) ~= "number" or not (value >= 0) or value == math.huge) then  -- luacheck: ignore 581
     error(("%s: expected a non-negative number of seconds, got %s"):format(name,
       type(value) == "number" and tostring(value) or type(value)), level + 1)
   end
@@ -642,7 +642,7 @@ function M.connect(target, opts)
     for _, name in ipairs({ "interval", "timeout" }) do
       local v = keep_alive[name]
       -- gRPC takes int milliseconds; keep_alive = false turns pings off
-      if v ~= nil and (type(v) ~= "number" or not (v > 0) or v > 2147483) then
+      if v ~= nil and (type(v) ~= "number" or not (v > 0) or v > 2147483) then  -- luacheck: ignore 581
         error(("keep_alive.%s: expected seconds in (0, 2147483] (keep_alive = false turns pings off), got %s")
           :format(name, tostring(v)), 2)
       end

@@ -18,8 +18,8 @@ Hostile.__index = Hostile
 
 function Hostile:stop()
   if self.pid then
-    os.execute(('kill -TERM %d 2>/dev/null; for i in $(seq 50); do kill -0 %d 2>/dev/null || break; sleep 0.1; done; kill -KILL %d 2>/dev/null')
-      :format(self.pid, self.pid, self.pid))
+    os.execute(('kill -TERM %d 2>/dev/null; for i in $(seq 50); do kill -0 %d 2>/dev/null || break; '
+      .. 'sleep 0.1; done; kill -KILL %d 2>/dev/null'):format(self.pid, self.pid, self.pid))
     self.pid = nil
   end
   os.remove(self.port_file)
