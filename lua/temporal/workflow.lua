@@ -487,7 +487,10 @@ local function history_options(what, opts)
   check_rpc(what, opts)
   opt_type(what, opts, "wait_new_event", "boolean")
   opt_type(what, opts, "skip_archival", "boolean")
-  opt_type(what, opts, "page_size", "number")
+  local page_size = opt_type(what, opts, "page_size", "number")
+  if page_size ~= nil and (math.type(page_size) ~= "integer" or page_size <= 0 or page_size > 0x7fffffff) then
+    fail(what, "option 'page_size' must be a positive integer, got %s", tostring(page_size))
+  end
   opt_string(what, opts, "next_page_token")
   return opt_enum(what, opts, "event_filter_type", FILTER) or "ALL_EVENT"
 end
