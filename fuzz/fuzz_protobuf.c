@@ -1,7 +1,9 @@
 /* Protobuf decode/encode: the first byte picks a message type the client reads (every
  * WorkflowService/OperatorService response, history, failures, status details, payloads);
  * decoding the rest never crashes, and whatever decodes re-encodes and decodes to the same
- * table (raw messages round-trip exactly). */
+ * table (raw messages round-trip exactly). When the second byte is 0xff, the rest instead
+ * builds a Lua value (tables keyed by the type's field names, numbers, strings, booleans,
+ * nesting) to encode as that type: errors are fine, and what encodes must decode. */
 #include "harness.h"
 
 FUZZ_TARGET(
@@ -24,9 +26,43 @@ FUZZ_TARGET(
   "    if not seen[out] then seen[out] = true; types[#types + 1] = out end\n"
   "  end\n"
   "end\n"
+  "local function lua_value(t, s)\n"
+  "  local fields = core.message_fields(t)\n"
+  "  local pos = 1\n"
+  "  local function byte() local b = s:byte(pos) or 0; pos = pos + 1; return b end\n"
+  "  local function build(depth)\n"
+  "    local b = byte() % 9\n"
+  "    if b == 0 then return byte() * 7919 - 3 * byte() * 65536\n"
+  "    elseif b == 1 then return (byte() - 100) / (byte() + 0.5)\n"
+  "    elseif b == 2 then local n = byte() % 12; local v = s:sub(pos, pos + n - 1); pos = pos + n; return v\n"
+  "    elseif b == 3 then return byte() % 2 == 0\n"
+  "    elseif b == 4 and depth < 12 then\n"
+  "      local v = {}\n"
+  "      for _ = 1, byte() % 4 do v[fields[byte() % #fields + 1]] = build(depth + 1) end\n"
+  "      return v\n"
+  "    elseif b == 5 and depth < 12 then\n"
+  "      local v = {}\n"
+  "      for i = 1, byte() % 4 do v[i] = build(depth + 1) end\n"
+  "      return v\n"
+  "    elseif b == 6 then return { seconds = byte() - 128, nanos = byte() * 1000003 }\n"
+  "    elseif b == 7 then return ({ 'RUNNING', 'COMPLETED', 'X', '@type', 'type.googleapis.com/x' })[byte() % 5 + 1]\n"
+  "    end\n"
+  "    return math.maxinteger - byte()\n"
+  "  end\n"
+  "  local v = {}\n"
+  "  for _ = 1, byte() % 6 + 1 do v[fields[byte() % #fields + 1]] = build(0) end\n"
+  "  return v\n"
+  "end\n"
   "function check(s)\n"
   "  if #s == 0 then return end\n"
   "  local t = types[s:byte(1) % #types + 1]\n"
+  "  if s:byte(2) == 255 and #core.message_fields(t) > 0 then\n"
+  "    local ok, b = pcall(core.encode, t, lua_value(t, s:sub(3)))\n"
+  "    if not ok then return end\n"
+  "    local ok2, m = pcall(core.decode, t, b)\n"
+  "    if not ok2 then error('BUG: ' .. t .. ': encoded message does not decode: ' .. tostring(m)) end\n"
+  "    return\n"
+  "  end\n"
   "  local ok, m = pcall(core.decode, t, s:sub(2))\n"
   "  if not ok then return end\n"
   "  local ok2, b = pcall(core.encode, t, m)\n"
