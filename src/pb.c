@@ -14,6 +14,8 @@
  * Decoding leaves out fields that hold their default (proto3 has no presence for
  * scalars), so absent and zero read the same: nil.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -226,25 +228,33 @@ static long scan_index(const scan_frame *f) {
   return idx + 1;
 }
 
+/* Appends to ctx->error, truncating (never overflowing) when it is full. */
+static void scan_append(scan_ctx *ctx, size_t *len, const char *fmt, ...) {
+  if (*len >= sizeof(ctx->error) - 1) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(ctx->error + *len, sizeof(ctx->error) - *len, fmt, ap);
+  va_end(ap);
+  if (n > 0) *len += (size_t)n;
+  if (*len > sizeof(ctx->error) - 1) *len = sizeof(ctx->error) - 1;
+}
+
 static scan_status scan_fail(scan_ctx *ctx, const scan_frame *f, scan_status st, const char *reason) {
   const scan_frame *chain[TL_PB_MAX_DEPTH + 2];
   int n = 0;
   for (; f && n < (int)(sizeof(chain) / sizeof(chain[0])); f = f->parent) if (f->fd) chain[n++] = f;
   size_t len = 0;
   ctx->error[0] = '\0';
-  for (int i = n - 1; i >= 0 && len < sizeof(ctx->error); i--) {
-    const scan_frame *c = chain[i];
+  for (int i = n - 1; i >= 0; i--) {
     if (n > 10 && i == n - 5) {  /* deep paths: the first levels and the last ones */
-      len += (size_t)snprintf(ctx->error + len, sizeof(ctx->error) - len, ".(%d more levels)", n - 8);
+      scan_append(ctx, &len, ".(%d more levels)", n - 8);
       i = 3;
-      c = chain[i];
     }
-    len += (size_t)snprintf(ctx->error + len, sizeof(ctx->error) - len, "%s%s", i == n - 1 ? "" : ".", c->fd->name);
-    if (c->fd->label == PROTOBUF_C_LABEL_REPEATED && len < sizeof(ctx->error))
-      len += (size_t)snprintf(ctx->error + len, sizeof(ctx->error) - len, "[%ld]", scan_index(c));
+    const scan_frame *c = chain[i];
+    scan_append(ctx, &len, "%s%s", i == n - 1 ? "" : ".", c->fd->name);
+    if (c->fd->label == PROTOBUF_C_LABEL_REPEATED) scan_append(ctx, &len, "[%ld]", scan_index(c));
   }
-  if (len < sizeof(ctx->error))
-    snprintf(ctx->error + len, sizeof(ctx->error) - len, "%s%s", n ? ": " : "", reason);
+  scan_append(ctx, &len, "%s%s", n ? ": " : "", reason);
   return st;
 }
 
