@@ -75,7 +75,7 @@ describe("hostile bytes", function()
   local replies = {
     deep_response = { body = history_with_failure(deep) },
     deep_details = { status = 3, message = "bad request",
-      -- 1000 levels: gRPC caps trailers (8 KiB by default), deep enough to cross the limit
+      -- 1000 levels: gRPC caps the size of trailers; deep enough to cross our limit
       details = core.encode(STATUS, { code = 3, message = "m" }) .. wrap(tag(STATUS, "details", true),
         wrap("\10", "type.googleapis.com/" .. FAILURE) .. wrap("\18", deep_failure(1000))) },
     malformed_details = { status = 14, message = "unavailable for now", details = "\255\255\255\255" },
