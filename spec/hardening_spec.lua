@@ -332,6 +332,12 @@ describe("options that used to mean something else", function()
         assert.matches(name .. ": call it with ':' on a temporal.Client", tostring(e), 1, true)
       end
     end
+    local sc = c.service_client
+    for _, name in ipairs({ "close", "check_health", "config" }) do
+      local ok, e = pcall(sc[name], io.stdout)
+      assert.is_false(ok)
+      assert.matches(name .. ": call it with ':' on a temporal.ServiceClient", tostring(e), 1, true)
+    end
     local ok, e = pcall(core.handle_state, io.stdout)
     assert.is_false(ok)
     assert.matches("temporal handle", e, 1, true)
@@ -357,6 +363,11 @@ describe("options that used to mean something else", function()
     local ok, e = pcall(temporal.connect, "127.0.0.1:1", { lazy = true, data_converter = {} })
     assert.is_false(ok)
     assert.matches("data_converter: expected a temporal.DataConverter", e, 1, true)
+    local c = temporal.connect("127.0.0.1:1", { lazy = true })
+    ok, e = pcall(c.with, c, { data_converter = {} })
+    assert.is_false(ok)
+    assert.matches("data_converter: expected a temporal.DataConverter", e, 1, true)
+    c:close()
     local sa = temporal.search_attributes
     for _, case in ipairs({
       { sa.double, 0 / 0, "expected a finite number" }, { sa.double, math.huge, "expected a finite number" },

@@ -184,21 +184,23 @@ M.methods = methods
 -- Methods reached through a client check their self first, so `client.close(nil)` or
 -- `client.start_workflow(io.stdout, ...)` name the mistake instead of failing inside.
 -- (A tail call: error levels inside the method still point at the caller.)
-local checked = {}
-local function checked_method(k, m)
-  local f = checked[k]
-  if f == nil then
-    f = function(self, ...)
-      if getmetatable(self) ~= Client then
-        error(("%s: call it with ':' on a temporal.Client (client:%s(...)), got %s"):format(
-          k, k, type(self)), 2)
+local function checked_methods(mt, class, var)
+  local checked = {}
+  return function(k, m)
+    local f = checked[k]
+    if f == nil then
+      f = function(self, ...)
+        if getmetatable(self) ~= mt then
+          error(("%s: call it with ':' on a %s (%s:%s(...)), got %s"):format(k, class, var, k, type(self)), 2)
+        end
+        return m(self, ...)
       end
-      return m(self, ...)
+      checked[k] = f
     end
-    checked[k] = f
+    return f
   end
-  return f
 end
+local checked_method = checked_methods(Client, "temporal.Client", "client")
 
 Client.__index = function(self, k)
   local m = methods[k]
@@ -367,9 +369,10 @@ local SERVICE_CLIENT_FIELDS = {
   target = true, identity = true, rpc_metadata = true, api_key = true, retry_config = true,
   system_info = true,
 }
+local checked_service_client_method = checked_methods(ServiceClient, "temporal.ServiceClient", "service_client")
 ServiceClient.__index = function(self, k)
   local m = service_client_methods[k]
-  if m ~= nil then return m end
+  if m ~= nil then return checked_service_client_method(k, m) end
   local conn = state(self)
   if SERVICES[k] then return state(conn._root)[k] end
   if SERVICE_CLIENT_FIELDS[k] then return conn[k] end
@@ -465,6 +468,10 @@ end
 local function new_client(conn, opts, level)
   check_type(opts.namespace, "string", "namespace", level + 1)
   check_type(opts.data_converter, "table", "data_converter", level + 1)
+  if opts.data_converter ~= nil
+    and getmetatable(opts.data_converter) ~= require("temporal.converter").DataConverter then
+    error("data_converter: expected a temporal.DataConverter (temporal.DataConverter.new{...})", level + 1)
+  end
   local interceptors = interceptor.check(opts.interceptors, level + 1)
   local namespace = opts.namespace or "default"
   local s = setmetatable({
@@ -614,10 +621,6 @@ function M.connect(target, opts)
   check_type(opts.lazy, "boolean", "lazy", 2)
   check_timeout(opts.connect_timeout, "connect_timeout", 2)
   check_type(opts.data_converter, "table", "data_converter", 2)
-  if opts.data_converter ~= nil
-    and getmetatable(opts.data_converter) ~= require("temporal.converter").DataConverter then
-    error("data_converter: expected a temporal.DataConverter (temporal.DataConverter.new{...})", 2)
-  end
   local max_recv = opts.max_receive_message_length
   if max_recv ~= nil and (math.tointeger(max_recv) == nil or max_recv < 1 or max_recv > 0x7fffffff) then
     error(("max_receive_message_length: expected an integer number of bytes in 1..2147483647, got %s")
