@@ -181,33 +181,30 @@ local Client = { __name = "temporal.Client" }
 local methods = {}
 M.methods = methods
 
--- Methods reached through a client check their self first, so `client.close(nil)` or
--- `client.start_workflow(io.stdout, ...)` name the mistake instead of failing inside.
--- (A tail call: error levels inside the method still point at the caller.)
-local function checked_methods(mt, class, var)
-  local checked = {}
-  return function(k, m)
-    local f = checked[k]
-    if f == nil then
+-- Public methods check their self first, so `client.close(nil)` or
+-- `client.start_workflow(io.stdout, ...)` name the mistake instead of failing inside: every
+-- public function stored into a method table (by this module or by workflow.lua,
+-- schedule.lua, ...) is kept wrapped in that check. (The wrapper tail-calls the method, so
+-- error levels inside it still point at the caller; help() finds the wrapper itself.)
+local function check_self_on_insert(method_table, mt, class, var)
+  return setmetatable(method_table, { __newindex = function(t, k, f)
+    if type(f) == "function" and type(k) == "string" and k:sub(1, 1) ~= "_" then
+      local m = f
       f = function(self, ...)
         if getmetatable(self) ~= mt then
           error(("%s: call it with ':' on a %s (%s:%s(...)), got %s"):format(k, class, var, k, type(self)), 2)
         end
         return m(self, ...)
       end
-      checked[k] = f
     end
-    return f
-  end
+    rawset(t, k, f)
+  end })
 end
-local checked_method = checked_methods(Client, "temporal.Client", "client")
+check_self_on_insert(methods, Client, "temporal.Client", "client")
 
 Client.__index = function(self, k)
   local m = methods[k]
-  if m ~= nil then
-    if type(m) == "function" then return checked_method(k, m) end
-    return m
-  end
+  if m ~= nil then return m end
   return state(self)[k]
 end
 
@@ -369,10 +366,10 @@ local SERVICE_CLIENT_FIELDS = {
   target = true, identity = true, rpc_metadata = true, api_key = true, retry_config = true,
   system_info = true,
 }
-local checked_service_client_method = checked_methods(ServiceClient, "temporal.ServiceClient", "service_client")
+check_self_on_insert(service_client_methods, ServiceClient, "temporal.ServiceClient", "service_client")
 ServiceClient.__index = function(self, k)
   local m = service_client_methods[k]
-  if m ~= nil then return checked_service_client_method(k, m) end
+  if m ~= nil then return m end
   local conn = state(self)
   if SERVICES[k] then return state(conn._root)[k] end
   if SERVICE_CLIENT_FIELDS[k] then return conn[k] end
