@@ -1,5 +1,6 @@
 /* The TOML profile parser (lua/temporal/envconfig.lua): any text either parses or raises
  * its own "<name>:<line>: <message>" error - never a Lua runtime error from inside. */
+#define FUZZ_LUA_COVERAGE  /* the code under test is Lua */
 #include "harness.h"
 
 FUZZ_TARGET(
