@@ -97,11 +97,11 @@ local function check_type(value, expected, name, level)
 end
 M.check_type = check_type
 
---- A timeout option: nil, or seconds >= 0 (NaN, negative and math.huge are errors; a
--- large finite value is a very long wait).
+--- A timeout option: nil, or seconds >= 0; math.huge (or any value too large for a
+-- deadline, 1e300) means none. NaN, negative values and other types are errors.
 local function check_timeout(value, name, level)
-  if value ~= nil and (type(value) ~= "number" or not (value >= 0) or value == math.huge) then  -- luacheck: ignore 581
-    error(("%s: expected a non-negative number of seconds, got %s"):format(name,
+  if value ~= nil and (type(value) ~= "number" or not (value >= 0)) then  -- luacheck: ignore 581
+    error(("%s: expected a non-negative number of seconds (math.huge: none), got %s"):format(name,
       type(value) == "number" and tostring(value) or type(value)), level + 1)
   end
   return value
