@@ -129,9 +129,9 @@ $(BUILD)/temporal-lua: $(BUILD)/obj/main.o $(BUILD)/obj/embedded.o $(CORE_OBJS) 
 	$(CC) -Wl,--export-dynamic-symbol=luaopen_temporal_core -o $@ $^ -llua$(LUA_VER) -lreadline $(LDLIBS) -lm -ldl
 
 test: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all asan
 	@$(MAKE) --no-print-directory LUA=luajit all
-	@spec/run.sh
+	@TEMPORAL_TEST_ASAN=1 spec/run.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -144,6 +144,12 @@ bench: deps
 # The raw gRPC C core anchor of make bench (bench/README.md): the same unary calls, no Lua.
 $(BUILD)/bench-raw: bench/raw.c
 	$(CC) -std=gnu11 -D_GNU_SOURCE $(EXT_INCS) $(WARN) $(CFLAGS) -o $@ $< $(EXT_LIBDIRS) -lgrpc -lgpr
+
+# make soak [SOAK_SECONDS=300]: one client under a steady mix of calls; bench/soak.md
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@bench/soak.sh
+.PHONY: soak
 
 LUA_CDIR  := $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_LDIR  := $(PREFIX)/share/lua/$(LUA_VER)
@@ -221,3 +227,23 @@ $(BUILD)/skynet/temporal/core.so: $(SKYNET_OBJS) $(BUILD)/gen.a
 	$(CC) -shared -o $@ $(SKYNET_OBJS) $(BUILD)/gen.a $(LDLIBS)
 skynet: $(BUILD)/skynet/temporal/core.so
 .PHONY: skynet
+
+# libFuzzer harnesses (fuzz/) under ASan + UBSan for everything that reads untrusted bytes:
+#   make fuzz                   each harness for FUZZ_SECONDS seconds (default 60)
+#   make fuzz FUZZ_SECONDS=600 FUZZ_TARGETS=protobuf
+# Seeds live in fuzz/corpus/<target>; new inputs go to build/fuzz/work/<target>, findings
+# to build/fuzz/findings/. fuzz/README.md has the results of long runs.
+DEBIAN_PKGS += clang libclang-rt-14-dev  # make fuzz: libFuzzer, ASan and UBSan runtimes
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= json protobuf status_details toml
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(CORE_SRCS) $(BUILD)/gen.a src/temporal_lua.h src/rpc.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(BASE_CFLAGS) -Ifuzz -Wall -Wextra $(FUZZ_FLAGS) -DFUZZ_LUA_DIR='"$(CURDIR)/lua"' -o $@ $< \
+	  $(CORE_SRCS) $(BUILD)/gen.a -llua$(LUA_VER) $(LDLIBS) -lm -ldl
+fuzz-build: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+.PHONY: fuzz fuzz-build

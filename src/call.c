@@ -130,16 +130,22 @@ static void collect_metadata(lua_State *L, int idx, tl_call *c) {
   }
 }
 
-/* core.unary(channel, service, method, request, timeout_seconds|nil, metadata|nil) -> Call */
+/* core.unary(channel, service, method, request, timeout_seconds|nil, metadata|nil, exact|nil) -> Call
+ * exact: decode Timestamps/Durations losslessly (TL_PB_EXACT_TIMES), for raw calls. */
 static int l_unary(lua_State *L) {
   /* Fewer arguments must not let the objects pushed below stand in for the metadata. */
-  lua_settop(L, 6);
+  lua_settop(L, 7);
   tl_channel *ch = tl_channel_check(L, 1);
   const char *service = luaL_checkstring(L, 2);
   const char *method = luaL_checkstring(L, 3);
   luaL_checktype(L, 4, LUA_TTABLE);
+  /* nil: no deadline; a number of seconds >= 0, where one too far to represent (math.huge,
+   * 1e300) is no deadline either, never an overflow into an immediate one. */
   double timeout = luaL_optnumber(L, 5, -1);
   if (timeout != timeout) return luaL_argerror(L, 5, "timeout is NaN");
+  if (timeout < 0 && !lua_isnoneornil(L, 5))
+    return luaL_argerror(L, 5, "timeout must be a non-negative number of seconds (or nil)");
+  int decode_flags = lua_toboolean(L, 7) ? TL_PB_EXACT_TIMES : 0;
   tl_runtime *rt = tl_runtime_get(L);
   const ProtobufCServiceDescriptor *sd = tl_service_by_name(service);
   if (!sd) return luaL_error(L, "unknown service '%s'", service);
@@ -155,6 +161,7 @@ static int l_unary(lua_State *L) {
   if (!c) return luaL_error(L, "out of memory");
   u->c = c;
   c->output = md->output;
+  c->decode_flags = decode_flags;
   c->status_details = grpc_empty_slice();
   grpc_metadata_array_init(&c->recv_initial_md);
   grpc_metadata_array_init(&c->recv_trailing_md);
@@ -227,7 +234,7 @@ static void push_response(lua_State *L, tl_call *c) {
   if (b->type == GRPC_BB_RAW && b->data.raw.compression == GRPC_COMPRESS_NONE &&
       b->data.raw.slice_buffer.count == 1) {
     grpc_slice s = b->data.raw.slice_buffer.slices[0];
-    tl_pb_decode_push(L, c->output, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s));
+    tl_pb_decode_push(L, c->output, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), c->decode_flags);
     return;
   }
   grpc_byte_buffer_reader r;
@@ -239,8 +246,35 @@ static void push_response(lua_State *L, tl_call *c) {
   grpc_slice_unref(s);
   size_t len;
   const char *data = lua_tolstring(L, -1, &len);
-  tl_pb_decode_push(L, c->output, (const uint8_t *)data, len);
+  tl_pb_decode_push(L, c->output, (const uint8_t *)data, len, c->decode_flags);
   lua_remove(L, -2);
+}
+
+/* decode_status_details(data, len, flags) -> google.rpc.Status table; run protected. */
+static int decode_status_details(lua_State *L) {
+  const uint8_t *data = lua_touserdata(L, 1);
+  size_t len = (size_t)lua_tointeger(L, 2);
+  tl_pb_decode_push(L, tl_message_by_name("google.rpc.Status"), data, len, (int)lua_tointeger(L, 3));
+  return 1;
+}
+
+/* Untrusted bytes: whatever they hold, the failure keeps its status, code and message;
+ * details that do not decode are left out and the reason kept in details_error. */
+void tl_push_status_details(lua_State *L, const uint8_t *data, size_t len, int flags) {
+  int failure = lua_absindex(L, -1);
+  lua_pushcfunction(L, decode_status_details);
+  lua_pushlightuserdata(L, (void *)data);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_pushinteger(L, flags);
+  if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
+    lua_getfield(L, -1, "details");
+    if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_newtable(L); }
+    lua_setfield(L, failure, "details");
+  } else {
+    lua_pushfstring(L, "grpc-status-details-bin: %s", lua_tostring(L, -1));
+    lua_setfield(L, failure, "details_error");
+  }
+  lua_pop(L, 1);
 }
 
 /* { code = 6, status = "ALREADY_EXISTS", message = "...", method = "/...",
@@ -261,11 +295,8 @@ static void push_failure(lua_State *L, tl_call *c) {
     size_t klen = GRPC_SLICE_LENGTH(m->key);
     const char *k = (const char *)GRPC_SLICE_START_PTR(m->key);
     if (klen == 23 && memcmp(k, "grpc-status-details-bin", 23) == 0) {
-      const ProtobufCMessageDescriptor *sd = tl_message_by_name("google.rpc.Status");
-      tl_pb_decode_push(L, sd, GRPC_SLICE_START_PTR(m->value), GRPC_SLICE_LENGTH(m->value));
-      lua_getfield(L, -1, "details");
-      if (lua_isnil(L, -1)) { lua_pop(L, 1); lua_newtable(L); }
-      lua_setfield(L, -4, "details");
+      lua_pushvalue(L, -2);
+      tl_push_status_details(L, GRPC_SLICE_START_PTR(m->value), GRPC_SLICE_LENGTH(m->value), c->decode_flags);
       lua_pop(L, 1);
       continue;
     }

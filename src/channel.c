@@ -55,7 +55,10 @@ static const char *opt_string(lua_State *L, int t, const char *field, const char
   const char *v = NULL;
   if (lua_getfield(L, t, field) != LUA_TNIL) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s.%s: expected a string, got %s", what, field, luaL_typename(L, -1));
-    v = lua_tostring(L, -1);
+    size_t len;
+    v = lua_tolstring(L, -1, &len);
+    /* gRPC takes C strings: a NUL would silently cut the value (never shown: it may be a secret). */
+    if (strlen(v) != len) luaL_error(L, "%s.%s: contains a NUL byte", what, field);
   }
   lua_pop(L, 1);  /* the string stays alive: it is referenced by the options table */
   return v;
@@ -108,13 +111,29 @@ static const char *push_proxy_auth(lua_State *L, const char *user, const char *p
   return lua_tostring(L, -1);
 }
 
+/* A number of seconds for an int milliseconds channel argument: NaN, negative (or zero
+ * unless zero_ok) and values past INT_MAX ms are errors, never undefined conversions. */
+static double opt_seconds_ms(lua_State *L, int t, const char *field, double dflt, int zero_ok) {
+  double v = dflt;
+  if (lua_getfield(L, t, field) != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "channel.%s: expected a number, got %s", field, luaL_typename(L, -1));
+    v = lua_tonumber(L, -1);
+    if (!(v > 0 || (zero_ok && v == 0)) || v * 1000 > INT32_MAX)
+      luaL_error(L, "channel.%s: expected seconds in %s..%d, got %f", field, zero_ok ? "0" : "(0", INT32_MAX / 1000, v);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
 /* core.channel(target, opts) -> Channel
  * opts: tls (false | true | table), max_receive_message_length (bytes),
  * keep_alive_time / keep_alive_timeout (seconds; 0 = off), http_proxy ("host:port"),
  * http_proxy_user / http_proxy_password (Basic auth for the proxy's CONNECT),
  * use_proxy_env (boolean, default false), authority (":authority" override). */
 static int l_channel(lua_State *L) {
-  const char *target = luaL_checkstring(L, 1);
+  size_t target_len;
+  const char *target = luaL_checklstring(L, 1, &target_len);
+  if (strlen(target) != target_len) luaL_argerror(L, 1, "target contains a NUL byte");
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   else { lua_newtable(L); lua_replace(L, 2); }
   static const char *const known[] = {"tls", "max_receive_message_length", "keep_alive_time",
@@ -125,16 +144,19 @@ static int l_channel(lua_State *L) {
 
   grpc_arg args[16];
   int n = 0;
-  lua_getfield(L, 2, "max_receive_message_length");
-  lua_Integer maxrecv = luaL_optinteger(L, -1, 128 * 1024 * 1024);
+  lua_Integer maxrecv = 128 * 1024 * 1024;
+  if (lua_getfield(L, 2, "max_receive_message_length") != LUA_TNIL) {
+    int isint = 0;
+    if (lua_type(L, -1) == LUA_TNUMBER) maxrecv = lua_tointegerx(L, -1, &isint);
+    if (!isint)
+      luaL_error(L, "max_receive_message_length: expected an integer number of bytes, got %s",
+                 lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+  }
   lua_pop(L, 1);
-  if (maxrecv > INT32_MAX || maxrecv < -1) luaL_error(L, "max_receive_message_length: out of range");
+  if (maxrecv > INT32_MAX || maxrecv < -1) luaL_error(L, "max_receive_message_length: out of range (-1..%d)", INT32_MAX);
   args[n].type = GRPC_ARG_INTEGER; args[n].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH; args[n++].value.integer = (int)maxrecv;
-  lua_getfield(L, 2, "keep_alive_time");
-  double ka = luaL_optnumber(L, -1, 0);
-  lua_getfield(L, 2, "keep_alive_timeout");
-  double kat = luaL_optnumber(L, -1, 15);
-  lua_pop(L, 2);
+  double ka = opt_seconds_ms(L, 2, "keep_alive_time", 0, 1);
+  double kat = opt_seconds_ms(L, 2, "keep_alive_timeout", 15, 0);
   if (ka > 0) {
     args[n].type = GRPC_ARG_INTEGER; args[n].key = GRPC_ARG_KEEPALIVE_TIME_MS; args[n++].value.integer = (int)(ka * 1000);
     args[n].type = GRPC_ARG_INTEGER; args[n].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS; args[n++].value.integer = (int)(kat * 1000);

@@ -35,8 +35,8 @@ static int l_handle(lua_State *L) {
 
 /* core.handle_state(u) -> the state table of a handle made by core.handle */
 static int l_handle_state(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TUSERDATA);
-  lua_getiuservalue(L, 1, 1);
+  if (lua_type(L, 1) != LUA_TUSERDATA || lua_getiuservalue(L, 1, 1) != LUA_TTABLE)
+    return luaL_typeerror(L, 1, "temporal handle (Client, WorkflowHandle, ScheduleHandle, ...)");
   return 1;
 }
 

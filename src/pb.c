@@ -14,6 +14,8 @@
  * Decoding leaves out fields that hold their default (proto3 has no presence for
  * scalars), so absent and zero read the same: nil.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -159,6 +161,170 @@ int tl_utf8_valid(const char *s, size_t len) {
   return 1;
 }
 
+/* ------------------------------------------------------------------ wire pre-scan */
+
+/* protobuf-c unpacks nested messages by recursion and checks nothing about strings, so
+ * every untrusted byte string is walked once before it is unpacked: nesting is bounded
+ * (a few thousand nested levels overflow the C stack inside protobuf_c_message_unpack,
+ * before any depth check of ours could run), and every string field must be valid UTF-8
+ * without NUL bytes (protobuf-c stores strings NUL-terminated: an embedded NUL would
+ * silently truncate the value). The walk allocates nothing and recurses only as deep as
+ * the limit allows. Any payloads are scanned when they are unpacked (wkt_to_lua). */
+
+typedef enum { SCAN_OK, SCAN_MALFORMED, SCAN_INVALID } scan_status;
+
+typedef struct scan_frame {
+  const struct scan_frame *parent;
+  const ProtobufCMessageDescriptor *d;       /* the message whose bytes are [start, end) */
+  const uint8_t *start;
+  const ProtobufCFieldDescriptor *fd;         /* the field being read, or NULL */
+  const uint8_t *field_at;                    /* where that field's tag starts */
+} scan_frame;
+
+typedef struct {
+  char error[512];   /* "path: reason" when the scan fails */
+} scan_ctx;
+
+static int scan_varint(const uint8_t **p, const uint8_t *end, uint64_t *out) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    if (shift < 64) v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) { *out = v; return 1; }
+  }
+  return 0;
+}
+
+/* Reads one tag and skips its value; value and vlen point at a length-delimited payload. */
+static int scan_field(const uint8_t **p, const uint8_t *end, uint32_t *number, unsigned *wire,
+                      const uint8_t **value, size_t *vlen) {
+  uint64_t tag, n;
+  if (!scan_varint(p, end, &tag)) return 0;
+  *number = (uint32_t)(tag >> 3);
+  *wire = (unsigned)(tag & 7);
+  if (tag >> 3 == 0 || tag >> 3 > 0x1fffffff) return 0;
+  switch (*wire) {
+  case 0: return scan_varint(p, end, &n);
+  case 1: if (end - *p < 8) return 0; *p += 8; return 1;
+  case 5: if (end - *p < 4) return 0; *p += 4; return 1;
+  case 2:
+    if (!scan_varint(p, end, &n) || n > (uint64_t)(end - *p)) return 0;
+    *value = *p; *vlen = (size_t)n; *p += n;
+    return 1;
+  default: return 0;  /* groups: protobuf-c does not support them either */
+  }
+}
+
+/* Index of the occurrence of field `number` that starts at `at`, for paths in errors. */
+static long scan_index(const scan_frame *f) {
+  const uint8_t *p = f->start;
+  long idx = 0;
+  uint32_t number; unsigned wire; const uint8_t *v; size_t vlen;
+  while (p < f->field_at) {
+    const uint8_t *here = p;
+    if (!scan_field(&p, f->field_at, &number, &wire, &v, &vlen)) break;
+    if (here != f->field_at && number == f->fd->id) idx++;
+  }
+  return idx + 1;
+}
+
+/* Appends to ctx->error, truncating (never overflowing) when it is full. */
+static void scan_append(scan_ctx *ctx, size_t *len, const char *fmt, ...) {
+  if (*len >= sizeof(ctx->error) - 1) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(ctx->error + *len, sizeof(ctx->error) - *len, fmt, ap);
+  va_end(ap);
+  if (n > 0) *len += (size_t)n;
+  if (*len > sizeof(ctx->error) - 1) *len = sizeof(ctx->error) - 1;
+}
+
+static scan_status scan_fail(scan_ctx *ctx, const scan_frame *f, scan_status st, const char *reason) {
+  const scan_frame *chain[TL_PB_MAX_DEPTH + 2];
+  int n = 0;
+  for (; f && n < (int)(sizeof(chain) / sizeof(chain[0])); f = f->parent) if (f->fd) chain[n++] = f;
+  size_t len = 0;
+  ctx->error[0] = '\0';
+  for (int i = n - 1; i >= 0; i--) {
+    if (n > 10 && i == n - 5) {  /* deep paths: the first levels and the last ones */
+      scan_append(ctx, &len, ".(%d more levels)", n - 8);
+      i = 3;
+    }
+    const scan_frame *c = chain[i];
+    scan_append(ctx, &len, "%s%s", i == n - 1 ? "" : ".", c->fd->name);
+    if (c->fd->label == PROTOBUF_C_LABEL_REPEATED) scan_append(ctx, &len, "[%ld]", scan_index(c));
+  }
+  scan_append(ctx, &len, "%s%s", n ? ": " : "", reason);
+  return st;
+}
+
+static scan_status scan_message(scan_ctx *ctx, const ProtobufCMessageDescriptor *d, const uint8_t *p,
+                                const uint8_t *end, int depth, const scan_frame *parent) {
+  scan_frame f = { parent, d, p, NULL, NULL };
+  if (depth > TL_PB_MAX_DEPTH) {
+    char reason[64];
+    snprintf(reason, sizeof(reason), "messages nested deeper than %d", TL_PB_MAX_DEPTH);
+    return scan_fail(ctx, parent, SCAN_INVALID, reason);
+  }
+  int is_any = d == &google__protobuf__any__descriptor;
+  const uint8_t *type_url = NULL, *value = NULL, *value_at = NULL;
+  size_t type_url_len = 0, value_len = 0;
+  while (p < end) {
+    uint32_t number; unsigned wire; const uint8_t *v = NULL; size_t vlen = 0;
+    f.field_at = p;
+    f.fd = NULL;
+    if (!scan_field(&p, end, &number, &wire, &v, &vlen)) return scan_fail(ctx, &f, SCAN_MALFORMED, "malformed wire data");
+    if (wire != 2) continue;
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, number);
+    if (!fd) continue;  /* unknown fields stay opaque bytes */
+    f.fd = fd;
+    if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+      scan_status st = scan_message(ctx, fd->descriptor, v, v + vlen, depth + 1, &f);
+      if (st != SCAN_OK) return st;
+    } else if (fd->type == PROTOBUF_C_TYPE_STRING) {
+      if (memchr(v, 0, vlen)) return scan_fail(ctx, &f, SCAN_INVALID, "string contains a NUL byte");
+      if (!tl_utf8_valid((const char *)v, vlen)) return scan_fail(ctx, &f, SCAN_INVALID, "string is not valid UTF-8");
+      if (is_any) { type_url = v; type_url_len = vlen; }  /* the last one wins, as in unpacking */
+    } else if (is_any && fd->type == PROTOBUF_C_TYPE_BYTES) {
+      value = v; value_len = vlen; value_at = f.field_at;
+    }
+  }
+  if (is_any && type_url && value) {
+    /* The packed message, when its type is known, is scanned as if it were nested here
+     * (so errors carry the whole path); a malformed one stays opaque, as decoding does. */
+    char name[256];
+    const uint8_t *slash = type_url + type_url_len;
+    while (slash > type_url && slash[-1] != '/') slash--;
+    size_t nlen = (size_t)(type_url + type_url_len - slash);
+    const ProtobufCMessageDescriptor *inner = NULL;
+    if (nlen < sizeof(name)) {
+      memcpy(name, slash, nlen);
+      name[nlen] = '\0';
+      inner = tl_message_by_name(name);
+    }
+    if (inner) {
+      f.fd = protobuf_c_message_descriptor_get_field_by_name(d, "value");
+      f.field_at = value_at;
+      scan_status st = scan_message(ctx, inner, value, value + value_len, depth + 1, &f);
+      if (st == SCAN_INVALID) return st;
+    }
+  }
+  return SCAN_OK;
+}
+
+/* Scans bytes of message type d that will be unpacked at nesting level depth; raises a
+ * Lua error on malformed bytes (when strict) or on invalid content. Returns the status. */
+static scan_status scan_or_raise(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data,
+                                 size_t len, int depth, int strict, const char *what) {
+  scan_ctx ctx;
+  if (!data) data = (const uint8_t *)"";  /* empty bytes (an empty Any value) */
+  scan_status st = scan_message(&ctx, d, data, data + len, depth, NULL);
+  if (st == SCAN_INVALID) luaL_error(L, "invalid %s%s: %s", d->name, what, ctx.error);
+  if (st == SCAN_MALFORMED && strict)
+    luaL_error(L, "malformed %s message (%I bytes)%s: %s", d->name, (lua_Integer)len, what, ctx.error);
+  return st;
+}
+
 /* ------------------------------------------------------------------ enums */
 
 /* Length of the common prefix of an enum's names ("EVENT_TYPE_"), taken from the
@@ -219,17 +385,15 @@ static const char *check_string(lua_State *L, int idx, const path_frame *path, s
   return lua_tolstring(L, idx, len);
 }
 
+static void seconds_of_number(double v, int duration, int64_t *sec, int32_t *nanos);
+
 /* Seconds (number) or {seconds=, nanos=} into a Timestamp/Duration-shaped pair. */
 static void seconds_from_lua(lua_State *L, int idx, const path_frame *path, int64_t *sec, int32_t *nanos) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     if (lua_isinteger(L, idx)) { *sec = lua_tointeger(L, idx); *nanos = 0; return; }
     double v = lua_tonumber(L, idx);
     if (!isfinite(v) || fabs(v) > 9.2e18) path_error(L, path, "seconds value %f out of range", v);
-    double whole = floor(v);
-    int64_t s = (int64_t)whole;
-    int64_t ns = (int64_t)llround((v - whole) * 1e9);
-    if (ns >= 1000000000) { s++; ns -= 1000000000; }
-    *sec = s; *nanos = (int32_t)ns;
+    seconds_of_number(v, 0, sec, nanos);
     return;
   }
   if (lua_type(L, idx) != LUA_TTABLE) path_error(L, path, "expected seconds (a number), got %s", type_name_at(L, idx));
@@ -240,7 +404,8 @@ static void seconds_from_lua(lua_State *L, int idx, const path_frame *path, int6
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     path_frame f = { path, k ? k : "?", 0 };
     if (k && strcmp(k, "seconds") == 0) *sec = check_integer(L, -1, &f, LUA_MININTEGER, LUA_MAXINTEGER);
-    else if (k && strcmp(k, "nanos") == 0) *nanos = (int32_t)check_integer(L, -1, &f, -999999999, 999999999);
+    /* Any int32: what a server sent (even out of the documented range) re-encodes as is. */
+    else if (k && strcmp(k, "nanos") == 0) *nanos = (int32_t)check_integer(L, -1, &f, INT32_MIN, INT32_MAX);
     else path_error(L, path, "unknown field '%s' (expected seconds, nanos)", k ? k : luaL_typename(L, -2));
     lua_pop(L, 1);
   }
@@ -258,7 +423,8 @@ static void value_from_lua(lua_State *L, int idx, const ProtobufCFieldDescriptor
   case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
     *(int64_t *)dst = check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER); break;
   case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
-    *(uint64_t *)dst = (uint64_t)check_integer(L, idx, path, 0, LUA_MAXINTEGER); break;
+    /* Values above math.maxinteger are the negative integers decoding gives them. */
+    *(uint64_t *)dst = (uint64_t)check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER); break;
   case PROTOBUF_C_TYPE_FLOAT: *(float *)dst = (float)check_number(L, idx, path); break;
   case PROTOBUF_C_TYPE_DOUBLE: *(double *)dst = check_number(L, idx, path); break;
   case PROTOBUF_C_TYPE_BOOL:
@@ -481,14 +647,51 @@ ProtobufCMessage *tl_pb_from_lua(lua_State *L, int idx, const ProtobufCMessageDe
 
 /* ------------------------------------------------------------------ message -> Lua */
 
-static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth);
+static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags, int depth);
 
-static void push_seconds(lua_State *L, int64_t sec, int32_t nanos) {
-  if (nanos == 0) lua_pushinteger(L, sec);
-  else lua_pushnumber(L, (double)sec + nanos / 1e9);
+/* The (seconds, nanos) pair seconds_from_lua makes of v, normalised as for type d. */
+static void seconds_of_number(double v, int duration, int64_t *sec, int32_t *nanos) {
+  double whole = floor(v);
+  int64_t s = (int64_t)whole;
+  int64_t ns = (int64_t)llround((v - whole) * 1e9);
+  if (ns >= 1000000000) { s++; ns -= 1000000000; }
+  if (duration && s < 0 && ns > 0) { s++; ns -= 1000000000; }
+  *sec = s; *nanos = (int32_t)ns;
 }
 
-static void value_to_lua(lua_State *L, const ProtobufCFieldDescriptor *fd, const void *src, int depth) {
+/* A Timestamp or Duration: whole seconds as an integer. With TL_PB_EXACT_TIMES, a float
+ * only when it converts back to exactly these seconds and nanos (durations under about 97
+ * days, rarely a timestamp), otherwise { seconds = s, nanos = n }, which encoding accepts:
+ * a decoded message re-encodes to the same value. Without the flag (the facade's epoch
+ * seconds), always a float. */
+static void push_seconds(lua_State *L, int64_t sec, int32_t nanos, int duration, int flags) {
+  if (nanos == 0) { lua_pushinteger(L, sec); return; }
+  double v = (double)sec + nanos / 1e9;
+  if (flags & TL_PB_EXACT_TIMES) {
+    int64_t s2 = 0; int32_t n2 = 0;
+    if (isfinite(v) && fabs(v) < 9.2e18) seconds_of_number(v, duration, &s2, &n2);
+    if (!isfinite(v) || fabs(v) >= 9.2e18 || s2 != sec || n2 != nanos) {
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, sec);
+      lua_setfield(L, -2, "seconds");
+      lua_pushinteger(L, nanos);
+      lua_setfield(L, -2, "nanos");
+      return;
+    }
+  }
+  lua_pushnumber(L, v);
+}
+
+/* The Lua value of a message field that is absent where a value must appear (a map entry
+ * without its value): the message's default, converted as any other. */
+static void push_default_message(lua_State *L, const ProtobufCMessageDescriptor *d, int flags, int depth) {
+  ProtobufCMessage *m = lua_newuserdatauv(L, d->sizeof_message, 0);
+  protobuf_c_message_init(d, m);
+  message_to_lua(L, m, flags, depth + 1);
+  lua_remove(L, -2);
+}
+
+static void value_to_lua(lua_State *L, const ProtobufCFieldDescriptor *fd, const void *src, int flags, int depth) {
   switch (fd->type) {
   case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
     lua_pushinteger(L, *(const int32_t *)src); break;
@@ -502,6 +705,7 @@ static void value_to_lua(lua_State *L, const ProtobufCFieldDescriptor *fd, const
   case PROTOBUF_C_TYPE_DOUBLE: lua_pushnumber(L, *(const double *)src); break;
   case PROTOBUF_C_TYPE_BOOL: lua_pushboolean(L, *(const protobuf_c_boolean *)src); break;
   case PROTOBUF_C_TYPE_ENUM: push_enum(L, fd->descriptor, *(const int *)src); break;
+  /* Strings were checked by the pre-scan: valid UTF-8 without NUL bytes. */
   case PROTOBUF_C_TYPE_STRING: lua_pushstring(L, *(char *const *)src ? *(char *const *)src : ""); break;
   case PROTOBUF_C_TYPE_BYTES: {
     const ProtobufCBinaryData *b = src;
@@ -509,8 +713,8 @@ static void value_to_lua(lua_State *L, const ProtobufCFieldDescriptor *fd, const
     break;
   }
   case PROTOBUF_C_TYPE_MESSAGE:
-    if (*(ProtobufCMessage *const *)src) message_to_lua(L, *(ProtobufCMessage *const *)src, depth + 1);
-    else lua_pushnil(L);
+    if (*(ProtobufCMessage *const *)src) message_to_lua(L, *(ProtobufCMessage *const *)src, flags, depth + 1);
+    else push_default_message(L, fd->descriptor, flags, depth);
     break;
   }
 }
@@ -534,16 +738,16 @@ static int is_default(const ProtobufCFieldDescriptor *fd, const void *src) {
   return 0;
 }
 
-static int wkt_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth) {
+static int wkt_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags, int depth) {
   const ProtobufCMessageDescriptor *d = msg->descriptor;
   if (d == &google__protobuf__timestamp__descriptor) {
     const Google__Protobuf__Timestamp *t = (const void *)msg;
-    push_seconds(L, t->seconds, t->nanos);
+    push_seconds(L, t->seconds, t->nanos, 0, flags);
     return 1;
   }
   if (d == &google__protobuf__duration__descriptor) {
     const Google__Protobuf__Duration *t = (const void *)msg;
-    push_seconds(L, t->seconds, t->nanos);
+    push_seconds(L, t->seconds, t->nanos, 1, flags);
     return 1;
   }
   if (d == &google__protobuf__field_mask__descriptor) {
@@ -553,7 +757,7 @@ static int wkt_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth) {
     return 1;
   }
   if (strncmp(d->name, "google.protobuf.", 16) == 0 && d->n_fields == 1 && strcmp(d->fields[0].name, "value") == 0) {
-    value_to_lua(L, &d->fields[0], (const char *)msg + d->fields[0].offset, depth);
+    value_to_lua(L, &d->fields[0], (const char *)msg + d->fields[0].offset, flags, depth);
     return 1;
   }
   if (d == &google__protobuf__any__descriptor) {
@@ -561,7 +765,16 @@ static int wkt_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth) {
     const char *type = any->type_url ? strrchr(any->type_url, '/') : NULL;
     type = type ? type + 1 : any->type_url;
     const ProtobufCMessageDescriptor *inner = type ? tl_message_by_name(type) : NULL;
-    ProtobufCMessage *m = inner ? protobuf_c_message_unpack(inner, NULL, any->value.len, any->value.data) : NULL;
+    if (depth + 1 > TL_PB_MAX_DEPTH) luaL_error(L, "protobuf message nested deeper than %d", TL_PB_MAX_DEPTH);
+    ProtobufCMessage *m = NULL;
+    if (inner &&
+        scan_or_raise(L, inner, any->value.data, any->value.len, depth + 1, 0, " (packed in an Any)") == SCAN_OK) {
+      /* Unpacked into an arena owned by a userdata: an error raised while converting (a
+       * limit, memory) frees it with the userdata instead of leaking every level. */
+      tl_arena *a = tl_arena_new(L);
+      m = protobuf_c_message_unpack(inner, &a->allocator, any->value.len, any->value.data);
+      if (!m) lua_pop(L, 1);
+    }
     if (!m) {  /* unknown or malformed: hand over the raw parts */
       lua_createtable(L, 0, 2);
       lua_pushstring(L, any->type_url ? any->type_url : "");
@@ -570,23 +783,20 @@ static int wkt_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth) {
       lua_setfield(L, -2, "value");
       return 1;
     }
-    /* Converting can raise (memory): keep m owned by a userdata while it runs. */
-    ProtobufCMessage **holder = lua_newuserdatauv(L, sizeof(*holder), 0);
-    *holder = m;
-    message_to_lua(L, m, depth + 1);
+    message_to_lua(L, m, flags, depth + 1);
     lua_pushstring(L, inner->name);
     lua_setfield(L, -2, "@type");
+    tl_arena_reset(lua_touserdata(L, -2));
     lua_remove(L, -2);
-    protobuf_c_message_free_unpacked(m, NULL);
     return 1;
   }
   return 0;
 }
 
-static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth) {
+static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags, int depth) {
   if (depth > TL_PB_MAX_DEPTH) luaL_error(L, "protobuf message nested deeper than %d", TL_PB_MAX_DEPTH);
   luaL_checkstack(L, 8, "protobuf conversion");
-  if (wkt_to_lua(L, msg, depth)) return;
+  if (wkt_to_lua(L, msg, flags, depth)) return;
   const ProtobufCMessageDescriptor *d = msg->descriptor;
   lua_createtable(L, 0, 4);
   for (unsigned i = 0; i < d->n_fields; i++) {
@@ -601,15 +811,15 @@ static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth)
         lua_createtable(L, 0, (int)n);
         for (size_t j = 0; j < n; j++) {
           const char *e = ((char *const *)items)[j];
-          value_to_lua(L, &ed->fields[0], e + ed->fields[0].offset, depth);
-          value_to_lua(L, &ed->fields[1], e + ed->fields[1].offset, depth);
+          value_to_lua(L, &ed->fields[0], e + ed->fields[0].offset, flags, depth);
+          value_to_lua(L, &ed->fields[1], e + ed->fields[1].offset, flags, depth);
           lua_rawset(L, -3);
         }
       } else {
         size_t elem = value_size(fd);
         lua_createtable(L, (int)n, 0);
         for (size_t j = 0; j < n; j++) {
-          value_to_lua(L, fd, items + j * elem, depth);
+          value_to_lua(L, fd, items + j * elem, flags, depth);
           lua_rawseti(L, -2, (lua_Integer)j + 1);
         }
       }
@@ -624,19 +834,20 @@ static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int depth)
         continue;
       }
       if (fd->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage *const *)(base + fd->offset) == NULL) continue;
-      value_to_lua(L, fd, base + fd->offset, depth);
+      value_to_lua(L, fd, base + fd->offset, flags, depth);
     }
     lua_setfield(L, -2, fd->name);
   }
 }
 
-void tl_pb_to_lua(lua_State *L, const ProtobufCMessage *msg) { message_to_lua(L, msg, 0); }
+void tl_pb_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags) { message_to_lua(L, msg, flags, 0); }
 
-void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len) {
+void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int flags) {
+  scan_or_raise(L, d, data, len, 0, 1, "");
   tl_arena *a = tl_arena_new(L);
   ProtobufCMessage *m = protobuf_c_message_unpack(d, &a->allocator, len, data);
-  if (!m) luaL_error(L, "malformed %s message (%d bytes)", d->name, (int)len);
-  message_to_lua(L, m, 0);
+  if (!m) luaL_error(L, "malformed %s message (%I bytes)", d->name, (lua_Integer)len);
+  message_to_lua(L, m, flags, 0);
   lua_remove(L, -2);
   tl_arena_reset(a);
 }
@@ -671,7 +882,7 @@ static int l_decode(lua_State *L) {
   const ProtobufCMessageDescriptor *d = check_type(L, 1);
   size_t len;
   const char *s = luaL_checklstring(L, 2, &len);
-  tl_pb_decode_push(L, d, (const uint8_t *)s, len);
+  tl_pb_decode_push(L, d, (const uint8_t *)s, len, TL_PB_EXACT_TIMES);
   return 1;
 }
 

@@ -41,6 +41,7 @@ struct tl_call {
   grpc_slice status_details;
   char *method;                     /* "/pkg.Service/Method", for errors */
   const void *owner;                /* the tl_channel that started it (cancel on close) */
+  int decode_flags;                 /* tl_pb_decode_push flags for the response */
   int batch_ok;
   int done;                         /* completion drained */
   int orphaned;                     /* its Lua object is gone: free on completion */
@@ -61,5 +62,10 @@ typedef struct {
   char *target;
 } tl_channel;
 tl_channel *tl_channel_check(lua_State *L, int idx);
+
+/* Decodes grpc-status-details-bin bytes into the failure table on top of the stack:
+ * sets details (a list), or details_error when the bytes do not decode. Never raises
+ * for bad bytes. */
+void tl_push_status_details(lua_State *L, const uint8_t *data, size_t len, int flags);
 
 #endif

@@ -40,10 +40,15 @@ void tl_registry_open(lua_State *L);     /* adds functions to the table on top *
 /* Converts the Lua value at idx into a message allocated in the arena; raises a Lua
  * error naming the field path on bad input. */
 ProtobufCMessage *tl_pb_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor *d, tl_arena *a);
+/* Decoding flags. TL_PB_EXACT_TIMES: a Timestamp/Duration that a float cannot hold exactly
+ * decodes to { seconds = s, nanos = n } (raw messages round-trip); without it, a float. */
+#define TL_PB_EXACT_TIMES 1
 /* Pushes a Lua table for msg. */
-void tl_pb_to_lua(lua_State *L, const ProtobufCMessage *msg);
-/* Decodes bytes of message type d and pushes the table; raises on malformed input. */
-void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len);
+void tl_pb_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags);
+/* Decodes bytes of message type d and pushes the table; raises on malformed input, on
+ * nesting deeper than the limit and on strings that are not valid UTF-8 or hold a NUL
+ * (the error names the field path). */
+void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int flags);
 void tl_pb_open(lua_State *L);           /* adds encode/decode functions to the table on top */
 
 /* --- exact JSON (src/json.c) --- */

@@ -8,6 +8,7 @@
 local core = require("temporal.core")
 local scheduler = require("temporal.scheduler")
 local errors = require("temporal.errors")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local retry = require("temporal.retry")
 local interceptor = require("temporal.interceptor")
 local metrics = require("temporal.metrics")
@@ -97,13 +98,24 @@ local function check_type(value, expected, name, level)
 end
 M.check_type = check_type
 
---- Checks opts against `known` (a set, changed in place) plus rpc_timeout (number) and
+--- A timeout option: nil, or seconds >= 0; math.huge (or any value too large for a
+-- deadline, 1e300) means none. NaN, negative values and other types are errors.
+local function check_timeout(value, name, level)
+  if value ~= nil and (type(value) ~= "number" or not (value >= 0)) then  -- luacheck: ignore 581
+    error(("%s: expected a non-negative number of seconds (math.huge: none), got %s"):format(name,
+      type(value) == "number" and tostring(value) or type(value)), level + 1)
+  end
+  return value
+end
+M.check_timeout = check_timeout
+
+--- Checks opts against `known` (a set, changed in place) plus rpc_timeout (seconds) and
 -- rpc_metadata (table); returns opts ({} when nil).
 function M.check_rpc_options(opts, known, what, level)
   known = known or {}
   known.rpc_timeout, known.rpc_metadata = true, true
   opts = check_options(opts, known, what, level + 1)
-  check_type(opts.rpc_timeout, "number", "rpc_timeout", level + 1)
+  check_timeout(opts.rpc_timeout, "rpc_timeout", level + 1)
   check_type(opts.rpc_metadata, "table", "rpc_metadata", level + 1)
   return opts
 end
@@ -169,6 +181,27 @@ local Client = { __name = "temporal.Client" }
 local methods = {}
 M.methods = methods
 
+-- Public methods check their self first, so `client.close(nil)` or
+-- `client.start_workflow(io.stdout, ...)` name the mistake instead of failing inside: every
+-- public function stored into a method table (by this module or by workflow.lua,
+-- schedule.lua, ...) is kept wrapped in that check. (The wrapper tail-calls the method, so
+-- error levels inside it still point at the caller; help() finds the wrapper itself.)
+local function check_self_on_insert(method_table, mt, class, var)
+  return setmetatable(method_table, { __newindex = function(t, k, f)
+    if type(f) == "function" and type(k) == "string" and k:sub(1, 1) ~= "_" then
+      local m = f
+      f = function(self, ...)
+        if getmetatable(self) ~= mt then
+          error(("%s: call it with ':' on a %s (%s:%s(...)), got %s"):format(k, class, var, k, type(self)), 2)
+        end
+        return m(self, ...)
+      end
+    end
+    rawset(t, k, f)
+  end })
+end
+check_self_on_insert(methods, Client, "temporal.Client", "client")
+
 Client.__index = function(self, k)
   local m = methods[k]
   if m ~= nil then return m end
@@ -225,7 +258,7 @@ end
 -- request is re-sent as is, so its request_id stays the same).
 function methods:_rpc(service, method, request, opts)
   local s = state(self)
-  local timeout = opts and opts.rpc_timeout
+  local timeout = check_timeout(opts and opts.rpc_timeout, "rpc_timeout", 2)
   if timeout == nil then
     -- a history read that waits for new events is a long poll too
     local long = LONG_POLL[method] or (type(request) == "table" and request.wait_new_event == true)
@@ -244,7 +277,7 @@ function methods:_rpc(service, method, request, opts)
     attempt = attempt + 1
     local sent = recorder and recorder:begin()
     local md = call_metadata(s, opts and opts.rpc_metadata)
-    local call = core.unary(s.channel, service, method, request, timeout, md)
+    local call = core.unary(s.channel, service, method, request, timeout, md, opts and opts.raw)
     local resp, failure = scheduler.await(call)
     if recorder then recorder:finish(sent, failure) end
     if resp then return resp end
@@ -305,10 +338,13 @@ Service.__index = function(svc, k)
       error(("%s: request must be a table, got %s"):format(k, type(request)), 2)
     end
     check_options(opts, known, k, 2)
-    check_type(opts and opts.rpc_timeout, "number", "rpc_timeout", 2)
+    check_timeout(opts and opts.rpc_timeout, "rpc_timeout", 2)
     check_type(opts and opts.retry, "boolean", "retry", 2)
     check_metadata(opts and opts.rpc_metadata, "rpc_metadata", 2)
-    return svc._client:_rpc(svc._service, name, request or {}, opts)
+    -- raw: Timestamps/Durations decode losslessly, so a response re-encodes unchanged
+    local call_opts = { raw = true }
+    for o, v in pairs(opts or {}) do call_opts[o] = v end
+    return methods._rpc(svc._client, svc._service, name, request or {}, call_opts)
   end
   rawset(svc, k, fn)
   return fn
@@ -330,6 +366,7 @@ local SERVICE_CLIENT_FIELDS = {
   target = true, identity = true, rpc_metadata = true, api_key = true, retry_config = true,
   system_info = true,
 }
+check_self_on_insert(service_client_methods, ServiceClient, "temporal.ServiceClient", "service_client")
 ServiceClient.__index = function(self, k)
   local m = service_client_methods[k]
   if m ~= nil then return m end
@@ -428,6 +465,10 @@ end
 local function new_client(conn, opts, level)
   check_type(opts.namespace, "string", "namespace", level + 1)
   check_type(opts.data_converter, "table", "data_converter", level + 1)
+  if opts.data_converter ~= nil
+    and getmetatable(opts.data_converter) ~= require("temporal.converter").DataConverter then
+    error("data_converter: expected a temporal.DataConverter (temporal.DataConverter.new{...})", level + 1)
+  end
   local interceptors = interceptor.check(opts.interceptors, level + 1)
   local namespace = opts.namespace or "default"
   local s = setmetatable({
@@ -570,12 +611,18 @@ function M.connect(target, opts)
   if type(target) ~= "string" or target == "" then
     error("connect: target must be a 'host:port' string, got " .. type(target), 2)
   end
+  if target:find("\0", 1, true) then error("connect: target contains a NUL byte", 2) end
   opts = check_options(opts, CONNECT_OPTIONS, "connect", 2)
   check_type(opts.namespace, "string", "namespace", 2)
   check_type(opts.identity, "string", "identity", 2)
   check_type(opts.lazy, "boolean", "lazy", 2)
-  check_type(opts.connect_timeout, "number", "connect_timeout", 2)
+  check_timeout(opts.connect_timeout, "connect_timeout", 2)
   check_type(opts.data_converter, "table", "data_converter", 2)
+  local max_recv = opts.max_receive_message_length
+  if max_recv ~= nil and (compat.tointeger(max_recv) == nil or max_recv < 1 or max_recv > 0x7fffffff) then
+    error(("max_receive_message_length: expected an integer number of bytes in 1..2147483647, got %s")
+      :format(type(max_recv) == "number" and tostring(max_recv) or type(max_recv)), 2)
+  end
   check_metadata(opts.rpc_metadata, "rpc_metadata", 2)
   check_type(opts.api_key, "string", "api_key", 2)
   local registry = metrics._check_option(opts.metrics, 2)
@@ -592,6 +639,14 @@ function M.connect(target, opts)
     check_options(keep_alive, { interval = true, timeout = true }, "keep_alive", 2)
     check_type(keep_alive.interval, "number", "keep_alive.interval", 2)
     check_type(keep_alive.timeout, "number", "keep_alive.timeout", 2)
+    for _, name in ipairs({ "interval", "timeout" }) do
+      local v = keep_alive[name]
+      -- gRPC takes int milliseconds; keep_alive = false turns pings off
+      if v ~= nil and (type(v) ~= "number" or not (v > 0) or v > 2147483) then  -- luacheck: ignore 581
+        error(("keep_alive.%s: expected seconds in (0, 2147483] (keep_alive = false turns pings off), got %s")
+          :format(name, tostring(v)), 2)
+      end
+    end
   end
   local channel = core.channel(target, {
     tls = tls,

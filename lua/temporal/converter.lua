@@ -325,7 +325,7 @@ end
 function DataConverter:to_payloads(args)
   if args == nil then return {} end
   if type(args) ~= "table" then error("to_payloads: expected a list of values, got " .. type(args), 2) end
-  local n = args.n or #args
+  local n = failure.count_values(args, "args", 2)
   local payloads = {}
   for i = 1, n do
     payloads[i] = self.payload_converter.to_payload(args[i], ("args[%d]"):format(i))
@@ -427,11 +427,13 @@ end
 
 function sa.keyword(v)
   sa_check(type(v) == "string", "keyword", "a string", v)
+  sa_check(compat.utf8_len(v) ~= nil, "keyword", "a UTF-8 string", "invalid UTF-8")
   return sa_value("Keyword", v)
 end
 
 function sa.text(v)
   sa_check(type(v) == "string", "text", "a string", v)
+  sa_check(compat.utf8_len(v) ~= nil, "text", "a UTF-8 string", "invalid UTF-8")
   return sa_value("Text", v)
 end
 
@@ -442,7 +444,7 @@ function sa.int(v)
 end
 
 function sa.double(v)
-  sa_check(type(v) == "number", "double", "a number", v)
+  sa_check(type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge, "double", "a finite number", v)
   return sa_value("Double", v + 0.0)
 end
 
@@ -454,16 +456,30 @@ end
 --- epoch seconds (number; fractions kept to the microsecond, as Python's datetime) or
 -- an RFC 3339 string sent as-is.
 function sa.datetime(v)
-  sa_check(type(v) == "number" or type(v) == "string", "datetime", "epoch seconds", v)
+  -- years 1..9999 (what the server's RFC 3339 parser accepts); strings must parse
+  local ok = (type(v) == "number" and v >= -62135596800 and v < 253402300800)
+    or (type(v) == "string" and M.search_attributes.parse_datetime(v) ~= nil)
+  if not ok then
+    error(("search_attributes.datetime: expected epoch seconds (years 1..9999) or an RFC 3339 string, got %s")
+      :format(type(v) == "string" and ("'" .. v .. "'") or tostring(v)), 2)
+  end
   return sa_value("Datetime", v)
 end
 
 function sa.keyword_list(v)
   sa_check(type(v) == "table", "keyword_list", "a list of strings", v)
   local list = M.array({})
+  for k in pairs(v) do
+    if compat.math_type(k) ~= "integer" or k < 1 or k > #v then
+      error(("search_attributes.keyword_list: expected a list (keys 1..n), found key %s"):format(tostring(k)), 2)
+    end
+  end
   for i = 1, #v do
     if type(v[i]) ~= "string" then
       error(("search_attributes.keyword_list: item %d is a %s, not a string"):format(i, type(v[i])), 2)
+    end
+    if compat.utf8_len(v[i]) == nil then
+      error(("search_attributes.keyword_list: item %d is not a UTF-8 string"):format(i), 2)
     end
     list[i] = v[i]
   end

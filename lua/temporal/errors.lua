@@ -96,6 +96,8 @@ function M.from_rpc(failure, context)
     code = failure.code,
     grpc_message = failure.message,
     details = failure.details,
+    -- why grpc-status-details-bin was left out (bytes that do not decode), else nil
+    details_error = failure.details_error,
     method = failure.method,
     metadata = failure.metadata,
   })

@@ -37,6 +37,7 @@
 -- encoded_attributes ({"message":..,"stack_trace":..} as json/plain) and the message
 -- becomes "Encoded failure", so a codec can encrypt them; decoding reads them back.
 local errors = require("temporal.errors")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 
 local M = {}
 
@@ -45,17 +46,43 @@ local MAX_CAUSE_DEPTH = 100
 
 -- ------------------------------------------------------------------ helpers
 
+-- At most this many values in one list of arguments or details: one value cannot ask for
+-- unbounded work (`{ n = 10^12 }`).
+M.MAX_VALUES = 100000
+
+--- The number of values in a list of arguments: `list.n` (table.pack) or #list. Raises,
+-- naming `what`, when n is not an integer in 0..MAX_VALUES or a key other than n lies
+-- outside 1..n (a value that would be silently dropped).
+function M.count_values(list, what, level)
+  level = (level or 1) + 1
+  if type(list) ~= "table" then error(("%s: expected a list of values, got %s"):format(what, type(list)), level) end
+  local n = list.n
+  if n == nil then
+    n = #list
+  elseif compat.tointeger(n) == nil or n < 0 or n > M.MAX_VALUES then
+    error(("%s.n: expected an integer count in 0..%d, got %s"):format(what, M.MAX_VALUES, tostring(n)), level)
+  end
+  n = compat.tointeger(n)
+  if n > M.MAX_VALUES then error(("%s: more than %d values"):format(what, M.MAX_VALUES), level) end
+  for k in pairs(list) do
+    if k ~= "n" and (compat.math_type(k) ~= "integer" or k < 1 or k > n) then
+      error(("%s: expected a list of values (keys 1..n), found key %s"):format(what, tostring(k)), level)
+    end
+  end
+  return n
+end
+
 -- Values of a list honouring .n (table.pack), as a packed table.
-local function packed(list)
+local function packed(list, what)
   if list == nil then return { n = 0 } end
-  local n = list.n or #list
+  local n = M.count_values(list, what or "details", 3)
   local out = { n = n }
   for i = 1, n do out[i] = list[i] end
   return out
 end
 
 local function encode_values(payload_converter, list, what)
-  local values = packed(list)
+  local values = packed(list, what)
   if values.n == 0 then return nil end
   local payloads = {}
   for i = 1, values.n do

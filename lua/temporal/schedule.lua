@@ -300,6 +300,10 @@ local function retry_policy_to_proto(rp, field, level)
   check_seconds(rp.initial_interval, field .. ".initial_interval", level + 1)
   check_seconds(rp.maximum_interval, field .. ".maximum_interval", level + 1)
   check_type(rp.backoff_coefficient, "number", field .. ".backoff_coefficient", level + 1)
+  local coeff = rp.backoff_coefficient
+  if coeff ~= nil and not (coeff >= 1 and coeff < math.huge) then
+    fail(field .. ".backoff_coefficient", "must be at least 1 (and finite), got " .. tostring(coeff), level + 1)
+  end
   if rp.maximum_attempts ~= nil and compat.math_type(rp.maximum_attempts) ~= "integer" then
     fail(field .. ".maximum_attempts", "expected an integer, got " .. tostring(rp.maximum_attempts), level + 1)
   end

@@ -226,7 +226,9 @@ local function retry_policy_proto(what, rp)
   local max_interval = opt_duration(w, rp, "maximum_interval")
   local attempts = opt_type(w, rp, "maximum_attempts", "number") or 0
   local nret = opt_type(w, rp, "non_retryable_error_types", "table")
-  if coeff < 1 then fail(w, "option 'backoff_coefficient' must be at least 1, got %s", coeff) end
+  if not (coeff >= 1 and coeff < math.huge) then
+    fail(w, "option 'backoff_coefficient' must be at least 1 (and finite), got %s", coeff)
+  end
   if max_interval and max_interval < initial then
     fail(w, "option 'maximum_interval' must not be less than initial_interval")
   end
@@ -478,7 +480,10 @@ local function history_options(what, opts)
   check_rpc(what, opts)
   opt_type(what, opts, "wait_new_event", "boolean")
   opt_type(what, opts, "skip_archival", "boolean")
-  opt_type(what, opts, "page_size", "number")
+  local page_size = opt_type(what, opts, "page_size", "number")
+  if page_size ~= nil and (compat.math_type(page_size) ~= "integer" or page_size <= 0 or page_size > 0x7fffffff) then
+    fail(what, "option 'page_size' must be a positive integer, got %s", tostring(page_size))
+  end
   opt_string(what, opts, "next_page_token")
   return opt_enum(what, opts, "event_filter_type", FILTER) or "ALL_EVENT"
 end
