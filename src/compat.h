@@ -249,6 +249,9 @@ static inline int tl_compat_error(lua_State *L, const char *fmt, ...) {
 #define lua_isinteger tl_compat_isinteger
 #define lua_pushinteger tl_compat_pushinteger
 
+/* 5.4's name; LuaJIT has the 5.1 spelling with the same arguments and message */
+#define luaL_typeerror luaL_typerror
+
 #else
 #error "temporal-lua builds against Lua 5.4 or LuaJIT 2.1"
 #endif
