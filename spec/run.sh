@@ -147,7 +147,7 @@ summary="$passed passed, $failed failed"
 # temporal-lua child run by build/asan/temporal-lua (the C core built with
 # -fsanitize=address,undefined). Any sanitizer report fails the run (reports go to
 # $TB/sanitizer.*). Left out: memory_spec (valgrind has it), fuzz_spec (sanitized already),
-# bench_smoke_spec (the Python client's side of a benchmark) and hosts_skynet_spec (skynet
+# bench_smoke_spec (the Python client's side of a benchmark) and the hosts_skynet* specs (skynet
 # runs its own Lua and core.so, not temporal-lua).
 # Both passes count in the closing line.
 asan_ran=0
@@ -163,7 +163,7 @@ if [ "${TEMPORAL_TEST_ASAN:-0}" = 1 ] && [[ " $passes " == *" lua54 "* ]]; then
   export UBSAN_OPTIONS="print_stacktrace=1:log_path=$TB/sanitizer"
   export TEMPORAL_TEST_SUMMARY_FILE=$TB/summary-asan.txt
   setsid "$TEMPORAL_LUA" "$BUSTED" --exclude-pattern='^memory_spec' --exclude-pattern='^fuzz_spec' \
-    --exclude-pattern='^bench_smoke_spec' --exclude-pattern='^hosts_skynet_spec' \
+    --exclude-pattern='^bench_smoke_spec' --exclude-pattern='^hosts_skynet' \
     "${args[@]}" </dev/null &
   BUSTED_PID=$!
   wait "$BUSTED_PID" || busted_rc=$?
