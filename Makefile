@@ -41,6 +41,7 @@ DEBIAN_PKGS += luarocks  # spec/luarocks_spec.lua installs the rock into a fresh
 DEBIAN_PKGS += luajit2 libluajit2-5.1-dev lua-compat53-dev  # make LUA=luajit: OpenResty's LuaJIT, its headers, compat-5.3
 DEBIAN_PKGS += libnginx-mod-http-lua lua-resty-core  # the nginx host (spec/nginx_spec.lua, examples/openresty)
 DEBIAN_PKGS += lua-luaossl lua-http lua-cqueues  # examples/encryption: AES-GCM codec and its HTTP codec server
+DEBIAN_PKGS += lua-cqueues lua-luv  # the hosts specs: calls from cqueues and luv coroutines (spec/hosts_*)
 # Tools a machine may already have from elsewhere (a Node.js or Python of its own):
 # installed from Debian only when the command is missing.
 DEBIAN_IF_MISSING := npm:npm python3:python3-venv
