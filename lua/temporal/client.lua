@@ -294,6 +294,27 @@ function methods:_rpc(service, method, request, opts)
   end
 end
 
+--- The paging loop of the list iterators (workflows, schedules): the next entry of
+-- st.current_page, fetching pages with it:fetch_next_page() as needed; nil when the pages or
+-- st._limit run out. st holds current_page, current_page_index, next_page_token, _limit
+-- (nil: none) and _yielded.
+function M.next_paged(it, st)
+  if st._limit and st._yielded >= st._limit then return nil end
+  while true do
+    if st.current_page == nil then
+      it:fetch_next_page()
+    elseif st.current_page_index > #st.current_page then
+      if st.next_page_token == nil then return nil end
+      it:fetch_next_page()
+    else
+      local entry = st.current_page[st.current_page_index]
+      st.current_page_index = st.current_page_index + 1
+      st._yielded = st._yielded + 1
+      return entry
+    end
+  end
+end
+
 -- A shallow copy of t (nil: an empty table).
 local function copy(t)
   local c = {}

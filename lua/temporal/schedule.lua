@@ -993,23 +993,7 @@ local ScheduleIterator = {
 M.ScheduleIterator = ScheduleIterator
 
 -- One more entry (nil when done), fetching pages as needed; a generic `for` calls it.
-ScheduleIterator.__call = function(it)
-  local st = state(it)
-  if st.limit and st.count >= st.limit then return nil end
-  while true do
-    if st.current_page == nil then
-      it:fetch_next_page()
-    elseif st.current_page_index > #st.current_page then
-      if st.next_page_token == nil then return nil end
-      it:fetch_next_page()
-    else
-      local entry = st.current_page[st.current_page_index]
-      st.current_page_index = st.current_page_index + 1
-      st.count = st.count + 1
-      return entry
-    end
-  end
-end
+ScheduleIterator.__call = function(it) return client_mod.next_paged(it, state(it)) end
 
 --- it:fetch_next_page{ page_size } -- one ListSchedules call from it.next_page_token:
 -- it.current_page becomes that page (a list of entries), it.current_page_index 1 and
@@ -1073,7 +1057,7 @@ function methods:list_schedules(query, opts)
   return client:_intercept("list_schedules", input, function(inp)
     local token = inp.next_page_token
     return core.handle(ScheduleIterator, {
-      client = client, input = inp, limit = inp.limit, count = 0,
+      client = client, input = inp, _limit = inp.limit, _yielded = 0,
       current_page = nil, current_page_index = 1,
       next_page_token = (token ~= nil and token ~= "") and token or nil,
     })

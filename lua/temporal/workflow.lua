@@ -711,23 +711,7 @@ local WorkflowExecutionIterator = handle_class("temporal.WorkflowExecutionIterat
 M.WorkflowExecutionIterator = WorkflowExecutionIterator
 
 -- One more execution (nil when done), fetching pages as needed; a generic `for` calls it.
-WorkflowExecutionIterator.__call = function(it)
-  local st = state(it)
-  if st._limit and st._yielded >= st._limit then return nil end
-  while true do
-    if st.current_page == nil then
-      it:fetch_next_page()
-    elseif st.current_page_index > #st.current_page then
-      if st.next_page_token == nil then return nil end
-      it:fetch_next_page()
-    else
-      local entry = st.current_page[st.current_page_index]
-      st.current_page_index = st.current_page_index + 1
-      st._yielded = st._yielded + 1
-      return entry
-    end
-  end
-end
+WorkflowExecutionIterator.__call = function(it) return client_mod.next_paged(it, state(it)) end
 
 local function check_iterator(it, what)
   if getmetatable(it) ~= WorkflowExecutionIterator then
