@@ -208,6 +208,7 @@ static int l_unary(lua_State *L) {
   ops[5].data.recv_status_on_client.status_details = &c->status_details;
   /* The poller may deliver the completion before start_batch returns: it needs c->rt. */
   c->rt = rt;
+  c->direct = !rt->relayed;
   grpc_call_error err = grpc_call_start_batch(c->call, ops, 6, c, NULL);
   if (err != GRPC_CALL_OK) {
     c->rt = NULL;  /* never in flight: the object frees it */

@@ -9,19 +9,29 @@
 
 typedef struct tl_call tl_call;
 
-/* One per lua_State: where the process-wide poller delivers this state's completions
- * (a mutex-guarded done list plus an eventfd the Lua thread or a host loop waits on).
- * The completion queue and the poller thread are shared by every state of the process
- * (runtime.c); the poller touches nothing but the done list and the eventfd, under mu.
+/* One per lua_State. Two ways to get its completions (runtime.c):
+ * - direct (from the start): the state's own completion queue, which its Lua thread
+ *   waits on itself (grpc_completion_queue_next) - no other thread, lock or eventfd on
+ *   the path of a call;
+ * - relayed (for good, once a host asks for the pollfd, core.wake or set_host): calls go
+ *   to the process-wide queue, whose one poller thread hands each completion to its
+ *   state through a mutex-guarded done list plus the state's eventfd, which a host loop
+ *   waits on. Calls still in flight on the own queue at the switch are handed over the
+ *   same way by a drain thread that ends with the last of them.
  * The Lua thread owns every other gRPC and Lua call. */
 typedef struct tl_runtime {
-  grpc_completion_queue *cq;        /* the shared queue */
+  grpc_completion_queue *cq;        /* where new calls go: own, or the shared one once relayed */
+  grpc_completion_queue *own;       /* the state's own queue (Lua thread only, until relayed) */
+  int relayed;
   int efd;
   pthread_mutex_t mu;
   tl_call *done_head, *done_tail;   /* guarded by mu */
   tl_call *inflight;                /* Lua thread only */
   int ninflight;
+  pthread_t drain;                  /* hands over the own queue's calls after the switch */
+  int drain_started;
   pid_t pid;
+  int acquired;                     /* holds a reference to the process-wide part */
   int closed;
 } tl_runtime;
 
@@ -45,6 +55,7 @@ struct tl_call {
   int batch_ok;
   int done;                         /* completion drained */
   int orphaned;                     /* its Lua object is gone: free on completion */
+  int direct;                       /* started on the state's own queue */
 };
 
 tl_runtime *tl_runtime_get(lua_State *L);     /* raises after fork or close */

@@ -1,10 +1,22 @@
 /*
- * The runtime. One completion queue and one poller thread serve the whole process,
- * however many lua_States load the module (skynet runs one state per service): the
- * poller blocks on the queue and hands each completion to the state that started the
- * call - a mutex-guarded done list plus that state's eventfd, which its Lua thread (or
- * a host event loop) waits on. Draining the list, freeing calls and every Lua operation
- * happen on the state's own thread (see ENGINEERING.md).
+ * The runtime: where a state's completions come from.
+ *
+ * Direct mode (every state starts in it): the state has its own completion queue and its
+ * Lua thread, when it waits (core.wait), blocks in grpc_completion_queue_next on it -
+ * as a plain C program would. The completion is taken on the thread that owns the call:
+ * no other thread wakes up, no lock, no eventfd.
+ *
+ * Relayed mode (for good, from the moment a host asks for the pollfd - core.pollfd,
+ * core.dup_pollfd, core.wake - which scheduler.set_host does at once): new calls go to
+ * one process-wide completion queue that one poller thread serves for every relayed
+ * state, however many lua_States load the module (skynet runs one state per service).
+ * The poller hands each completion to the state that started the call - a
+ * mutex-guarded done list plus that state's eventfd, which the host loop waits on.
+ * Calls still in flight on the own queue at the switch are handed over the same way by a
+ * drain thread, which ends (and destroys the own queue) with the last of them.
+ *
+ * Draining the list, freeing calls and every Lua operation happen on the state's own
+ * thread (see ENGINEERING.md).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -22,63 +34,80 @@
 #define TL_RUNTIME_MT "temporal.Runtime"
 #define TL_RUNTIME_KEY "temporal.runtime"
 
-/* The process-wide part: created with the first state, torn down with the last. */
+/* A direct wait with no limit returns to Lua this often (seconds), with nothing, so a
+ * hook armed by a signal (Ctrl-C in temporal-lua) runs: gRPC retries its own epoll_wait
+ * on EINTR, so a signal alone does not end the wait. */
+#define TL_DIRECT_WAIT_SLICE 0.25
+
+/* The process-wide part: gRPC itself from the first state to the last; the shared queue
+ * and its poller thread from the first relayed state to the last state. */
 static struct {
   pthread_mutex_t mu;
   int users;                      /* states holding it */
-  grpc_completion_queue *cq;
+  grpc_completion_queue *cq;      /* NULL until a state is relayed */
   pthread_t poller;
   pid_t pid;
 } shared = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, 0, 0 };
+
+/* Hands a completion over to the state that started the call (poller and drain threads).
+ * The eventfd is written under the lock: once the state has drained its last call it
+ * takes the lock once more, so it never frees what this thread still touches. */
+static void relay_completion(tl_call *c, int ok) {
+  tl_runtime *rt = c->rt;
+  c->batch_ok = ok;
+  c->next_done = NULL;
+  pthread_mutex_lock(&rt->mu);
+  if (rt->done_tail) rt->done_tail->next_done = c; else rt->done_head = c;
+  rt->done_tail = c;
+  uint64_t one = 1;
+  ssize_t w = write(rt->efd, &one, sizeof(one));
+  (void)w;  /* EAGAIN only when the counter is saturated: it is readable then anyway */
+  pthread_mutex_unlock(&rt->mu);
+}
 
 static void *poller_main(void *arg) {
   grpc_completion_queue *cq = arg;
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-    if (ev.type != GRPC_OP_COMPLETE) continue;
-    tl_call *c = ev.tag;
-    tl_runtime *rt = c->rt;
-    c->batch_ok = ev.success;
-    c->next_done = NULL;
-    /* The eventfd is written under the lock: once the state has drained its last call it
-     * takes the lock once more, so it never frees what the poller still touches. */
-    pthread_mutex_lock(&rt->mu);
-    if (rt->done_tail) rt->done_tail->next_done = c; else rt->done_head = c;
-    rt->done_tail = c;
-    uint64_t one = 1;
-    ssize_t w = write(rt->efd, &one, sizeof(one));
-    (void)w;  /* EAGAIN only when the counter is saturated: it is readable then anyway */
-    pthread_mutex_unlock(&rt->mu);
+    if (ev.type == GRPC_OP_COMPLETE) relay_completion(ev.tag, ev.success);
   }
   return NULL;
 }
 
-/* Takes a reference to the shared queue and poller (starting them for the first state). */
-static const char *shared_acquire(grpc_completion_queue **cq) {
+/* Takes a reference to the process-wide part (gRPC initialised with the first state). */
+static const char *shared_acquire(void) {
   const char *err = NULL;
   pthread_mutex_lock(&shared.mu);
   if (shared.users > 0 && shared.pid != getpid()) {
     err = "temporal: gRPC objects do not survive fork(); load the module in a process that did not inherit it";
-  } else if (shared.users == 0) {
-    grpc_init();
-    shared.cq = grpc_completion_queue_create_for_next(NULL);
-    shared.pid = getpid();
-    int e = pthread_create(&shared.poller, NULL, poller_main, shared.cq);
-    if (e) {
-      grpc_completion_queue_shutdown(shared.cq);
-      grpc_completion_queue_destroy(shared.cq);
-      shared.cq = NULL;
-      grpc_shutdown();
-      err = "temporal: cannot start the poller thread";
+  } else {
+    if (shared.users == 0) {
+      grpc_init();
+      shared.pid = getpid();
     }
-  }
-  if (!err) {
     shared.users++;
-    *cq = shared.cq;
   }
   pthread_mutex_unlock(&shared.mu);
   return err;
+}
+
+/* The shared queue, starting it and its poller for the first relayed state; NULL when
+ * the thread cannot be started. */
+static grpc_completion_queue *shared_relay_cq(void) {
+  pthread_mutex_lock(&shared.mu);
+  if (!shared.cq) {
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+    if (pthread_create(&shared.poller, NULL, poller_main, cq) == 0) {
+      shared.cq = cq;
+    } else {
+      grpc_completion_queue_shutdown(cq);
+      grpc_completion_queue_destroy(cq);
+    }
+  }
+  grpc_completion_queue *cq = shared.cq;
+  pthread_mutex_unlock(&shared.mu);
+  return cq;
 }
 
 /* Drops a state's reference; the last one stops the poller and shuts gRPC down. Every
@@ -86,15 +115,42 @@ static const char *shared_acquire(grpc_completion_queue **cq) {
 static void shared_release(void) {
   pthread_mutex_lock(&shared.mu);
   if (--shared.users == 0) {
-    grpc_completion_queue_shutdown(shared.cq);
-    pthread_join(shared.poller, NULL);
-    grpc_completion_queue_destroy(shared.cq);
-    shared.cq = NULL;
+    if (shared.cq) {
+      grpc_completion_queue_shutdown(shared.cq);
+      pthread_join(shared.poller, NULL);
+      grpc_completion_queue_destroy(shared.cq);
+      shared.cq = NULL;
+    }
     /* Blocking: gRPC's own threads are gone when the last state has closed (plain
      * grpc_shutdown leaves that to a detached thread that may outlive lua_close). */
     grpc_shutdown_blocking();
   }
   pthread_mutex_unlock(&shared.mu);
+}
+
+/* Shuts a queue down and destroys it once every event (none may be pending) is out. */
+static void destroy_cq(grpc_completion_queue *cq) {
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {}
+  grpc_completion_queue_destroy(cq);
+}
+
+/* The drain thread: relays the completions of the calls that were in flight on a state's
+ * own queue when it switched to relayed mode, then destroys that queue. It never touches
+ * the state after relaying the last of them (the state joins it before it goes away). */
+typedef struct { grpc_completion_queue *cq; int pending; } drain_job;
+
+static void *drain_main(void *arg) {
+  drain_job job = *(drain_job *)arg;
+  free(arg);
+  while (job.pending > 0) {
+    grpc_event ev = grpc_completion_queue_next(job.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    relay_completion(ev.tag, ev.success);
+    job.pending--;
+  }
+  destroy_cq(job.cq);
+  return NULL;
 }
 
 void tl_runtime_add(tl_runtime *rt, tl_call *c) {
@@ -113,7 +169,14 @@ static void runtime_remove(tl_runtime *rt, tl_call *c) {
   rt->ninflight--;
 }
 
-/* Takes the done list; marks each call done and releases its grpc_call. */
+static void mark_done(tl_runtime *rt, tl_call *c) {
+  runtime_remove(rt, c);
+  c->done = 1;
+  grpc_call_unref(c->call);
+  c->call = NULL;
+}
+
+/* Relayed: takes the done list; marks each call done and releases its grpc_call. */
 static tl_call *take_done(tl_runtime *rt) {
   uint64_t v;
   ssize_t r = read(rt->efd, &v, sizeof(v));
@@ -122,13 +185,32 @@ static tl_call *take_done(tl_runtime *rt) {
   tl_call *list = rt->done_head;
   rt->done_head = rt->done_tail = NULL;
   pthread_mutex_unlock(&rt->mu);
-  for (tl_call *c = list; c; c = c->next_done) {
-    runtime_remove(rt, c);
-    c->done = 1;
-    grpc_call_unref(c->call);
-    c->call = NULL;
-  }
+  for (tl_call *c = list; c; c = c->next_done) mark_done(rt, c);
   return list;
+}
+
+/* seconds from now on the monotonic clock; negative: now (poll) */
+static gpr_timespec deadline_in(double seconds) {
+  if (!(seconds > 0)) return gpr_inf_past(GPR_CLOCK_MONOTONIC);
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)(seconds * 1e6), GPR_TIMESPAN));
+}
+
+/* Direct: waits on the own queue until `deadline` for a completion, then takes whatever
+ * else is there already; returns them as a list, each marked done. */
+static tl_call *take_direct(tl_runtime *rt, gpr_timespec deadline) {
+  tl_call *head = NULL, *tail = NULL;
+  grpc_event ev = grpc_completion_queue_next(rt->own, deadline, NULL);
+  while (ev.type == GRPC_OP_COMPLETE) {
+    tl_call *c = ev.tag;
+    c->batch_ok = ev.success;
+    c->next_done = NULL;
+    if (tail) tail->next_done = c; else head = c;
+    tail = c;
+    mark_done(rt, c);
+    if (rt->ninflight == 0) break;  /* nothing more can be there */
+    ev = grpc_completion_queue_next(rt->own, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+  }
+  return head;
 }
 
 /* timeout: seconds, negative (or NaN, or beyond INT_MAX ms) for no limit */
@@ -154,6 +236,42 @@ tl_runtime *tl_runtime_get(lua_State *L) {
   return rt;
 }
 
+/* From direct to relayed mode (once; idempotent). The own queue's calls still in flight
+ * go on to a drain thread; with none, the queue is destroyed now. Raises (and stays
+ * direct) when a thread cannot be started. */
+static void runtime_relay(lua_State *L, tl_runtime *rt) {
+  if (rt->relayed) return;
+  grpc_completion_queue *cq = shared_relay_cq();
+  if (!cq) luaL_error(L, "temporal: cannot start the poller thread");
+  int pending = 0;
+  for (tl_call *c = rt->inflight; c; c = c->next)
+    if (c->direct) pending++;
+  if (pending > 0) {
+    drain_job *job = malloc(sizeof(*job));
+    if (!job) luaL_error(L, "out of memory");
+    job->cq = rt->own;
+    job->pending = pending;
+    if (pthread_create(&rt->drain, NULL, drain_main, job) != 0) {
+      free(job);
+      luaL_error(L, "temporal: cannot start the thread that hands over the calls in flight");
+    }
+    rt->drain_started = 1;
+  } else {
+    destroy_cq(rt->own);
+  }
+  rt->own = NULL;
+  rt->cq = cq;
+  rt->relayed = 1;
+}
+
+static void free_orphans(tl_call *list) {
+  while (list) {
+    tl_call *next = list->next_done;
+    if (list->orphaned) tl_call_free(list);
+    list = next;
+  }
+}
+
 static void runtime_shutdown(tl_runtime *rt) {
   if (rt->closed) return;
   rt->closed = 1;
@@ -161,7 +279,7 @@ static void runtime_shutdown(tl_runtime *rt) {
     close(rt->efd);
     return;
   }
-  if (!rt->cq) {  /* never got the shared queue */
+  if (!rt->acquired) {  /* never got gRPC */
     close(rt->efd);
     pthread_mutex_destroy(&rt->mu);
     return;
@@ -169,20 +287,25 @@ static void runtime_shutdown(tl_runtime *rt) {
   for (tl_call *c = rt->inflight; c; c = c->next) grpc_call_cancel(c->call, NULL);
   /* Every accepted batch completes, also after cancel: drain before freeing. */
   while (rt->ninflight > 0) {
-    wait_readable(rt->efd, 1.0);
-    tl_call *list = take_done(rt);
-    while (list) {
-      tl_call *next = list->next_done;
-      if (list->orphaned) tl_call_free(list);
-      list = next;
+    if (rt->relayed) {
+      wait_readable(rt->efd, 1.0);
+      free_orphans(take_done(rt));
+    } else {
+      free_orphans(take_direct(rt, deadline_in(1.0)));
     }
   }
-  /* The poller wrote our eventfd under mu: once we hold mu it is done with this state. */
+  if (rt->own) destroy_cq(rt->own);
+  rt->own = NULL;
+  /* The poller and the drain thread wrote our eventfd under mu: once we hold mu they are
+   * done with this state; the drain thread ends on its own after its last call. */
   pthread_mutex_lock(&rt->mu);
   pthread_mutex_unlock(&rt->mu);
+  if (rt->drain_started) pthread_join(rt->drain, NULL);
+  rt->drain_started = 0;
   close(rt->efd);
   pthread_mutex_destroy(&rt->mu);
   rt->cq = NULL;
+  rt->acquired = 0;
   shared_release();
 }
 
@@ -202,18 +325,26 @@ static int runtime_gc(lua_State *L) {
 
 /* core.wait([timeout]) -> list of completed call objects.
  * timeout: seconds to wait for a completion; 0 polls; nil or math.huge waits until one
- * arrives (and returns at once when nothing is in flight). */
+ * arrives (and returns at once when nothing is in flight). It may return early with an
+ * empty list (a signal; a direct wait returns every TL_DIRECT_WAIT_SLICE seconds): the
+ * callers loop. */
 static int l_wait(lua_State *L) {
   tl_runtime *rt = tl_runtime_get(L);
   double timeout = luaL_optnumber(L, 1, -1);
   if (timeout != timeout) return luaL_argerror(L, 1, "timeout is NaN");
   if (timeout == HUGE_VAL) timeout = -1;
-  pthread_mutex_lock(&rt->mu);
-  int ready = rt->done_head != NULL;
-  pthread_mutex_unlock(&rt->mu);
-  /* With nothing in flight, a finite timeout is a plain sleep; an endless one returns. */
-  if (!ready && timeout != 0 && (timeout > 0 || rt->ninflight > 0)) wait_readable(rt->efd, timeout);
-  tl_call *list = take_done(rt);
+  tl_call *list;
+  if (!rt->relayed) {
+    /* With nothing in flight, a finite timeout is a plain sleep; an endless one returns. */
+    if (timeout < 0 && rt->ninflight == 0) list = NULL;
+    else list = take_direct(rt, deadline_in(timeout < 0 || timeout > TL_DIRECT_WAIT_SLICE ? TL_DIRECT_WAIT_SLICE : timeout));
+  } else {
+    pthread_mutex_lock(&rt->mu);
+    int ready = rt->done_head != NULL;
+    pthread_mutex_unlock(&rt->mu);
+    if (!ready && timeout != 0 && (timeout > 0 || rt->ninflight > 0)) wait_readable(rt->efd, timeout);
+    list = take_done(rt);
+  }
   lua_newtable(L);
   lua_Integer n = 0;
   while (list) {
@@ -225,38 +356,51 @@ static int l_wait(lua_State *L) {
   return 1;
 }
 
+/* The runtime of a host: completions through the pollfd from now on. */
+static tl_runtime *relayed_runtime(lua_State *L) {
+  tl_runtime *rt = tl_runtime_get(L);
+  runtime_relay(L, rt);
+  return rt;
+}
+
 /* core.wake(): makes pollfd() readable, so a host loop waiting on it runs a step
  * (work became ready outside one). */
 static int l_wake(lua_State *L) {
   uint64_t one = 1;
-  ssize_t w = write(tl_runtime_get(L)->efd, &one, sizeof(one));
+  ssize_t w = write(relayed_runtime(L)->efd, &one, sizeof(one));
   (void)w;
   return 0;
 }
 
-/* core.runtime_info() -> { states = n, poller_threads = 1 }: the process-wide runtime */
+/* core.runtime_info() -> { states = n, poller_threads = 0 | 1, relayed = bool }: the
+ * process-wide runtime (its poller runs once a state is relayed) and this state's mode */
 static int l_runtime_info(lua_State *L) {
+  tl_runtime *rt = tl_runtime_get(L);
   pthread_mutex_lock(&shared.mu);
   int users = shared.users;
+  int poller = shared.cq != NULL;
   pthread_mutex_unlock(&shared.mu);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
   lua_pushinteger(L, users);
   lua_setfield(L, -2, "states");
-  lua_pushinteger(L, users > 0 ? 1 : 0);
+  lua_pushinteger(L, poller);
   lua_setfield(L, -2, "poller_threads");
+  lua_pushboolean(L, rt->relayed);
+  lua_setfield(L, -2, "relayed");
   return 1;
 }
 
-/* core.pollfd() -> the eventfd that becomes readable when completions are waiting */
+/* core.pollfd() -> the eventfd that becomes readable when completions are waiting (the
+ * state is relayed from now on) */
 static int l_pollfd(lua_State *L) {
-  lua_pushinteger(L, tl_runtime_get(L)->efd);
+  lua_pushinteger(L, relayed_runtime(L)->efd);
   return 1;
 }
 
 /* core.dup_pollfd() -> a duplicate of the pollfd that the caller owns and closes: for a
  * host that takes over the descriptor it watches (skynet's socket.bind closes it). */
 static int l_dup_pollfd(lua_State *L) {
-  int fd = fcntl(tl_runtime_get(L)->efd, F_DUPFD_CLOEXEC, 0);
+  int fd = fcntl(relayed_runtime(L)->efd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return luaL_error(L, "dup_pollfd: %s", strerror(errno));
   lua_pushinteger(L, fd);
   return 1;
@@ -306,8 +450,10 @@ void tl_runtime_open(lua_State *L) {
     pthread_mutex_init(&rt->mu, NULL);
     rt->pid = getpid();
     rt->closed = 0;  /* from here the finalizer closes the eventfd */
-    const char *err = shared_acquire(&rt->cq);
+    const char *err = shared_acquire();
     if (err) luaL_error(L, "%s", err);
+    rt->acquired = 1;
+    rt->own = rt->cq = grpc_completion_queue_create_for_next(NULL);
     lua_setfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
   } else {
     lua_pop(L, 1);

@@ -424,6 +424,9 @@ function M.set_host(adapter)
   if host and host ~= adapter and host_waiters > 0 then
     error(("set_host: %d coroutines of the %s host are still waiting"):format(host_waiters, host.name), 2)
   end
+  -- A host waits on the pollfd: completions reach this state through it from now on
+  -- (before any call a host coroutine makes), not straight from its own queue.
+  if adapter ~= nil then core.pollfd() end
   local previous = host
   if adapter ~= host then
     host = adapter
