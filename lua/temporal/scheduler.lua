@@ -22,7 +22,8 @@ local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local M = {}
 
 local now = core.now
-local ready = {}          -- FIFO of { waiter, ... resume values }; waiter: task or host waiter
+local ready = {}          -- FIFO of waiters (a task or a host waiter) to resume
+local spare = {}          -- an emptied batch, reused as the next `ready` (see run_ready)
 local waiting = {}        -- call object -> waiter waiting for it
 local sleepers = {}       -- list of { deadline, waiter }, unsorted (small)
 local SUSPEND = {}        -- what our own yields pass, to tell them from a user's yield
@@ -46,8 +47,8 @@ HostWaiter.__index = HostWaiter
 
 local poke  -- set below: wakes the host's driver when work appears outside a step
 
-local function schedule(waiter, ...)
-  ready[#ready + 1] = compat.pack(waiter, ...)
+local function schedule(waiter)
+  ready[#ready + 1] = waiter
   if stepping == 0 and host then poke() end
 end
 
@@ -65,25 +66,28 @@ local function finish(task, ok, ...)
   task.waiters = {}
 end
 
-local function resume_task(task, ...)
-  local previous = current
-  current = task
-  local r = compat.pack(coroutine.resume(task.co, ...))
+-- What coroutine.resume of a task returned (taken as arguments: no table per resume).
+local function resumed(task, previous, ok, ...)
   current = previous
   if coroutine.status(task.co) == "dead" then
-    if r[1] then finish(task, true, compat.unpack(r, 2, r.n))
+    if ok then finish(task, true, ...)
     else
-      local err = r[2]
+      local err = ...
       if type(err) == "string" then err = debug.traceback(task.co, err) end
       finish(task, false, err)
     end
-  elseif r[1] and r[2] ~= SUSPEND then
+  elseif ok and (...) ~= SUSPEND then
     schedule(task)  -- a plain coroutine.yield() inside a task: let others run, then go on
   end
 end
 
-local function run_one(item)
-  local waiter = item[1]
+local function resume_task(task)
+  local previous = current
+  current = task
+  resumed(task, previous, coroutine.resume(task.co))
+end
+
+local function run_one(waiter)
   if getmetatable(waiter) == HostWaiter then
     if waiter.abandoned then return end  -- its wait raised: nobody is parked there now
     -- counted out now, not when it runs again: the driver may stop once none is parked
@@ -91,33 +95,33 @@ local function run_one(item)
     host_waiters = host_waiters - 1
     waiter.host.wakeup(waiter)
   else
-    resume_task(waiter, compat.unpack(item, 2, item.n))
+    resume_task(waiter)
   end
 end
 
--- A step's budget: at most `max_tasks` resumes, and no new one once `max_time` seconds
--- have passed; at least one always runs, so every step makes progress.
-local function new_quota(budget)
-  return { count = 0, max = budget and budget.max_tasks,
-           deadline = budget and budget.max_time and now() + budget.max_time }
-end
-
-local function quota_left(q)
-  if q.count == 0 then return true end
-  if q.max and q.count >= q.max then return false end
-  if q.deadline and now() >= q.deadline then return false end
+-- A step's budget: at most `max` resumes, and no new one once the `deadline` (now()
+-- time) has passed; at least one always runs, so every step makes progress. `count`: the
+-- resumes of this step so far.
+local function quota_left(count, max, deadline)
+  if count == 0 then return true end
+  if max and count >= max then return false end
+  if deadline and now() >= deadline then return false end
   return true
 end
 
 -- Runs what is ready now (what becomes ready meanwhile waits for the next round) within
--- the quota; what the quota leaves stays first in line.
-local function run_ready(q)
+-- the quota; what the quota leaves stays first in line. Returns the step's count of
+-- resumes. The batch, once run, is emptied and kept as the next `ready` table (a nested
+-- step finds none kept and makes its own).
+local function run_ready(count, max, deadline)
   local batch = ready
-  ready = {}
   local i, n = 1, #batch
+  if n == 0 then return count end
+  ready = spare or {}
+  spare = nil
   local ok, err = true, nil
-  while ok and i <= n and quota_left(q) do
-    q.count = q.count + 1
+  while ok and i <= n and quota_left(count, max, deadline) do
+    count = count + 1
     ok, err = pcall(run_one, batch[i])   -- a host's wakeup may raise (luv resumes at once)
     i = i + 1
   end
@@ -126,7 +130,10 @@ local function run_ready(q)
     table.move(ready, 1, #ready, #rest + 1, rest)
     ready = rest
   end
+  for j = 1, n do batch[j] = nil end
+  spare = batch
   if not ok then error(err, 0) end   -- what was not run stays first in line
+  return count
 end
 
 local function next_deadline()
@@ -205,23 +212,26 @@ end
 -- coroutine) that became ready, within `budget` ({ max_tasks = n, max_time = seconds }).
 -- Returns true when there is still work (tasks, timers, calls in flight or parked host
 -- coroutines).
+local function step_body(timeout, max, deadline)
+  local count = run_ready(0, max, deadline)
+  local t = M.timeout()
+  if t == nil then t = timeout
+  elseif timeout ~= nil then t = math.min(t, timeout) end
+  -- what just ran may be what the caller waits for (a task that finished): do not
+  -- block in the runtime for some unrelated call after it
+  if count > 0 then t = 0 end
+  if t ~= 0 or core.inflight() > 0 or host then deliver(core.wait(t)) end
+  wake_sleepers()
+  run_ready(count, max, deadline)
+end
+
 function M.step(timeout, budget)
   timeout = check_timeout(timeout, "step")
   budget = check_budget(budget)
-  local q = new_quota(budget)
+  local max = budget and budget.max_tasks
+  local deadline = budget and budget.max_time and now() + budget.max_time
   stepping = stepping + 1
-  local ok, err = pcall(function()
-    run_ready(q)
-    local t = M.timeout()
-    if t == nil then t = timeout
-    elseif timeout ~= nil then t = math.min(t, timeout) end
-    -- what just ran may be what the caller waits for (a task that finished): do not
-    -- block in the runtime for some unrelated call after it
-    if q.count > 0 then t = 0 end
-    if t ~= 0 or core.inflight() > 0 or host then deliver(core.wait(t)) end
-    wake_sleepers()
-    run_ready(q)
-  end)
+  local ok, err = pcall(step_body, timeout, max, deadline)
   stepping = stepping - 1
   if not ok then error(err, 0) end
   return busy()
