@@ -23,8 +23,27 @@ static const char *const status_names[] = {
   "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
   "UNAUTHENTICATED"};
 
+/* The trailing metadata's keys and values belong to the grpc_call (grpc_types.h), which
+ * the runtime releases at the completion: a failure's are copied first, since
+ * push_failure reads them later. A success reads none. */
+void tl_call_completed(tl_call *c) {
+  if (c->status == GRPC_STATUS_OK) return;
+  for (size_t i = 0; i < c->recv_trailing_md.count; i++) {
+    grpc_metadata *m = &c->recv_trailing_md.metadata[i];
+    m->key = grpc_slice_copy(m->key);
+    m->value = grpc_slice_copy(m->value);
+  }
+  c->trailing_copied = 1;
+}
+
 void tl_call_free(tl_call *c) {
   if (!c) return;
+  if (c->trailing_copied) {
+    for (size_t i = 0; i < c->recv_trailing_md.count; i++) {
+      grpc_slice_unref(c->recv_trailing_md.metadata[i].key);
+      grpc_slice_unref(c->recv_trailing_md.metadata[i].value);
+    }
+  }
   for (size_t i = 0; i < c->n_send_md; i++) {
     grpc_slice_unref(c->send_md[i].key);
     grpc_slice_unref(c->send_md[i].value);

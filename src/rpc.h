@@ -56,6 +56,7 @@ struct tl_call {
   int done;                         /* completion drained */
   int orphaned;                     /* its Lua object is gone: free on completion */
   int direct;                       /* started on the state's own queue */
+  int trailing_copied;              /* recv_trailing_md holds our own copies (see tl_call_completed) */
 };
 
 tl_runtime *tl_runtime_get(lua_State *L);     /* raises after fork or close */
@@ -64,6 +65,9 @@ void tl_runtime_add(tl_runtime *rt, tl_call *c);
  * the status message; no-op when the state's runtime is gone. */
 void tl_runtime_cancel_owner(lua_State *L, const void *owner, const char *why);
 void tl_call_free(tl_call *c);
+/* At the completion, before the grpc_call is released: keeps what call:result() reads
+ * of the call object's own memory (the trailing metadata of a failure). */
+void tl_call_completed(tl_call *c);
 /* Pushes the Lua object of a drained call (from the anchor table) and unanchors it. */
 void tl_call_push_completed(lua_State *L, tl_call *c);
 

@@ -172,6 +172,7 @@ static void runtime_remove(tl_runtime *rt, tl_call *c) {
 static void mark_done(tl_runtime *rt, tl_call *c) {
   runtime_remove(rt, c);
   c->done = 1;
+  tl_call_completed(c);
   grpc_call_unref(c->call);
   c->call = NULL;
 }
