@@ -190,13 +190,14 @@ static int l_unary(lua_State *L) {
   snprintf(c->method, plen, "/%s/%s", service, method);
   collect_metadata(L, 6, c);
 
-  tl_arena *a = tl_arena_new(L);
-  ProtobufCMessage *req = tl_pb_from_lua(L, 4, md->input, a);
+  max_align_t abuf[2048 / sizeof(max_align_t)];
+  tl_arena a;
+  tl_arena_scoped(L, &a, abuf, sizeof(abuf));
+  ProtobufCMessage *req = tl_pb_from_lua(L, 4, md->input, &a);
   size_t n = protobuf_c_message_get_packed_size(req);
   grpc_slice payload = grpc_slice_malloc(n);
   protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
-  tl_arena_reset(a);
-  lua_pop(L, 1);
+  lua_pop(L, 1);  /* the arena's anchor */
   c->send_buf = grpc_raw_byte_buffer_create(&payload, 1);
   grpc_slice_unref(payload);
 

@@ -41,9 +41,41 @@ struct tl_arena_block {
 static void *arena_alloc_cb(void *data, size_t n) { return tl_arena_alloc(data, n); }
 static void arena_free_cb(void *data, void *p) { (void)data; (void)p; }
 
+void tl_arena_scoped(lua_State *L, tl_arena *a, void *buf, size_t size) {
+  memset(a, 0, sizeof(*a));
+  a->allocator.alloc = arena_alloc_cb;
+  a->allocator.free = arena_free_cb;
+  a->allocator.allocator_data = a;
+  a->L = L;
+  a->buf = buf;
+  a->size = size;
+  lua_pushnil(L);
+  a->anchor = lua_gettop(L);
+}
+
 void *tl_arena_alloc(tl_arena *a, size_t n) {
   n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
   if (n == 0) n = sizeof(max_align_t);
+  if (a->L) {
+    if (a->size - a->used < n) {
+      /* Another block: a userdata that keeps the previous ones (its user value) and
+       * takes their place in the anchor slot. May raise (memory): nothing leaks. */
+      lua_State *L = a->L;
+      size_t size = a->size * 2;
+      if (size < n) size = n;
+      luaL_checkstack(L, 3, "protobuf conversion");
+      char *b = lua_newuserdatauv(L, size, 1);
+      lua_pushvalue(L, a->anchor);
+      lua_setiuservalue(L, -2, 1);
+      lua_replace(L, a->anchor);
+      a->buf = b;
+      a->size = size;
+      a->used = 0;
+    }
+    void *p = a->buf + a->used;
+    a->used += n;
+    return p;
+  }
   tl_arena_block *b = a->blocks;
   if (!b || b->size - b->used < n) {
     size_t size = 8192;
@@ -793,18 +825,37 @@ static int wkt_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags, int 
   return 0;
 }
 
+/* Whether field fd of the message at base shows in its Lua table: repeated fields with
+ * items, a chosen oneof member (even holding its default), a set optional scalar, any
+ * other singular field that does not hold its default (a present submessage). */
+static int field_shown(const ProtobufCFieldDescriptor *fd, const char *base) {
+  if (fd->label == PROTOBUF_C_LABEL_REPEATED) return *(const size_t *)(base + fd->quantifier_offset) != 0;
+  if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+    if (*(const uint32_t *)(base + fd->quantifier_offset) != fd->id) return 0;
+  } else if (fd->label == PROTOBUF_C_LABEL_OPTIONAL && fd->type != PROTOBUF_C_TYPE_MESSAGE &&
+             fd->type != PROTOBUF_C_TYPE_STRING) {
+    if (!*(const protobuf_c_boolean *)(base + fd->quantifier_offset)) return 0;
+  } else if (is_default(fd, base + fd->offset)) {
+    return 0;
+  }
+  return !(fd->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage *const *)(base + fd->offset) == NULL);
+}
+
 static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags, int depth) {
   if (depth > TL_PB_MAX_DEPTH) luaL_error(L, "protobuf message nested deeper than %d", TL_PB_MAX_DEPTH);
   luaL_checkstack(L, 8, "protobuf conversion");
   if (wkt_to_lua(L, msg, flags, depth)) return;
   const ProtobufCMessageDescriptor *d = msg->descriptor;
-  lua_createtable(L, 0, 4);
+  const char *base = (const char *)msg;
+  /* Sized for the fields it gets: no rehash while they go in. */
+  int shown = 0;
+  for (unsigned i = 0; i < d->n_fields; i++) shown += field_shown(&d->fields[i], base);
+  lua_createtable(L, 0, shown);
   for (unsigned i = 0; i < d->n_fields; i++) {
     const ProtobufCFieldDescriptor *fd = &d->fields[i];
-    const char *base = (const char *)msg;
+    if (!field_shown(fd, base)) continue;
     if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
       size_t n = *(const size_t *)(base + fd->quantifier_offset);
-      if (n == 0) continue;
       const char *items = *(char *const *)(base + fd->offset);
       if (is_map_entry(fd)) {
         const ProtobufCMessageDescriptor *ed = fd->descriptor;
@@ -824,16 +875,6 @@ static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags,
         }
       }
     } else {
-      if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-        if (*(const uint32_t *)(base + fd->quantifier_offset) != fd->id) continue;
-        /* a chosen oneof member is shown even when it holds its default */
-      } else if (fd->label == PROTOBUF_C_LABEL_OPTIONAL && fd->type != PROTOBUF_C_TYPE_MESSAGE &&
-                 fd->type != PROTOBUF_C_TYPE_STRING) {
-        if (!*(const protobuf_c_boolean *)(base + fd->quantifier_offset)) continue;
-      } else if (is_default(fd, base + fd->offset)) {
-        continue;
-      }
-      if (fd->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage *const *)(base + fd->offset) == NULL) continue;
       value_to_lua(L, fd, base + fd->offset, flags, depth);
     }
     lua_setfield(L, -2, fd->name);
@@ -844,12 +885,13 @@ void tl_pb_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags) { messag
 
 void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int flags) {
   scan_or_raise(L, d, data, len, 0, 1, "");
-  tl_arena *a = tl_arena_new(L);
-  ProtobufCMessage *m = protobuf_c_message_unpack(d, &a->allocator, len, data);
+  max_align_t buf[2048 / sizeof(max_align_t)];
+  tl_arena a;
+  tl_arena_scoped(L, &a, buf, sizeof(buf));
+  ProtobufCMessage *m = protobuf_c_message_unpack(d, &a.allocator, len, data);
   if (!m) luaL_error(L, "malformed %s message (%I bytes)", d->name, (lua_Integer)len);
   message_to_lua(L, m, flags, 0);
-  lua_remove(L, -2);
-  tl_arena_reset(a);
+  lua_remove(L, -2);  /* the anchor: m's memory is not used any more */
 }
 
 /* ------------------------------------------------------------------ Lua functions */

@@ -19,15 +19,28 @@ extern const tl_embedded_module tl_embedded_modules[];
 /* The C module. */
 int luaopen_temporal_core(lua_State *L);
 
-/* --- arena: allocations for one conversion, freed together. The arena lives in a
- * Lua userdata so an error raised mid-conversion cannot leak it. --- */
+/* --- arena: allocations for one conversion, freed together, so an error raised
+ * mid-conversion cannot leak them. Two kinds:
+ * - tl_arena_new: the arena lives in a Lua userdata (malloc'd blocks, freed by reset or
+ *   by the userdata's finalizer);
+ * - tl_arena_scoped: the arena is a C local of the converting function, with a first
+ *   block on its C stack; more blocks are plain Lua userdata (no finalizer) chained in
+ *   a stack slot the call pushes, so they go with the slot. No malloc, no finalizer for
+ *   a small message: what a unary call's request and response mostly are. --- */
 typedef struct tl_arena_block tl_arena_block;
 typedef struct {
   ProtobufCAllocator allocator; /* allocator_data points back at the arena */
   tl_arena_block *blocks;
   size_t total;
+  lua_State *L;                 /* scoped: its state, */
+  int anchor;                   /* the stack slot holding its extra blocks, */
+  char *buf;                    /* and its current block */
+  size_t size, used;
 } tl_arena;
 tl_arena *tl_arena_new(lua_State *L);    /* pushes the userdata */
+/* Sets up `a` with `buf` (max_align_t aligned) as its first block; pushes the anchor
+ * slot, which the caller pops when the arena's memory is no longer used. */
+void tl_arena_scoped(lua_State *L, tl_arena *a, void *buf, size_t size);
 void *tl_arena_alloc(tl_arena *a, size_t n);
 void tl_arena_reset(tl_arena *a);
 
