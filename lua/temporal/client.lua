@@ -248,7 +248,7 @@ end
 local function call_metadata(s, call_md)
   local md = s.base_metadata
   local user_md, key = s.rpc_metadata, s.api_key
-  if next(user_md) or call_md or key then
+  if next(user_md) or (call_md and next(call_md)) or key then
     md = {}
     for k, v in pairs(s.base_metadata) do md[k] = v end
     for k, v in pairs(user_md) do md[k] = v end
@@ -272,7 +272,7 @@ function methods:_rpc(service, method, request, opts)
   end
   -- metrics: every attempt counts, as in sdk-core (see temporal.metrics)
   local recorder = s.metrics and s.metrics:recorder(method, request, LONG_POLL)
-  local policy = opts and opts.retry and s.retry_config and retry.policy(s.retry_config)
+  local policy  -- the retry policy, made at the first failure (none on the success path)
   if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
     error(("rpc_timeout: expected a non-negative number of seconds (math.huge: none), got %s")
       :format(tostring(timeout)), 0)
@@ -287,6 +287,9 @@ function methods:_rpc(service, method, request, opts)
     local resp, failure = scheduler.await(call)
     if recorder then recorder:finish(sent, failure) end
     if resp then return resp end
+    if policy == nil then
+      policy = opts and opts.retry and s.retry_config and retry.policy(s.retry_config, started) or false
+    end
     local wait = policy and policy(failure, attempt)
     if not wait then
       local err = errors.from_rpc(failure, method)
@@ -324,7 +327,9 @@ end
 -- A shallow copy of t (nil: an empty table).
 local function copy(t)
   local c = {}
-  for k, v in pairs(t or {}) do c[k] = v end
+  if t then
+    for k, v in pairs(t) do c[k] = v end
+  end
   return c
 end
 

@@ -109,8 +109,9 @@ end
 
 --- A retry policy for one logical call. policy(failure, attempt) -> seconds to wait
 -- before the next attempt, or nil to give up and raise this failure.
-function M.policy(cfg)
-  local started = core.now()
+-- started: when the call's first attempt began (core.now(); default: now).
+function M.policy(cfg, started)
+  started = started or core.now()
   local next_wait = backoff(cfg, started)
   local next_throttle
   return function(failure, attempt)
