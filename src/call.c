@@ -54,7 +54,6 @@ void tl_call_free(tl_call *c) {
   if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
   if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
   grpc_slice_unref(c->status_details);
-  free(c->method);
   free(c);
 }
 
@@ -184,10 +183,8 @@ static int l_unary(lua_State *L) {
   c->status_details = grpc_empty_slice();
   grpc_metadata_array_init(&c->recv_initial_md);
   grpc_metadata_array_init(&c->recv_trailing_md);
-  size_t plen = strlen(service) + strlen(method) + 3;
-  c->method = malloc(plen);
+  c->method = tl_method_path(sd, md);
   if (!c->method) return luaL_error(L, "out of memory");
-  snprintf(c->method, plen, "/%s/%s", service, method);
   collect_metadata(L, 6, c);
 
   max_align_t abuf[2048 / sizeof(max_align_t)];
@@ -205,9 +202,8 @@ static int l_unary(lua_State *L) {
   /* Beyond ~30 years (math.huge too) means no deadline: the microseconds must fit int64. */
   if (timeout >= 0 && timeout < 1e9)
     deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)(timeout * 1e6), GPR_TIMESPAN));
-  grpc_slice path = grpc_slice_from_copied_string(c->method);
+  grpc_slice path = grpc_slice_from_static_string(c->method);
   c->call = grpc_channel_create_call(ch->channel, NULL, GRPC_PROPAGATE_DEFAULTS, rt->cq, path, NULL, deadline, NULL);
-  grpc_slice_unref(path);
   if (!c->call) return luaL_error(L, "cannot create a call to %s", c->method);
 
   grpc_op ops[6];

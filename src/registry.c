@@ -4,6 +4,8 @@
  * them once for binary search: needed to unpack google.protobuf.Any and to find the
  * services whose methods become the raw RPC surface.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "temporal_lua.h"
@@ -58,6 +60,32 @@ const ProtobufCMessageDescriptor *tl_message_by_name(const char *name) {
 const ProtobufCServiceDescriptor *tl_service_by_name(const char *name) {
   for (size_t i = 0; i < N_SERVICES; i++)
     if (strcmp(services[i]->name, name) == 0) return services[i];
+  return NULL;
+}
+
+/* "/pkg.Service/Method" of every method, built once per process and kept (never freed):
+ * a call's :path and its name in errors, without formatting or allocating per call. */
+static char **method_paths[N_SERVICES];
+static pthread_once_t method_paths_once = PTHREAD_ONCE_INIT;
+
+static void build_method_paths(void) {
+  for (size_t i = 0; i < N_SERVICES; i++) {
+    const ProtobufCServiceDescriptor *s = services[i];
+    char **paths = calloc(s->n_methods ? s->n_methods : 1, sizeof(*paths));
+    if (!paths) return;
+    for (unsigned m = 0; m < s->n_methods; m++) {
+      size_t len = strlen(s->name) + strlen(s->methods[m].name) + 3;
+      if (!(paths[m] = malloc(len))) return;  /* the path stays NULL: the caller raises */
+      snprintf(paths[m], len, "/%s/%s", s->name, s->methods[m].name);
+    }
+    method_paths[i] = paths;
+  }
+}
+
+const char *tl_method_path(const ProtobufCServiceDescriptor *sd, const ProtobufCMethodDescriptor *md) {
+  pthread_once(&method_paths_once, build_method_paths);
+  for (size_t i = 0; i < N_SERVICES; i++)
+    if (services[i] == sd) return method_paths[i] ? method_paths[i][md - sd->methods] : NULL;
   return NULL;
 }
 

@@ -49,7 +49,7 @@ struct tl_call {
   grpc_byte_buffer *send_buf, *recv_buf;
   grpc_status_code status;
   grpc_slice status_details;
-  char *method;                     /* "/pkg.Service/Method", for errors */
+  const char *method;               /* "/pkg.Service/Method" (tl_method_path), for errors */
   const void *owner;                /* the tl_channel that started it (cancel on close) */
   int decode_flags;                 /* tl_pb_decode_push flags for the response */
   int batch_ok;

@@ -47,6 +47,8 @@ void tl_arena_reset(tl_arena *a);
 /* --- registry of generated descriptors (src/registry.c) --- */
 const ProtobufCMessageDescriptor *tl_message_by_name(const char *full_name);
 const ProtobufCServiceDescriptor *tl_service_by_name(const char *full_name);
+/* "/pkg.Service/Method" for a method of sd (kept for the process); NULL: out of memory */
+const char *tl_method_path(const ProtobufCServiceDescriptor *sd, const ProtobufCMethodDescriptor *md);
 void tl_registry_open(lua_State *L);     /* adds functions to the table on top */
 
 /* --- descriptor-driven converter (src/pb.c) --- */
