@@ -109,15 +109,17 @@ local function known_with_rpc(...)
   return t
 end
 
+-- Checks rpc_timeout and rpc_metadata (no table made: most calls only check).
 local function check_rpc(what, opts)
   opt_duration(what, opts, "rpc_timeout")
   local md = opt_type(what, opts, "rpc_metadata", "table")
-  for k, v in pairs(md or {}) do
-    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "table") then
-      fail(what, "option 'rpc_metadata' must map strings to strings, got %s = %s", type(k), type(v))
+  if md then
+    for k, v in pairs(md) do
+      if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "table") then
+        fail(what, "option 'rpc_metadata' must map strings to strings, got %s = %s", type(k), type(v))
+      end
     end
   end
-  return { rpc_timeout = opts.rpc_timeout, rpc_metadata = md }
 end
 
 -- args: a sequence; `.n` (as table.pack sets) counts trailing nils.
@@ -1046,7 +1048,8 @@ function update_methods:result(opts)
   end
   local what = "update result"
   opts = check_opts(opts, known_with_rpc(), what)
-  local outcome = poll_outcome(self, check_rpc(what, opts))
+  check_rpc(what, opts)
+  local outcome = poll_outcome(self, { rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata })
   local dc = converter_of(self._client)
   if outcome.failure then
     error(errors.new("WorkflowUpdateFailedError", {
