@@ -472,6 +472,7 @@ describe("Lua activity worker: a server that completes polls on shutdown", funct
     -- would add hundreds
     assert.is_true(growth < 64, ("Lua heap grew by %.1f KiB over 30 cycles"):format(growth))
   end)
+end)
 
 describe("Lua activity worker: 500 activities through 50 slots", function()
   it("runs each exactly once and never more than 50 at a time", function()
@@ -606,6 +607,96 @@ describe("Lua activity worker: shutdown", function()
   end)
 end)
 
+describe("Lua activity worker: shutdown cancels open polls", function()
+  -- The test bed's server does not complete polls on ShutdownWorker (see the extra server
+  -- above for one that does): the worker cancels them itself.
+  local client
+  setup(function() client = temporal.connect(helper.address, { namespace = helper.namespace }) end)
+  teardown(function() client:close() end)
+
+  it("returns from shutdown with none of its long polls left in flight: they were cancelled", function()
+    -- the client's request metrics say how each poll ended
+    local reg = temporal.metrics.new()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace, metrics = reg })
+    local tq = helper.unique_id("lua-worker-cancelpolls")
+    local base = temporal.core.inflight()
+    local w = c:new_worker{ task_queue = tq, max_concurrent_activities = 6, activities = { a = function() end } }
+    w:start()
+    wait_for(function() return w.polls_in_flight == 6 end, 30, "six polls in flight")
+    assert.equals(base + 6, temporal.core.inflight())
+    assert.is_false(w.polls_complete_on_shutdown)
+    w:shutdown()
+    assert.equals(0, w.polls_in_flight)
+    assert.equals(base, temporal.core.inflight())
+    assert.equals("stopped", w.state)
+    -- each of the six polls failed CANCELLED (a poll the server ends itself, after about a
+    -- minute, succeeds empty)
+    local cancelled, polls = 0, 0
+    for line in reg:exposition():gmatch("[^\n]+") do
+      if line:find('operation="PollActivityTaskQueue"', 1, true) and line:find(tq, 1, true) then
+        local v = tonumber(line:match(" (%d+)$"))
+        if line:match("^temporal_long_request_failure{") and line:find('status_code="CANCELLED"', 1, true) then
+          cancelled = cancelled + v
+        elseif line:match("^temporal_long_request{") then
+          polls = polls + v
+        end
+      end
+    end
+    assert.equals(6, polls)
+    assert.equals(6, cancelled)
+    c:close()
+  end)
+
+  -- The race, made by structure: the server hands the task to the worker's one open poll
+  -- while this process's scheduler does not run (the workflow is started and watched by
+  -- the temporal CLI, another process), so the answer waits in the runtime when
+  -- initiate_shutdown cancels the poll.
+  local function hand_out_then_shutdown(w, tq, retry)
+    w:start()
+    wait_for(function() return w.polls_in_flight == 1 end, 30, "the poll")
+    local id = helper.unique_id("lua-act-race")
+    helper.cli("workflow", "start", "--type", "CallLuaActivity", "--task-queue", helper.task_queue,
+      "--workflow-id", id, "--input", helper.json.encode({ activity = "who", task_queue = tq,
+        retry = { maximum_attempts = retry } }))
+    helper.eventually(function()
+      local d = helper.cli_json("workflow", "describe", "--workflow-id", id)
+      local pa = d.pendingActivities and d.pendingActivities[1]
+      return pa and pa.state == "PENDING_ACTIVITY_STATE_STARTED"
+    end, 30, 0.1)
+    w:initiate_shutdown()    -- cancels the poll; its answer is already here
+    assert.equals("stopping", w.state)
+    return client:get_workflow_handle(id)
+  end
+
+  it("runs a task the server handed to a poll the shutdown cancelled", function()
+    local tq = helper.unique_id("lua-worker-race-run")
+    local w = client:new_worker{ task_queue = tq, max_concurrent_activities = 1, graceful_shutdown_timeout = 30,
+      activities = { who = function(ctx) return { identity = "raced", attempt = ctx.info.attempt } end } }
+    local h = hand_out_then_shutdown(w, tq, 1)
+    w:shutdown()
+    assert.equals(0, w.polls_in_flight)
+    assert.equals(1, w.completed)
+    assert.same({ identity = "raced", attempt = 1 }, h:result().result)
+  end)
+
+  it("hands such a task back when there is no grace period; the next worker runs it", function()
+    local tq = helper.unique_id("lua-worker-race-back")
+    local ran = false
+    local w = client:new_worker{ task_queue = tq, max_concurrent_activities = 1,
+      activities = { who = function() ran = true end } }
+    local h = hand_out_then_shutdown(w, tq, 3)
+    w:shutdown()
+    assert.is_false(ran)
+    local w2 = client:new_worker{ task_queue = tq,
+      activities = { who = function(ctx) return { identity = "second", attempt = ctx.info.attempt } end } }
+    w2:start()
+    local r = h:result()
+    w2:shutdown()
+    -- attempt 1 came back as WorkerShutdown (retryable), attempt 2 ran on the second worker
+    assert.same({ identity = "second", attempt = 2 }, r.result)
+  end)
+end)
+
 describe("Lua activity worker: bad input", function()
   local client
   setup(function() client = temporal.connect(helper.address, { namespace = helper.namespace, lazy = true }) end)
@@ -715,6 +806,4 @@ describe("Lua activity worker: memory", function()
     assert.matches("ERROR SUMMARY: 0 errors", err)
     assert.matches("definitely lost: 0 bytes", err)
   end)
-
-end)
 end)

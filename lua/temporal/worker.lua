@@ -253,6 +253,7 @@ function M.new(client, opts)
     running = {},            -- task token -> running activity
     running_count = 0,
     polls_in_flight = 0,
+    polls = {},              -- track table of each polling slot -> true (track.call: its poll)
     completed = 0,           -- activities whose outcome this worker reported or handed off
     worker_instance_key = client_mod.uuid4(),
     next_poll_at = 0,
@@ -521,15 +522,22 @@ local function finish(w, act)
   end
 end
 
--- Runs one activity task to its reported outcome (in its own task).
-local function execute(w, resp)
-  local dc = w.dc
+-- A task the poll brought, counted as running from the moment it arrives (so a shutdown
+-- never misses one that has not started yet).
+local function receive(w, resp)
   local act = {
     worker = w, token = resp.task_token, finished = false,
     hb = { recorded = 0, sent = 0 }, received = now(),
   }
   w.running[act.token] = act
   w.running_count = w.running_count + 1
+  return act
+end
+
+-- Runs one activity task to its reported outcome (in its own task).
+local function execute(w, resp, act)
+  if act.detached then return end   -- handed back by the shutdown before it could start
+  local dc = w.dc
   local ok, outcome, trace
   local name = resp.activity_type and resp.activity_type.name or ""
   local fn = w.activities[name] or w.dynamic_activity
@@ -553,8 +561,10 @@ local function execute(w, resp)
   elseif not hb_ok then
     ok, outcome = false, failure.application_error("Failed decoding heartbeat details",
       { non_retryable = true, cause = hb_details })
-  elseif w.state == "stopped" or w.handing_back then
-    -- Received after the worker stopped (a poll still in flight): hand it back at once.
+  elseif w.state == "stopped" or w.handing_back
+      or (w.state == "stopping" and now() >= w.stop_requested_at + w.graceful_shutdown_timeout) then
+    -- Received once the grace period is over (a poll answered as the shutdown cancelled
+    -- it): hand it back at once, unstarted.
     ok, outcome = false, "shutdown"
   else
     local ctx = setmetatable({ _act = act, info = info, client = w.client, worker = w }, Context)
@@ -652,17 +662,25 @@ end
 -- One slot: poll, run what comes, poll again, until the worker stops.
 local function slot_loop(w)
   local request = poll_request(w)
+  -- the poll in flight (track.call), so that the shutdown can cancel it
+  local track = {}
+  local poll_opts = { rpc_timeout = M.POLL_RPC_TIMEOUT, track = track }
+  w.polls[track] = true
   local backoff = 0
   while w.state == "running" do
     rate_wait(w)
     if w.state ~= "running" then break end
     w.polls_in_flight = w.polls_in_flight + 1
-    local ok, resp = pcall(rpc, w, "PollActivityTaskQueue", request, { rpc_timeout = M.POLL_RPC_TIMEOUT })
+    local ok, resp = pcall(rpc, w, "PollActivityTaskQueue", request, poll_opts)
+    track.call = nil
+    -- A task that came back (even from a poll the shutdown cancelled: the server may have
+    -- handed it out just before) is counted as running before the poll counts as ended.
+    local act = ok and resp.task_token and resp.task_token ~= "" and receive(w, resp)
     w.polls_in_flight = w.polls_in_flight - 1
     if ok then
       backoff = 0
-      if resp.task_token and resp.task_token ~= "" then
-        local t = spawn(execute, w, resp)
+      if act then
+        local t = spawn(execute, w, resp, act)
         local done, err = pcall(t.wait, t)
         if not done then warn(w, "activity task failed inside the worker: " .. tostring(err)) end
       end
@@ -679,6 +697,18 @@ local function slot_loop(w)
       fail_worker(w, resp)
     end
   end
+  w.polls[track] = nil
+end
+
+-- Cancels the polls in flight: each ends at once with CANCELLED. A task the server handed
+-- to one of them just before still arrives (the call completed first) and is run or handed
+-- back; one handed out while the cancellation travels is never received and the server
+-- retries it once its start-to-close timeout passes, as for a worker that crashed.
+local function cancel_polls(w)
+  for track in pairs(w.polls) do
+    local call = track.call
+    if call then call:cancel() end
+  end
 end
 
 -- ------------------------------------------------------------------ lifecycle
@@ -692,12 +722,16 @@ local function drain(w)
     task_queue_types = { "ACTIVITY" },
   }, { rpc_timeout = 10 })
   local grace_end = w.stop_requested_at + w.graceful_shutdown_timeout
-  -- Polls the server completes on ShutdownWorker may still bring a task: wait for them
-  -- within the grace period too (when the server cannot complete them, they are left:
-  -- a task one of them brings later is handed back at once).
-  nap(grace_end - now(), function()
-    return w.running_count == 0 and (not w.polls_complete_on_shutdown or w.polls_in_flight == 0)
-  end)
+  -- The polls end: cancelled by initiate_shutdown, or completed by the server on
+  -- ShutdownWorker (a task one of them still brings is run within the grace period).
+  local function idle() return w.running_count == 0 and w.polls_in_flight == 0 end
+  nap(grace_end - now(), idle)
+  -- Past the grace period: a poll the server has not completed yet is cancelled; every
+  -- poll has ended before the rest is handed back, so no task it brings is missed.
+  if w.polls_in_flight > 0 then
+    cancel_polls(w)
+    nap(math.huge, function() return w.polls_in_flight == 0 end)
+  end
   w.handing_back = true
   if w.running_count > 0 then
     local left = {}
@@ -777,6 +811,9 @@ function Worker:initiate_shutdown()
   if self.state == "running" then
     self.state = "stopping"
     self.stop_requested_at = now()
+    -- A server that cannot complete polls on ShutdownWorker would hold them open up to a
+    -- minute: cancel them now (no poll is started after this point).
+    if not self.polls_complete_on_shutdown then cancel_polls(self) end
     self.stopper = spawn(stop, self)
   end
 end
