@@ -492,7 +492,8 @@ local function call_activity(fn, ctx, args)
   local trace
   local function handler(e)
     -- The activity's frames only: cut at the worker's own xpcall.
-    trace = debug.traceback(nil, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+    -- ("" rather than nil: LuaJIT's traceback returns a nil message as it is)
+    trace = debug.traceback("", 2):gsub("^\n", ""):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
     return e
   end
   local r = compat.pack(xpcall(fn, handler, ctx, compat.unpack(args, 1, args.n)))
