@@ -647,9 +647,18 @@ describe("Lua activity worker: shutdown cancels open polls", function()
     c:close()
   end)
 
+  -- The completions waiting in this process's runtime, not yet taken by the scheduler: the
+  -- count of its eventfd (the runtime's poller thread adds one per completed call).
+  local function completions_waiting()
+    local f = assert(io.open("/proc/self/fdinfo/" .. temporal.pollfd()))
+    local text = f:read("a")
+    f:close()
+    return tonumber(assert(text:match("eventfd%-count:%s*(%x+)"), text), 16)
+  end
+
   -- The race, made by structure: the server hands the task to the worker's one open poll
   -- while this process's scheduler does not run (the workflow is started and watched by
-  -- the temporal CLI, another process), so the answer waits in the runtime when
+  -- the temporal CLI, another process); once the answer waits in the runtime,
   -- initiate_shutdown cancels the poll.
   local function hand_out_then_shutdown(w, tq, retry)
     w:start()
@@ -663,6 +672,8 @@ describe("Lua activity worker: shutdown cancels open polls", function()
       local pa = d.pendingActivities and d.pendingActivities[1]
       return pa and pa.state == "PENDING_ACTIVITY_STATE_STARTED"
     end, 30, 0.1)
+    helper.eventually(function() return completions_waiting() > 0 end, 30, 0.02)
+    assert.equals(1, temporal.core.inflight())   -- the poll is this process's only call
     w:initiate_shutdown()    -- cancels the poll; its answer is already here
     assert.equals("stopping", w.state)
     return client:get_workflow_handle(id)
@@ -694,6 +705,146 @@ describe("Lua activity worker: shutdown cancels open polls", function()
     w2:shutdown()
     -- attempt 1 came back as WorkerShutdown (retryable), attempt 2 ran on the second worker
     assert.same({ identity = "second", attempt = 2 }, r.result)
+  end)
+end)
+
+describe("Lua activity worker: a cancellation wakes the activity where it waits", function()
+  -- Held calls: the activities wait for the result of a workflow that never ends by itself
+  -- (WaitForSignal), so only the cancellation can resume them.
+  local client, held, worker, tq
+  local seen, flags = {}, {}
+
+  local function outcome(ctx, ok, err)
+    return { ok = ok, err = err, details = ctx:cancellation_details() }
+  end
+
+  local activities = {
+    -- heartbeats once the test says so, then waits in a client call
+    call_after_heartbeat = function(ctx, id)
+      seen.call_after_heartbeat = "started"
+      while not flags.heartbeat do temporal.sleep(0.02) end
+      ctx:heartbeat("about to wait")
+      local ok, err = pcall(function() return client:get_workflow_handle(id):result() end)
+      seen.call_after_heartbeat = outcome(ctx, ok, err)
+      error(err)
+    end,
+    blocked_call = function(ctx, id)
+      seen.blocked_call = "started"
+      local ok, err = pcall(function() return client:get_workflow_handle(id):result() end)
+      seen.blocked_call = outcome(ctx, ok, err)
+      error(err)
+    end,
+    long_nap = function(ctx)
+      seen.long_nap = "started"
+      local ok, err = pcall(ctx.sleep, ctx, 3600)
+      seen.long_nap = outcome(ctx, ok, err)
+      error(err)
+    end,
+    wait_cancel = function(ctx, timeout)
+      seen.wait_cancel = { cancelled = ctx:wait_for_cancel(timeout), details = ctx:cancellation_details() or temporal.null }
+      return seen.wait_cancel
+    end,
+  }
+
+  setup(function()
+    client = temporal.connect(helper.address, { namespace = helper.namespace })
+    held = helper.unique_id("lua-act-held")
+    client:start_workflow("WaitForSignal", { id = held, task_queue = helper.task_queue })
+    tq = helper.unique_id("lua-worker-wake")
+    worker = client:new_worker{ task_queue = tq, activities = activities, max_concurrent_activities = 4 }
+    worker:start()
+  end)
+
+  teardown(function()
+    worker:shutdown()
+    client:get_workflow_handle(held):terminate()
+    client:close()
+  end)
+
+  local function start(spec)
+    spec.task_queue = spec.task_queue or tq
+    return client:start_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-wake"),
+      task_queue = helper.task_queue, args = { spec }, execution_timeout = 120 })
+  end
+
+  local function pending_state(h)
+    local list = h:describe().raw.pending_activities
+    return list and list[1] and list[1].state
+  end
+
+  it("from a heartbeat response: the client call the activity waits in ends, Python sees the cancellation", function()
+    local h = start({ activity = "call_after_heartbeat", args = { held }, heartbeat_timeout = 30,
+      cancel_on_signal = true })
+    wait_for(function() return seen.call_after_heartbeat == "started" end, 30, "the activity")
+    h:signal("cancel")
+    wait_for(function() return pending_state(h) == "CANCEL_REQUESTED" end, 30, "the cancel request on the server")
+    flags.heartbeat = true   -- its heartbeat's answer carries the cancellation
+    local r = h:result()
+    assert.equals("ActivityError", r.error)
+    assert.equals("CancelledError", r.cause)
+    local got = seen.call_after_heartbeat
+    assert.is_false(got.ok)
+    assert.is_true(errors.is(got.err, "RPCError"))
+    assert.equals("CANCELLED", got.err.status)
+    assert.is_true(got.details.cancel_requested)
+  end)
+
+  it("from the deadline: the client call ends when start-to-close passes", function()
+    seen.blocked_call = nil
+    local r = start({ activity = "blocked_call", args = { held }, start_to_close = 1 }):result()
+    assert.equals("TimeoutError", r.cause)
+    assert.equals("START_TO_CLOSE", r.timeout_type)
+    local got = wait_for(function() return type(seen.blocked_call) == "table" and seen.blocked_call end,
+      30, "the activity to be woken")
+    assert.equals("CANCELLED", got.err.status)
+    assert.is_true(got.details.timed_out)
+  end)
+
+  it("from the shutdown past the grace period: the client call ends and the task goes back", function()
+    local tq2 = helper.unique_id("lua-worker-wake-shutdown")
+    local w = client:new_worker{ task_queue = tq2, activities = activities, max_concurrent_activities = 1 }
+    w:start()
+    seen.blocked_call = nil
+    local h = start({ activity = "blocked_call", args = { held }, task_queue = tq2 })
+    wait_for(function() return seen.blocked_call == "started" end, 30, "the activity")
+    w:shutdown()
+    local got = wait_for(function() return type(seen.blocked_call) == "table" and seen.blocked_call end,
+      30, "the activity to be woken")
+    assert.equals("CANCELLED", got.err.status)
+    assert.is_true(got.details.worker_shutdown)
+    local r = h:result()
+    assert.equals("ApplicationError", r.cause)
+    assert.equals("WorkerShutdown", r.type)
+  end)
+
+  it("ctx:sleep is one wait, resumed at the deadline rather than at intervals", function()
+    seen.long_nap = nil
+    local h = start({ activity = "long_nap", start_to_close = 2 })
+    wait_for(function() return seen.long_nap == "started" end, 30, "the activity")
+    -- nothing else happens in this process meanwhile (idle polls, no other timer): each
+    -- scheduler step is one wake-up; a sleep in slices would take dozens
+    local steps = 0
+    while seen.long_nap == "started" do
+      temporal.step(nil)
+      steps = steps + 1
+    end
+    assert.is_true(steps <= 4, ("%d scheduler steps while the activity slept"):format(steps))
+    assert.is_true(errors.is(seen.long_nap.err, "CancelledError"))
+    assert.is_true(seen.long_nap.details.timed_out)
+    local r = h:result()
+    assert.equals("TimeoutError", r.cause)
+    assert.equals("START_TO_CLOSE", r.timeout_type)
+  end)
+
+  it("ctx:wait_for_cancel returns false at its timeout and true once cancelled", function()
+    local r = start({ activity = "wait_cancel", args = { 0.2 } }):result()
+    assert.same({ cancelled = false, details = temporal.null }, r.result)
+    seen.wait_cancel = nil
+    r = start({ activity = "wait_cancel", start_to_close = 1 }):result()   -- cancelled at the deadline
+    assert.equals("TimeoutError", r.cause)
+    local got = wait_for(function() return seen.wait_cancel end, 30, "wait_for_cancel to return")
+    assert.is_true(got.cancelled)
+    assert.is_true(got.details.timed_out)
   end)
 end)
 
