@@ -8,6 +8,7 @@ local helper = require("support.helper")
 local temporal = require("temporal")
 
 local errors = temporal.errors
+local compat = require("temporal.compat")
 
 -- Waits (driving the scheduler, so the worker runs) until fn() is truthy; returns its value.
 local function wait_for(fn, timeout, what)
@@ -845,6 +846,141 @@ describe("Lua activity worker: a cancellation wakes the activity where it waits"
     local got = wait_for(function() return seen.wait_cancel end, 30, "wait_for_cancel to return")
     assert.is_true(got.cancelled)
     assert.is_true(got.details.timed_out)
+  end)
+end)
+
+describe("Lua activity worker: interceptors", function()
+  local function run_activity(c, tq, activity, args, extra)
+    local spec = { activity = activity, task_queue = tq, args = args }
+    for k, v in pairs(extra or {}) do spec[k] = v end
+    return c:execute_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-icpt"),
+      task_queue = helper.task_queue, args = { spec }, execution_timeout = 60 })
+  end
+
+  it("execute_activity and info wrap the activity in order: inputs, arguments and result changed, seen by Python", function()
+    local trace, inputs = {}, {}
+    local function tracer(tag)
+      return {
+        execute_activity = function(next, input)
+          trace[#trace + 1] = tag .. ">"
+          inputs[tag] = { activity = input.activity, n = input.args.n, header_type = type(input.header),
+            ctx_ok = getmetatable(input.ctx) == temporal.ActivityContext }
+          local r = next(input)
+          trace[#trace + 1] = "<" .. tag
+          return r
+        end,
+      }
+    end
+    local c = temporal.connect(helper.address, { namespace = helper.namespace, interceptors = {
+      tracer("client"),                                   -- applied to the worker too, first
+      { start_workflow = function(next, input) return next(input) end },   -- a client-only one
+    } })
+    local tq = helper.unique_id("lua-worker-icpt")
+    local w = c:new_worker{ task_queue = tq, interceptors = {
+      tracer("outer"),
+      {
+        -- arguments in, result out
+        execute_activity = function(next, input)
+          input.args = compat.pack(input.args[1] * 10, input.args[2])
+          local r = next(input)
+          r.wrapped = true
+          return r
+        end,
+        info = function(next, input)
+          local info = next(input)
+          info.tenant = "blue"
+          return info
+        end,
+        ["*"] = function(next, input, name)
+          trace[#trace + 1] = "*" .. name
+          return next(input)
+        end,
+      },
+      tracer("inner"),
+    }, activities = {
+      add = function(ctx, a, b)
+        trace[#trace + 1] = "fn"
+        return { sum = a + b, tenant = ctx.info.tenant, attempt = ctx.info.attempt }
+      end,
+    } }
+    w:start()
+    local r = run_activity(c, tq, "add", { 4, 2 })
+    w:shutdown()
+    c:close()
+    assert.same({ sum = 42, tenant = "blue", attempt = 1, wrapped = true }, r.result)
+    assert.same({ "*info", "client>", "outer>", "*execute_activity", "inner>", "fn", "<inner", "<outer", "<client" }, trace)
+    assert.same({ activity = "add", n = 2, header_type = "table", ctx_ok = true }, inputs.outer)
+    assert.same({ activity = "add", n = 2, header_type = "table", ctx_ok = true }, inputs.client)
+  end)
+
+  it("execute_activity sees the activity's error and may replace it; Python sees the replacement", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq = helper.unique_id("lua-worker-icpt-err")
+    local caught
+    local w = c:new_worker{ task_queue = tq, interceptors = { {
+      execute_activity = function(next, input)
+        local ok, err = pcall(next, input)
+        if ok then return err end
+        caught = err
+        error(temporal.application_error("wrapped: " .. tostring(err):match("boom"), { type = "Wrapped", non_retryable = true }))
+      end,
+    } }, activities = { boom = function() error("boom") end } }
+    w:start()
+    local r = run_activity(c, tq, "boom", {}, { retry = { maximum_attempts = 3 } })
+    w:shutdown()
+    c:close()
+    assert.matches("boom", caught)
+    assert.equals("ApplicationError", r.cause)
+    assert.equals("Wrapped", r.type)
+    assert.equals("wrapped: boom", r.message)
+    assert.equals("NON_RETRYABLE_FAILURE", r.retry_state)
+  end)
+
+  it("heartbeat sees and changes the details the server records", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq = helper.unique_id("lua-worker-icpt-hb")
+    local release, beating = false, false
+    local w = c:new_worker{ task_queue = tq, interceptors = { {
+      heartbeat = function(next, input)
+        input.details = compat.pack(input.details[1] .. " (intercepted)", input.details.n)
+        return next(input)
+      end,
+    } }, activities = { beat = function(ctx)
+      ctx:heartbeat("progress")
+      beating = true
+      while not release do ctx:sleep(0.02) end
+      return "done"
+    end } }
+    w:start()
+    local h = c:start_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-icpt-hb"),
+      task_queue = helper.task_queue, args = { { activity = "beat", task_queue = tq, heartbeat_timeout = 30 } } })
+    wait_for(function() return beating end, 30, "the activity")
+    local details = wait_for(function()
+      local pa = h:describe().raw.pending_activities
+      pa = pa and pa[1]
+      return pa and pa.heartbeat_details and temporal.converter.default:from_payloads(pa.heartbeat_details)
+    end, 30, "the heartbeat on the server")
+    release = true
+    assert.same({ "progress (intercepted)", 1, n = 2 }, details)
+    assert.equals("done", h:result().result)
+    w:shutdown()
+    c:close()
+  end)
+
+  it("names a bad interceptor", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace, lazy = true })
+    local fn = function() end
+    local function fails(icpts, pattern)
+      local ok, err = pcall(c.new_worker, c, { task_queue = "q", activities = { a = fn }, interceptors = icpts })
+      assert.is_false(ok)
+      assert.matches(pattern, tostring(err))
+    end
+    fails({ { execute_activty = fn } }, "new_worker: interceptors%[1%]: unknown operation 'execute_activty'")
+    fails({ { heartbeat = 1 } }, "new_worker: interceptors%[1%]%.heartbeat: expected a function, got number")
+    fails({ fn }, "new_worker: interceptors%[1%]: expected a table of functions, got function")
+    fails("x", "new_worker: interceptors: expected a list of tables, got string")
+    fails({ a = {} }, "new_worker: interceptors: expected a list")
+    c:close()
   end)
 end)
 

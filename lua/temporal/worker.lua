@@ -37,6 +37,7 @@ local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local client_mod = require("temporal.client")
 local errors = require("temporal.errors")
 local failure = require("temporal.failure")
+local interceptor = require("temporal.interceptor")
 
 local M = {}
 
@@ -162,7 +163,11 @@ local OPTIONS = {
   max_activities_per_second = true, max_task_queue_activities_per_second = true,
   max_heartbeat_throttle_interval = true, default_heartbeat_throttle_interval = true,
   build_id = true, use_worker_versioning = true, deployment_options = true, log = true,
+  interceptors = true,
 }
+-- What activity interceptors wrap (the Python SDK's ActivityInboundInterceptor
+-- execute_activity and ActivityOutboundInterceptor info / heartbeat).
+M.ACTIVITY_OPERATIONS = { execute_activity = true, heartbeat = true, info = true }
 local DEPLOYMENT_OPTIONS = { deployment_name = true, build_id = true, use_worker_versioning = true }
 
 local function check_activities(acts, level)
@@ -180,6 +185,50 @@ local function check_activities(acts, level)
       error(("new_worker: activities.%s: expected a function, got %s"):format(name, type(fn)), level + 1)
     end
     out[name] = fn
+  end
+  return out
+end
+
+-- The worker's interceptor chain: the entries of the client's interceptors that name an
+-- activity operation (as Python prepends the client's worker interceptors), then the
+-- worker's own (`interceptors` option), whose names must all be activity operations or "*".
+local function check_interceptors(list, client_list, level)
+  local out = {}
+  for _, icpt in ipairs(client_list or {}) do
+    local own
+    for op in pairs(M.ACTIVITY_OPERATIONS) do
+      if icpt[op] ~= nil then
+        own = own or {}
+        own[op] = icpt[op]
+      end
+    end
+    if own then out[#out + 1] = own end
+  end
+  if list == nil then return out end
+  if type(list) ~= "table" then
+    error("new_worker: interceptors: expected a list of tables, got " .. type(list), level + 1)
+  end
+  local n = #list
+  for k in pairs(list) do
+    if compat.math_type(k) ~= "integer" or k < 1 or k > n then
+      error("new_worker: interceptors: expected a list (array) of tables, got key " .. tostring(k), level + 1)
+    end
+  end
+  for i = 1, n do
+    local icpt = list[i]
+    if type(icpt) ~= "table" then
+      error(("new_worker: interceptors[%d]: expected a table of functions, got %s"):format(i, type(icpt)), level + 1)
+    end
+    for name, fn in pairs(icpt) do
+      if not (M.ACTIVITY_OPERATIONS[name] or name == "*") then
+        error(("new_worker: interceptors[%d]: unknown operation '%s' (execute_activity, heartbeat, info or *)")
+          :format(i, tostring(name)), level + 1)
+      end
+      if not is_callable(fn) then
+        error(("new_worker: interceptors[%d].%s: expected a function, got %s"):format(i, name, type(fn)), level + 1)
+      end
+    end
+    out[#out + 1] = icpt
   end
   return out
 end
@@ -261,6 +310,7 @@ function M.new(client, opts)
     build_id = opts.build_id,
     use_worker_versioning = opts.use_worker_versioning or false,
     log = opts.log or default_log,
+    interceptors = check_interceptors(opts.interceptors, client.interceptors, 3),
     state = "new",           -- new -> running -> stopping -> stopped
     running = {},            -- task token -> running activity
     running_count = 0,
@@ -402,17 +452,13 @@ local function check_ctx(ctx, name)
   return rawget(ctx, "_act")
 end
 
---- ctx:heartbeat(...): records a heartbeat with these details (converted now, sent
--- throttled: the first at once, then at most once per 80 % of the heartbeat timeout, the
--- latest details winning). Raises a CancelledError once the activity is cancelled.
-function Context:heartbeat(...)
-  local act = check_ctx(self, "heartbeat")
-  if cancel_reason(act) then error(cancelled_error(act), 2) end
+-- Records a heartbeat (the end of the interceptors' heartbeat chain).
+local function record_heartbeat(act, values, level)
+  if cancel_reason(act) then error(cancelled_error(act), level + 1) end
   if act.finished then return end
   local w = act.worker
-  local values = compat.pack(...)
   local ok, p = pcall(payloads, w.dc, values)
-  if not ok then error("heartbeat: " .. tostring(p), 2) end
+  if not ok then error("heartbeat: " .. tostring(p), level + 1) end
   local hb = act.hb
   hb.recorded = hb.recorded + 1
   if hb.sender then
@@ -421,6 +467,22 @@ function Context:heartbeat(...)
     -- The first heartbeat (or the first after a quiet interval) goes out at once.
     hb.sender = spawn(heartbeat_sender, w, act, p or false)
   end
+end
+
+local function heartbeat_op(input)
+  return record_heartbeat(rawget(input.ctx, "_act"), input.details, 3)
+end
+
+--- ctx:heartbeat(...): records a heartbeat with these details (converted now, sent
+-- throttled: the first at once, then at most once per 80 % of the heartbeat timeout, the
+-- latest details winning). Raises a CancelledError once the activity is cancelled.
+-- Goes through the worker's heartbeat interceptors.
+function Context:heartbeat(...)
+  local act = check_ctx(self, "heartbeat")
+  local list = act.worker.interceptors
+  if #list == 0 then return record_heartbeat(act, compat.pack(...), 2) end
+  -- input: ctx, details (packed: n is the count)
+  interceptor.run(list, "heartbeat", { ctx = self, details = compat.pack(...) }, heartbeat_op)
 end
 
 --- ctx:is_cancelled() -> boolean: the server asked to cancel, the deadline passed, the
@@ -533,6 +595,25 @@ local function decode_info(w, resp, heartbeat_details)
   }
 end
 
+local function info_op(input) return input.info end
+local function execute_op(input)
+  return input.fn(input.ctx, compat.unpack(input.args, 1, input.args.n))
+end
+
+-- fn wrapped in the worker's interceptors: info once, then execute_activity.
+local function intercepted(w, fn, name, header)
+  return function(ctx, ...)
+    local list = w.interceptors
+    rawset(ctx, "info", interceptor.run(list, "info", { ctx = ctx, info = ctx.info }, info_op))
+    local fields = {}
+    for k, v in pairs(header or {}) do fields[k] = v end
+    -- input: ctx, activity (the type name), fn, args (packed), header (name -> payload)
+    return interceptor.run(list, "execute_activity", {
+      ctx = ctx, activity = name, fn = fn, args = compat.pack(...), header = fields,
+    }, execute_op)
+  end
+end
+
 -- Calls fn(ctx, args...) and returns ok, results (packed) or false, error, traceback.
 local function call_activity(fn, ctx, args)
   local trace
@@ -629,6 +710,9 @@ local function execute(w, resp, act)
   else
     local ctx = setmetatable({ _act = act, info = info, client = w.client, worker = w }, Context)
     local results
+    if #w.interceptors > 0 then
+      fn = intercepted(w, fn, name, resp.header and resp.header.fields)
+    end
     ok, results, trace = call_activity(fn, ctx, args)
     if ok then
       if results.n > 1 then
