@@ -431,6 +431,36 @@ describe("Lua activity worker: converter, dynamic activities, versioning", funct
   end)
 end)
 
+describe("Lua activity worker: Worker Deployment versioning", function()
+  it("a VERSIONED worker gets its tasks once its version is current; the server lists it as the version's activity poller", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq, dep = helper.unique_id("lua-worker-versioned"), helper.unique_id("lua-deployment")
+    local w = c:new_worker{ task_queue = tq, max_concurrent_activities = 2,
+      deployment_options = { deployment_name = dep, build_id = "v1", use_worker_versioning = true },
+      activities = { who = function(ctx) return { build = "v1", attempt = ctx.info.attempt } end } }
+    w:start()
+    local h = c:start_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-versioned"),
+      task_queue = helper.task_queue, args = { { activity = "who", task_queue = tq } }, execution_timeout = 60 })
+    -- the polls registered the version and its task queue (activity type) on the server
+    local version = wait_for(function()
+      local ok, v = pcall(helper.cli_json, "worker", "deployment", "describe-version",
+        "--deployment-name", dep, "--build-id", "v1")
+      return ok and v.taskQueuesInfos and #v.taskQueuesInfos > 0 and v
+    end, 30, "the version on the server")
+    assert.same({ { name = tq, type = "activity" } }, version.taskQueuesInfos)
+    -- not current yet: the unversioned workflow's activity is not given to it
+    assert.equals(2, w.polls_in_flight)
+    assert.equals("SCHEDULED", h:describe().raw.pending_activities[1].state)
+    assert.equals(0, w.completed)
+    helper.cli("worker", "deployment", "set-current-version", "--deployment-name", dep, "--build-id", "v1", "--yes")
+    local r = h:result()
+    w:shutdown()
+    c:close()
+    assert.same({ build = "v1", attempt = 1 }, r.result)
+    assert.equals(1, w.completed)
+  end)
+end)
+
 describe("Lua activity worker: a server that completes polls on shutdown", function()
   local extra_server = require("support.extra_server")
   local server
