@@ -75,13 +75,15 @@ local function start(env)
     n.stop()
     error(tostring(err) .. "\n" .. log)
   end
-  -- both worker processes poll (each /activities answer is one process's worker)
+  -- both worker processes poll or run an activity on every slot (each /activities answer
+  -- is one process's worker)
+  local slots = tonumber(env.TEMPORAL_MAX_CONCURRENT_ACTIVITIES or 20)
   helper.eventually(function()
     local seen = {}
     for _ = 1, 20 do
       local status, body = http("/activities", port)
       local s = status == 200 and temporal.core.json_decode(body)
-      if s and s.state == "running" and s.polls == 1 then seen[s.pid] = true end
+      if s and s.state == "running" and s.polls + s.running == slots then seen[s.pid] = true end
     end
     local count = 0
     for _ in pairs(seen) do count = count + 1 end
@@ -217,5 +219,35 @@ describe("nginx serves Lua activities #luajit", function()
     -- and its worker stopped by itself, as the reload asked (not cut off at exit)
     assert.matches(held .. "#%d+: [^\n]*the activity worker stopped after %d+ activities", n.log())
     n.assert_clean_log()
+  end)
+
+  it("quit past the grace period: the waiting activity is woken, handed back and retried by the next nginx", function()
+    local tq2 = helper.unique_id("ngx-activities-quit")
+    local n2 = start({ TEMPORAL_ACTIVITY_TASK_QUEUE = tq2, TEMPORAL_MAX_CONCURRENT_ACTIVITIES = 1,
+      TEMPORAL_GRACEFUL_SHUTDOWN_TIMEOUT = 0 })
+    local w = hold_workflow()
+    local h = client:start_workflow("CallLuaActivity", {
+      id = helper.unique_id("ngx-act-quit"), task_queue = helper.task_queue, execution_timeout = 120,
+      args = { { activity = "wait_workflow", task_queue = tq2, args = { w }, retry = { maximum_attempts = 2 } } },
+    })
+    helper.eventually(function() return activity_state(h) == "STARTED" end, 30, 0.1)
+    local master = n2.pid
+    sh("kill -QUIT " .. master)
+    -- the activity waits in a client call the server holds: only its cancellation (the
+    -- call cancelled) lets the worker processes, then nginx, exit
+    helper.eventually(function() return not alive(master) end, 30, 0.1)
+    n2.pid = nil
+    n2.assert_clean_log()
+    n2.stop()
+    -- attempt 1 came back as WorkerShutdown: the next nginx runs attempt 2
+    local n3 = start({ TEMPORAL_ACTIVITY_TASK_QUEUE = tq2, TEMPORAL_MAX_CONCURRENT_ACTIVITIES = 1 })
+    helper.eventually(function() return activity_state(h) == "STARTED" end, 30, 0.1)
+    client:get_workflow_handle(w):signal("approve", "retried")
+    local r = h:result()
+    local workers = n3.workers()
+    n3.stop()
+    assert.same({ { "retried" } }, r.result.result)
+    assert.equals(2, r.result.attempt)
+    assert.truthy(r.result.pid == workers[1] or r.result.pid == workers[2])
   end)
 end)
