@@ -56,8 +56,10 @@ local function start(env)
   end
   function n.stop()
     if n.pid then
-      sh(("kill -QUIT %d 2>/dev/null; for i in $(seq 100); do kill -0 %d 2>/dev/null || break; sleep 0.1; done; kill -KILL %d 2>/dev/null; true")
-        :format(n.pid, n.pid, n.pid))
+      -- a worker process that does not exit in time is killed with its master
+      local workers = table.concat(n.workers(), " ")
+      sh(("kill -QUIT %d 2>/dev/null; for i in $(seq 100); do kill -0 %d 2>/dev/null || break; sleep 0.1; done; kill -KILL %d %s 2>/dev/null; true")
+        :format(n.pid, n.pid, n.pid, workers))
       n.pid = nil
     end
     sh("rm -rf " .. helper.shell_quote(dir))
@@ -225,6 +227,11 @@ describe("nginx serves Lua activities #luajit", function()
     local tq2 = helper.unique_id("ngx-activities-quit")
     local n2 = start({ TEMPORAL_ACTIVITY_TASK_QUEUE = tq2, TEMPORAL_MAX_CONCURRENT_ACTIVITIES = 1,
       TEMPORAL_GRACEFUL_SHUTDOWN_TIMEOUT = 0 })
+    local n3
+    finally(function()
+      n2.stop()
+      if n3 then n3.stop() end
+    end)
     local w = hold_workflow()
     local h = client:start_workflow("CallLuaActivity", {
       id = helper.unique_id("ngx-act-quit"), task_queue = helper.task_queue, execution_timeout = 120,
@@ -238,14 +245,12 @@ describe("nginx serves Lua activities #luajit", function()
     helper.eventually(function() return not alive(master) end, 30, 0.1)
     n2.pid = nil
     n2.assert_clean_log()
-    n2.stop()
     -- attempt 1 came back as WorkerShutdown: the next nginx runs attempt 2
-    local n3 = start({ TEMPORAL_ACTIVITY_TASK_QUEUE = tq2, TEMPORAL_MAX_CONCURRENT_ACTIVITIES = 1 })
+    n3 = start({ TEMPORAL_ACTIVITY_TASK_QUEUE = tq2, TEMPORAL_MAX_CONCURRENT_ACTIVITIES = 1 })
     helper.eventually(function() return activity_state(h) == "STARTED" end, 30, 0.1)
     client:get_workflow_handle(w):signal("approve", "retried")
     local r = h:result()
     local workers = n3.workers()
-    n3.stop()
     assert.same({ { "retried" } }, r.result.result)
     assert.equals(2, r.result.attempt)
     assert.truthy(r.result.pid == workers[1] or r.result.pid == workers[2])
