@@ -8,6 +8,7 @@ local helper = require("support.helper")
 local temporal = require("temporal")
 
 local errors = temporal.errors
+local compat = require("temporal.compat")
 
 -- Waits (driving the scheduler, so the worker runs) until fn() is truthy; returns its value.
 local function wait_for(fn, timeout, what)
@@ -430,6 +431,36 @@ describe("Lua activity worker: converter, dynamic activities, versioning", funct
   end)
 end)
 
+describe("Lua activity worker: Worker Deployment versioning", function()
+  it("a VERSIONED worker gets its tasks once its version is current; the server lists it as the version's activity poller", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq, dep = helper.unique_id("lua-worker-versioned"), helper.unique_id("lua-deployment")
+    local w = c:new_worker{ task_queue = tq, max_concurrent_activities = 2,
+      deployment_options = { deployment_name = dep, build_id = "v1", use_worker_versioning = true },
+      activities = { who = function(ctx) return { build = "v1", attempt = ctx.info.attempt } end } }
+    w:start()
+    local h = c:start_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-versioned"),
+      task_queue = helper.task_queue, args = { { activity = "who", task_queue = tq } }, execution_timeout = 60 })
+    -- the polls registered the version and its task queue (activity type) on the server
+    local version = wait_for(function()
+      local ok, v = pcall(helper.cli_json, "worker", "deployment", "describe-version",
+        "--deployment-name", dep, "--build-id", "v1")
+      return ok and v.taskQueuesInfos and #v.taskQueuesInfos > 0 and v
+    end, 30, "the version on the server")
+    assert.same({ { name = tq, type = "activity" } }, version.taskQueuesInfos)
+    -- not current yet: the unversioned workflow's activity is not given to it
+    assert.equals(2, w.polls_in_flight)
+    assert.equals("SCHEDULED", h:describe().raw.pending_activities[1].state)
+    assert.equals(0, w.completed)
+    helper.cli("worker", "deployment", "set-current-version", "--deployment-name", dep, "--build-id", "v1", "--yes")
+    local r = h:result()
+    w:shutdown()
+    c:close()
+    assert.same({ build = "v1", attempt = 1 }, r.result)
+    assert.equals(1, w.completed)
+  end)
+end)
+
 describe("Lua activity worker: a server that completes polls on shutdown", function()
   local extra_server = require("support.extra_server")
   local server
@@ -472,6 +503,7 @@ describe("Lua activity worker: a server that completes polls on shutdown", funct
     -- would add hundreds
     assert.is_true(growth < 64, ("Lua heap grew by %.1f KiB over 30 cycles"):format(growth))
   end)
+end)
 
 describe("Lua activity worker: 500 activities through 50 slots", function()
   it("runs each exactly once and never more than 50 at a time", function()
@@ -606,6 +638,382 @@ describe("Lua activity worker: shutdown", function()
   end)
 end)
 
+describe("Lua activity worker: shutdown cancels open polls", function()
+  -- The test bed's server does not complete polls on ShutdownWorker (see the extra server
+  -- above for one that does): the worker cancels them itself.
+  local client
+  setup(function() client = temporal.connect(helper.address, { namespace = helper.namespace }) end)
+  teardown(function() client:close() end)
+
+  it("returns from shutdown with none of its long polls left in flight: they were cancelled", function()
+    -- the client's request metrics say how each poll ended
+    local reg = temporal.metrics.new()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace, metrics = reg })
+    local tq = helper.unique_id("lua-worker-cancelpolls")
+    local base = temporal.core.inflight()
+    local w = c:new_worker{ task_queue = tq, max_concurrent_activities = 6, activities = { a = function() end } }
+    w:start()
+    wait_for(function() return w.polls_in_flight == 6 end, 30, "six polls in flight")
+    assert.equals(base + 6, temporal.core.inflight())
+    assert.is_false(w.polls_complete_on_shutdown)
+    w:shutdown()
+    assert.equals(0, w.polls_in_flight)
+    assert.equals(base, temporal.core.inflight())
+    assert.equals("stopped", w.state)
+    -- each of the six polls failed CANCELLED (a poll the server ends itself, after about a
+    -- minute, succeeds empty)
+    local cancelled, polls = 0, 0
+    for line in reg:exposition():gmatch("[^\n]+") do
+      if line:find('operation="PollActivityTaskQueue"', 1, true) and line:find(tq, 1, true) then
+        local v = tonumber(line:match(" (%d+)$"))
+        if line:match("^temporal_long_request_failure{") and line:find('status_code="CANCELLED"', 1, true) then
+          cancelled = cancelled + v
+        elseif line:match("^temporal_long_request{") then
+          polls = polls + v
+        end
+      end
+    end
+    assert.equals(6, polls)
+    assert.equals(6, cancelled)
+    c:close()
+  end)
+
+  -- The completions waiting in this process's runtime, not yet taken by the scheduler: the
+  -- count of its eventfd (the runtime's poller thread adds one per completed call).
+  local function completions_waiting()
+    local f = assert(io.open("/proc/self/fdinfo/" .. temporal.pollfd()))
+    local text = f:read("a")
+    f:close()
+    return tonumber(assert(text:match("eventfd%-count:%s*(%x+)"), text), 16)
+  end
+
+  -- The race, made by structure: the server hands the task to the worker's one open poll
+  -- while this process's scheduler does not run (the workflow is started and watched by
+  -- the temporal CLI, another process); once the answer waits in the runtime,
+  -- initiate_shutdown cancels the poll.
+  local function hand_out_then_shutdown(w, tq, retry)
+    w:start()
+    wait_for(function() return w.polls_in_flight == 1 end, 30, "the poll")
+    local id = helper.unique_id("lua-act-race")
+    helper.cli("workflow", "start", "--type", "CallLuaActivity", "--task-queue", helper.task_queue,
+      "--workflow-id", id, "--input", helper.json.encode({ activity = "who", task_queue = tq,
+        retry = { maximum_attempts = retry } }))
+    helper.eventually(function()
+      local d = helper.cli_json("workflow", "describe", "--workflow-id", id)
+      local pa = d.pendingActivities and d.pendingActivities[1]
+      return pa and pa.state == "PENDING_ACTIVITY_STATE_STARTED"
+    end, 30, 0.1)
+    helper.eventually(function() return completions_waiting() > 0 end, 30, 0.02)
+    assert.equals(1, temporal.core.inflight())   -- the poll is this process's only call
+    w:initiate_shutdown()    -- cancels the poll; its answer is already here
+    assert.equals("stopping", w.state)
+    return client:get_workflow_handle(id)
+  end
+
+  it("runs a task the server handed to a poll the shutdown cancelled", function()
+    local tq = helper.unique_id("lua-worker-race-run")
+    local w = client:new_worker{ task_queue = tq, max_concurrent_activities = 1, graceful_shutdown_timeout = 30,
+      activities = { who = function(ctx) return { identity = "raced", attempt = ctx.info.attempt } end } }
+    local h = hand_out_then_shutdown(w, tq, 1)
+    w:shutdown()
+    assert.equals(0, w.polls_in_flight)
+    assert.equals(1, w.completed)
+    assert.same({ identity = "raced", attempt = 1 }, h:result().result)
+  end)
+
+  it("hands such a task back when there is no grace period; the next worker runs it", function()
+    local tq = helper.unique_id("lua-worker-race-back")
+    local ran = false
+    local w = client:new_worker{ task_queue = tq, max_concurrent_activities = 1,
+      activities = { who = function() ran = true end } }
+    local h = hand_out_then_shutdown(w, tq, 3)
+    w:shutdown()
+    assert.is_false(ran)
+    local w2 = client:new_worker{ task_queue = tq,
+      activities = { who = function(ctx) return { identity = "second", attempt = ctx.info.attempt } end } }
+    w2:start()
+    local r = h:result()
+    w2:shutdown()
+    -- attempt 1 came back as WorkerShutdown (retryable), attempt 2 ran on the second worker
+    assert.same({ identity = "second", attempt = 2 }, r.result)
+  end)
+end)
+
+describe("Lua activity worker: a cancellation wakes the activity where it waits", function()
+  -- Held calls: the activities wait for the result of a workflow that never ends by itself
+  -- (WaitForSignal), so only the cancellation can resume them.
+  local client, held, worker, tq
+  local seen, flags = {}, {}
+
+  local function outcome(ctx, ok, err)
+    return { ok = ok, err = err, details = ctx:cancellation_details() }
+  end
+
+  local activities = {
+    -- heartbeats once the test says so, then waits in a client call
+    call_after_heartbeat = function(ctx, id)
+      seen.call_after_heartbeat = "started"
+      while not flags.heartbeat do temporal.sleep(0.02) end
+      ctx:heartbeat("about to wait")
+      local ok, err = pcall(function() return client:get_workflow_handle(id):result() end)
+      seen.call_after_heartbeat = outcome(ctx, ok, err)
+      error(err)
+    end,
+    blocked_call = function(ctx, id)
+      seen.blocked_call = "started"
+      local ok, err = pcall(function() return client:get_workflow_handle(id):result() end)
+      seen.blocked_call = outcome(ctx, ok, err)
+      error(err)
+    end,
+    long_nap = function(ctx)
+      seen.long_nap = "started"
+      local ok, err = pcall(ctx.sleep, ctx, 3600)
+      seen.long_nap = outcome(ctx, ok, err)
+      error(err)
+    end,
+    wait_cancel = function(ctx, timeout)
+      seen.wait_cancel = { cancelled = ctx:wait_for_cancel(timeout), details = ctx:cancellation_details() or temporal.null }
+      return seen.wait_cancel
+    end,
+  }
+
+  setup(function()
+    client = temporal.connect(helper.address, { namespace = helper.namespace })
+    held = helper.unique_id("lua-act-held")
+    client:start_workflow("WaitForSignal", { id = held, task_queue = helper.task_queue })
+    tq = helper.unique_id("lua-worker-wake")
+    worker = client:new_worker{ task_queue = tq, activities = activities, max_concurrent_activities = 4 }
+    worker:start()
+  end)
+
+  teardown(function()
+    worker:shutdown()
+    client:get_workflow_handle(held):terminate()
+    client:close()
+  end)
+
+  local function start(spec)
+    spec.task_queue = spec.task_queue or tq
+    return client:start_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-wake"),
+      task_queue = helper.task_queue, args = { spec }, execution_timeout = 120 })
+  end
+
+  local function pending_state(h)
+    local list = h:describe().raw.pending_activities
+    return list and list[1] and list[1].state
+  end
+
+  it("from a heartbeat response: the client call the activity waits in ends, Python sees the cancellation", function()
+    local h = start({ activity = "call_after_heartbeat", args = { held }, heartbeat_timeout = 30,
+      cancel_on_signal = true })
+    wait_for(function() return seen.call_after_heartbeat == "started" end, 30, "the activity")
+    h:signal("cancel")
+    wait_for(function() return pending_state(h) == "CANCEL_REQUESTED" end, 30, "the cancel request on the server")
+    flags.heartbeat = true   -- its heartbeat's answer carries the cancellation
+    local r = h:result()
+    assert.equals("ActivityError", r.error)
+    assert.equals("CancelledError", r.cause)
+    local got = seen.call_after_heartbeat
+    assert.is_false(got.ok)
+    assert.is_true(errors.is(got.err, "RPCError"))
+    assert.equals("CANCELLED", got.err.status)
+    assert.is_true(got.details.cancel_requested)
+  end)
+
+  it("from the deadline: the client call ends when start-to-close passes", function()
+    seen.blocked_call = nil
+    local r = start({ activity = "blocked_call", args = { held }, start_to_close = 1 }):result()
+    assert.equals("TimeoutError", r.cause)
+    assert.equals("START_TO_CLOSE", r.timeout_type)
+    local got = wait_for(function() return type(seen.blocked_call) == "table" and seen.blocked_call end,
+      30, "the activity to be woken")
+    assert.equals("CANCELLED", got.err.status)
+    assert.is_true(got.details.timed_out)
+  end)
+
+  it("from the shutdown past the grace period: the client call ends and the task goes back", function()
+    local tq2 = helper.unique_id("lua-worker-wake-shutdown")
+    local w = client:new_worker{ task_queue = tq2, activities = activities, max_concurrent_activities = 1 }
+    w:start()
+    seen.blocked_call = nil
+    local h = start({ activity = "blocked_call", args = { held }, task_queue = tq2 })
+    wait_for(function() return seen.blocked_call == "started" end, 30, "the activity")
+    w:shutdown()
+    local got = wait_for(function() return type(seen.blocked_call) == "table" and seen.blocked_call end,
+      30, "the activity to be woken")
+    assert.equals("CANCELLED", got.err.status)
+    assert.is_true(got.details.worker_shutdown)
+    local r = h:result()
+    assert.equals("ApplicationError", r.cause)
+    assert.equals("WorkerShutdown", r.type)
+  end)
+
+  it("ctx:sleep is one wait, resumed at the deadline rather than at intervals", function()
+    seen.long_nap = nil
+    local h = start({ activity = "long_nap", start_to_close = 2 })
+    wait_for(function() return seen.long_nap == "started" end, 30, "the activity")
+    -- nothing else happens in this process meanwhile (idle polls, no other timer): each
+    -- scheduler step is one wake-up; a sleep in slices would take dozens
+    local steps = 0
+    while seen.long_nap == "started" do
+      temporal.step(nil)
+      steps = steps + 1
+    end
+    assert.is_true(steps <= 4, ("%d scheduler steps while the activity slept"):format(steps))
+    assert.is_true(errors.is(seen.long_nap.err, "CancelledError"))
+    assert.is_true(seen.long_nap.details.timed_out)
+    local r = h:result()
+    assert.equals("TimeoutError", r.cause)
+    assert.equals("START_TO_CLOSE", r.timeout_type)
+  end)
+
+  it("ctx:wait_for_cancel returns false at its timeout and true once cancelled", function()
+    local r = start({ activity = "wait_cancel", args = { 0.2 } }):result()
+    assert.same({ cancelled = false, details = temporal.null }, r.result)
+    seen.wait_cancel = nil
+    r = start({ activity = "wait_cancel", start_to_close = 1 }):result()   -- cancelled at the deadline
+    assert.equals("TimeoutError", r.cause)
+    local got = wait_for(function() return seen.wait_cancel end, 30, "wait_for_cancel to return")
+    assert.is_true(got.cancelled)
+    assert.is_true(got.details.timed_out)
+  end)
+end)
+
+describe("Lua activity worker: interceptors", function()
+  local function run_activity(c, tq, activity, args, extra)
+    local spec = { activity = activity, task_queue = tq, args = args }
+    for k, v in pairs(extra or {}) do spec[k] = v end
+    return c:execute_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-icpt"),
+      task_queue = helper.task_queue, args = { spec }, execution_timeout = 60 })
+  end
+
+  it("execute_activity and info wrap the activity in order: inputs, arguments and result changed, seen by Python", function()
+    local trace, inputs = {}, {}
+    local function tracer(tag)
+      return {
+        execute_activity = function(next, input)
+          trace[#trace + 1] = tag .. ">"
+          inputs[tag] = { activity = input.activity, n = input.args.n, header_type = type(input.header),
+            ctx_ok = getmetatable(input.ctx) == temporal.ActivityContext }
+          local r = next(input)
+          trace[#trace + 1] = "<" .. tag
+          return r
+        end,
+      }
+    end
+    local c = temporal.connect(helper.address, { namespace = helper.namespace, interceptors = {
+      tracer("client"),                                   -- applied to the worker too, first
+      { start_workflow = function(next, input) return next(input) end },   -- a client-only one
+    } })
+    local tq = helper.unique_id("lua-worker-icpt")
+    local w = c:new_worker{ task_queue = tq, interceptors = {
+      tracer("outer"),
+      {
+        -- arguments in, result out
+        execute_activity = function(next, input)
+          input.args = compat.pack(input.args[1] * 10, input.args[2])
+          local r = next(input)
+          r.wrapped = true
+          return r
+        end,
+        info = function(next, input)
+          local info = next(input)
+          info.tenant = "blue"
+          return info
+        end,
+        ["*"] = function(next, input, name)
+          trace[#trace + 1] = "*" .. name
+          return next(input)
+        end,
+      },
+      tracer("inner"),
+    }, activities = {
+      add = function(ctx, a, b)
+        trace[#trace + 1] = "fn"
+        return { sum = a + b, tenant = ctx.info.tenant, attempt = ctx.info.attempt }
+      end,
+    } }
+    w:start()
+    local r = run_activity(c, tq, "add", { 4, 2 })
+    w:shutdown()
+    c:close()
+    assert.same({ sum = 42, tenant = "blue", attempt = 1, wrapped = true }, r.result)
+    assert.same({ "*info", "client>", "outer>", "*execute_activity", "inner>", "fn", "<inner", "<outer", "<client" }, trace)
+    assert.same({ activity = "add", n = 2, header_type = "table", ctx_ok = true }, inputs.outer)
+    assert.same({ activity = "add", n = 2, header_type = "table", ctx_ok = true }, inputs.client)
+  end)
+
+  it("execute_activity sees the activity's error and may replace it; Python sees the replacement", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq = helper.unique_id("lua-worker-icpt-err")
+    local caught
+    local w = c:new_worker{ task_queue = tq, interceptors = { {
+      execute_activity = function(next, input)
+        local ok, err = pcall(next, input)
+        if ok then return err end
+        caught = err
+        error(temporal.application_error("wrapped: " .. tostring(err):match("boom"), { type = "Wrapped", non_retryable = true }))
+      end,
+    } }, activities = { boom = function() error("boom") end } }
+    w:start()
+    local r = run_activity(c, tq, "boom", {}, { retry = { maximum_attempts = 3 } })
+    w:shutdown()
+    c:close()
+    assert.matches("boom", caught)
+    assert.equals("ApplicationError", r.cause)
+    assert.equals("Wrapped", r.type)
+    assert.equals("wrapped: boom", r.message)
+    assert.equals("NON_RETRYABLE_FAILURE", r.retry_state)
+  end)
+
+  it("heartbeat sees and changes the details the server records", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace })
+    local tq = helper.unique_id("lua-worker-icpt-hb")
+    local release, beating = false, false
+    local w = c:new_worker{ task_queue = tq, interceptors = { {
+      heartbeat = function(next, input)
+        input.details = compat.pack(input.details[1] .. " (intercepted)", input.details.n)
+        return next(input)
+      end,
+    } }, activities = { beat = function(ctx)
+      ctx:heartbeat("progress")
+      beating = true
+      while not release do ctx:sleep(0.02) end
+      return "done"
+    end } }
+    w:start()
+    local h = c:start_workflow("CallLuaActivity", { id = helper.unique_id("lua-act-icpt-hb"),
+      task_queue = helper.task_queue, args = { { activity = "beat", task_queue = tq, heartbeat_timeout = 30 } } })
+    wait_for(function() return beating end, 30, "the activity")
+    local details = wait_for(function()
+      local pa = h:describe().raw.pending_activities
+      pa = pa and pa[1]
+      return pa and pa.heartbeat_details and temporal.converter.default:from_payloads(pa.heartbeat_details)
+    end, 30, "the heartbeat on the server")
+    release = true
+    assert.same({ "progress (intercepted)", 1, n = 2 }, details)
+    assert.equals("done", h:result().result)
+    w:shutdown()
+    c:close()
+  end)
+
+  it("names a bad interceptor", function()
+    local c = temporal.connect(helper.address, { namespace = helper.namespace, lazy = true })
+    local fn = function() end
+    local function fails(icpts, pattern)
+      local ok, err = pcall(c.new_worker, c, { task_queue = "q", activities = { a = fn }, interceptors = icpts })
+      assert.is_false(ok)
+      assert.matches(pattern, tostring(err))
+    end
+    fails({ { execute_activty = fn } }, "new_worker: interceptors%[1%]: unknown operation 'execute_activty'")
+    fails({ { heartbeat = 1 } }, "new_worker: interceptors%[1%]%.heartbeat: expected a function, got number")
+    fails({ fn }, "new_worker: interceptors%[1%]: expected a table of functions, got function")
+    fails("x", "new_worker: interceptors: expected a list of tables, got string")
+    fails({ a = {} }, "new_worker: interceptors: expected a list")
+    c:close()
+  end)
+end)
+
 describe("Lua activity worker: bad input", function()
   local client
   setup(function() client = temporal.connect(helper.address, { namespace = helper.namespace, lazy = true }) end)
@@ -715,6 +1123,4 @@ describe("Lua activity worker: memory", function()
     assert.matches("ERROR SUMMARY: 0 errors", err)
     assert.matches("definitely lost: 0 bytes", err)
   end)
-
-end)
 end)

@@ -92,6 +92,7 @@ fi
 LUAJIT_SPECS=(foundation json protobuf converter failure connection connection_retry
   connection_keepalive connection_interceptor workflow workflow_interceptor schedule activity
   operations parity luajit nginx)
+LUAJIT_SPECS+=(nginx_activity)  # Lua activities served by nginx (examples/openresty/activities.conf)
 passes="lua54 luajit"
 case ${1:-} in
   --luajit) passes=luajit; shift ;;

@@ -261,7 +261,9 @@ end
 --- The one RPC path: returns the response table or raises RPCError.
 -- opts: rpc_timeout (seconds per attempt; default 30, 70 for long polls), rpc_metadata
 -- (table), retry (boolean: retry retryable failures under the client's retry_config; the
--- request is re-sent as is, so its request_id stays the same).
+-- request is re-sent as is, so its request_id stays the same), track (a table: the call in
+-- flight is stored in track.call, so its owner can cancel it with track.call:cancel(); the
+-- activity worker cancels its open polls at shutdown this way).
 function methods:_rpc(service, method, request, opts)
   local s = state(self)
   local timeout = check_timeout(opts and opts.rpc_timeout, "rpc_timeout", 2)
@@ -284,6 +286,7 @@ function methods:_rpc(service, method, request, opts)
     local sent = recorder and recorder:begin()
     local md = call_metadata(s, opts and opts.rpc_metadata)
     local call = core.unary(s.channel, service, method, request, timeout, md, opts and opts.raw)
+    if opts and opts.track then opts.track.call = call end
     local resp, failure = scheduler.await(call)
     if recorder then recorder:finish(sent, failure) end
     if resp then return resp end

@@ -448,4 +448,89 @@ end
 --- The installed host adapter, or nil.
 function M.get_host() return host end
 
+-- ------------------------------------------------------------------ events
+
+-- An Event: a one-shot wake-up for code that waits for something other than a call, a
+-- timer or a task (the activity worker's cancellations). Waiting on one costs nothing
+-- until it is set or its timeout passes: no polling.
+local Event = { __name = "temporal.Event" }
+Event.__index = Event
+
+local function remove_value(list, v)
+  for i = 1, #list do
+    if list[i] == v then table.remove(list, i) return true end
+  end
+  return false
+end
+
+--- A new Event, not set.
+function M.event()
+  return setmetatable({ is_set = false, waiters = {} }, Event)
+end
+
+--- Sets the event: every waiter resumes (at the next step); later waits return at once.
+function Event:set()
+  if self.is_set then return end
+  self.is_set = true
+  local list = self.waiters
+  self.waiters = {}
+  for _, rec in ipairs(list) do
+    -- a waiter whose timeout has fired is no longer among the sleepers: already resumed
+    if rec.entry == nil or remove_value(sleepers, rec.entry) then schedule(rec.waiter) end
+  end
+end
+
+--- Waits until the event is set or `timeout` seconds pass (nil or math.huge: no limit);
+-- returns true when it is set. Waits as any call does (yields in a task or a host
+-- coroutine, blocks driving the scheduler elsewhere).
+function Event:wait(timeout)
+  if self.is_set then return true end
+  timeout = check_timeout(timeout, "Event:wait")
+  local deadline = timeout and now() + timeout
+  local mode, task = wait_mode("Event:wait")
+  if mode == "block" then
+    while not self.is_set do
+      local left = deadline and deadline - now()
+      if left and left <= 0 then break end
+      if not M.step(left) and not self.is_set and not deadline then
+        error("deadlock: the event waits to be set, but no call, timer or task is left to set it", 2)
+      end
+    end
+    return self.is_set
+  end
+  local rec = {}
+  local function register(waiter)
+    rec.waiter = waiter
+    self.waiters[#self.waiters + 1] = rec
+    if deadline then
+      rec.entry = { deadline, waiter }
+      sleepers[#sleepers + 1] = rec.entry
+    end
+  end
+  if mode == "task" then
+    register(task)
+    coroutine.yield(SUSPEND)
+  else
+    park(register)
+  end
+  if not self.is_set then remove_value(self.waiters, rec) end   -- timed out
+  return self.is_set
+end
+
+M.Event = Event
+
+--- Cancels the calls the coroutine `co` (a task's or a host coroutine) is waiting for now:
+-- each completes at once with CANCELLED, which its waiter receives. Returns how many.
+-- (Scans the calls waited for; meant for rare events such as an activity's cancellation.)
+function M.cancel_calls_of(co)
+  local n = 0
+  for call, w in pairs(waiting) do
+    if w.co == co then
+      call:cancel()
+      n = n + 1
+    end
+  end
+  return n
+end
+
 return M

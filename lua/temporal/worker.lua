@@ -25,15 +25,19 @@
 --  - Results and failures go out as the Python SDK sends them (see temporal.failure);
 --    an error that is not an error object becomes an ApplicationError with the message and
 --    the Lua traceback as stack trace.
---  - Cancellation is cooperative (Lua cannot interrupt a coroutine that waits): once the
---    server asks for it (seen in a heartbeat response), the deadline passes or the worker
---    shuts down, ctx:is_cancelled() is true and ctx:heartbeat() / ctx:sleep() raise a
---    CancelledError. An activity that lets it propagate is reported as cancelled.
+--  - Cancellation: once the server asks for it (seen in a heartbeat response), the deadline
+--    passes or the worker shuts down past its grace period, ctx:is_cancelled() is true,
+--    ctx:heartbeat() / ctx:sleep() raise a CancelledError and the activity is woken at that
+--    moment wherever it waits for the worker or the client: ctx:sleep and
+--    ctx:wait_for_cancel return at once (scheduler events, no polling), a client call it
+--    waits in is cancelled (it raises RPCError CANCELLED). An activity that lets either
+--    propagate is reported as cancelled. Code that does not wait is not interrupted.
 local core = require("temporal.core")
 local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 local client_mod = require("temporal.client")
 local errors = require("temporal.errors")
 local failure = require("temporal.failure")
+local interceptor = require("temporal.interceptor")
 
 local M = {}
 
@@ -44,19 +48,11 @@ local now = core.now
 -- temporal.spawn and temporal.sleep, looked up when called: the worker uses exactly what the
 -- temporal module offers (whatever host adapter it is built on), nothing below it.
 local function spawn(...) return require("temporal").spawn(...) end
-local function sleep(seconds) return require("temporal").sleep(seconds) end
-
--- How often a waiting worker part looks again at what it waits for (ctx:sleep at a
--- cancellation, the shutdown at running activities, a rate-limited slot at the shutdown).
--- temporal offers no wake-up primitive other than calls, timers and tasks, so these waits
--- sleep in slices.
-M.CHECK_INTERVAL = 0.05
--- The same for a heartbeat sender waiting out its throttle interval (up to a minute) while
--- looking whether its activity has ended: coarser, there is one per heartbeating activity.
-M.HEARTBEAT_CHECK_INTERVAL = 1
--- How often worker:run() looks whether a shutdown has begun (only run() waits like this;
--- a worker started with worker:start() costs nothing while idle).
-M.RUN_CHECK_INTERVAL = 0.25
+-- Waits that are not calls, timers or tasks (a cancellation, the end of an activity, a
+-- change of the worker's state) are the scheduler's events: whoever waits is resumed when
+-- the thing happens, never polls.
+local scheduler = require("temporal.scheduler")
+local new_event = scheduler.event
 
 M.DEFAULT_MAX_CONCURRENT_ACTIVITIES = 100
 M.DEFAULT_HEARTBEAT_THROTTLE_INTERVAL = 30
@@ -95,14 +91,31 @@ local function default_log(level, message)
   io.stderr:write(level, ": ", message, "\n")
 end
 
--- Sleeps up to `seconds`, in slices, returning early once stop() is true.
-local function nap(seconds, stop, slice)
-  local deadline = now() + seconds
-  while not (stop and stop()) do
-    local left = deadline - now()
-    if left <= 0 then return end
-    sleep(math.min(left, slice or M.CHECK_INTERVAL))
+-- Something about the worker changed (its state, its running activities, its polls):
+-- wakes whoever waits in wait_until.
+local function notify(w)
+  local ev = w.changed
+  if ev then
+    w.changed = nil
+    ev:set()
   end
+end
+
+-- Waits until cond() is true (returns true) or `seconds` pass (returns false; nil: no
+-- limit), looking again at each notify(w).
+local function wait_until(w, cond, seconds)
+  local deadline = seconds and now() + seconds
+  while not cond() do
+    local left = deadline and deadline - now()
+    if left and left <= 0 then return false end
+    local ev = w.changed
+    if not ev then
+      ev = new_event()
+      w.changed = ev
+    end
+    ev:wait(left)
+  end
+  return true
 end
 
 local function is_callable(v)
@@ -150,7 +163,11 @@ local OPTIONS = {
   max_activities_per_second = true, max_task_queue_activities_per_second = true,
   max_heartbeat_throttle_interval = true, default_heartbeat_throttle_interval = true,
   build_id = true, use_worker_versioning = true, deployment_options = true, log = true,
+  interceptors = true,
 }
+-- What activity interceptors wrap (the Python SDK's ActivityInboundInterceptor
+-- execute_activity and ActivityOutboundInterceptor info / heartbeat).
+M.ACTIVITY_OPERATIONS = { execute_activity = true, heartbeat = true, info = true }
 local DEPLOYMENT_OPTIONS = { deployment_name = true, build_id = true, use_worker_versioning = true }
 
 local function check_activities(acts, level)
@@ -168,6 +185,50 @@ local function check_activities(acts, level)
       error(("new_worker: activities.%s: expected a function, got %s"):format(name, type(fn)), level + 1)
     end
     out[name] = fn
+  end
+  return out
+end
+
+-- The worker's interceptor chain: the entries of the client's interceptors that name an
+-- activity operation (as Python prepends the client's worker interceptors), then the
+-- worker's own (`interceptors` option), whose names must all be activity operations or "*".
+local function check_interceptors(list, client_list, level)
+  local out = {}
+  for _, icpt in ipairs(client_list or {}) do
+    local own
+    for op in pairs(M.ACTIVITY_OPERATIONS) do
+      if icpt[op] ~= nil then
+        own = own or {}
+        own[op] = icpt[op]
+      end
+    end
+    if own then out[#out + 1] = own end
+  end
+  if list == nil then return out end
+  if type(list) ~= "table" then
+    error("new_worker: interceptors: expected a list of tables, got " .. type(list), level + 1)
+  end
+  local n = #list
+  for k in pairs(list) do
+    if compat.math_type(k) ~= "integer" or k < 1 or k > n then
+      error("new_worker: interceptors: expected a list (array) of tables, got key " .. tostring(k), level + 1)
+    end
+  end
+  for i = 1, n do
+    local icpt = list[i]
+    if type(icpt) ~= "table" then
+      error(("new_worker: interceptors[%d]: expected a table of functions, got %s"):format(i, type(icpt)), level + 1)
+    end
+    for name, fn in pairs(icpt) do
+      if not (M.ACTIVITY_OPERATIONS[name] or name == "*") then
+        error(("new_worker: interceptors[%d]: unknown operation '%s' (execute_activity, heartbeat, info or *)")
+          :format(i, tostring(name)), level + 1)
+      end
+      if not is_callable(fn) then
+        error(("new_worker: interceptors[%d].%s: expected a function, got %s"):format(i, name, type(fn)), level + 1)
+      end
+    end
+    out[#out + 1] = icpt
   end
   return out
 end
@@ -249,10 +310,12 @@ function M.new(client, opts)
     build_id = opts.build_id,
     use_worker_versioning = opts.use_worker_versioning or false,
     log = opts.log or default_log,
+    interceptors = check_interceptors(opts.interceptors, client.interceptors, 3),
     state = "new",           -- new -> running -> stopping -> stopped
     running = {},            -- task token -> running activity
     running_count = 0,
     polls_in_flight = 0,
+    polls = {},              -- track table of each polling slot -> true (track.call: its poll)
     completed = 0,           -- activities whose outcome this worker reported or handed off
     worker_instance_key = client_mod.uuid4(),
     next_poll_at = 0,
@@ -310,12 +373,18 @@ end
 
 -- Records why the activity is cancelled; the first reason stays, except that a cancel
 -- requested by the workflow wins over a pause or reset (sdk-core's order).
+-- Whatever the activity waits for is cut short: ctx:sleep and ctx:wait_for_cancel return
+-- (raise) at once, a client call it waits in ends with CANCELLED.
 local function cancel(act, reason)
   local current = act.cancel_reason
   if current and not (reason == "cancel_requested" and (current == "paused" or current == "reset")) then
     return
   end
   act.cancel_reason = reason
+  if current == nil and not act.finished then
+    act.cancelled:set()
+    if act.co and act.co ~= coroutine.running() then scheduler.cancel_calls_of(act.co) end
+  end
 end
 
 -- Throttle interval for one activity (sdk-core): 80 % of the heartbeat timeout, or the
@@ -350,7 +419,7 @@ local function heartbeat_sender(w, act, first)
       warn(w, "heartbeat failed: " .. tostring(resp))
     end
     if act.finished then break end
-    nap(hb.interval - (now() - hb.last_sent), function() return act.finished end, M.HEARTBEAT_CHECK_INTERVAL)
+    act.ended:wait(math.max(0, hb.interval - (now() - hb.last_sent)))
     if act.finished or hb.pending == nil then break end
     details = hb.pending or nil
     hb.pending = nil
@@ -383,17 +452,13 @@ local function check_ctx(ctx, name)
   return rawget(ctx, "_act")
 end
 
---- ctx:heartbeat(...): records a heartbeat with these details (converted now, sent
--- throttled: the first at once, then at most once per 80 % of the heartbeat timeout, the
--- latest details winning). Raises a CancelledError once the activity is cancelled.
-function Context:heartbeat(...)
-  local act = check_ctx(self, "heartbeat")
-  if cancel_reason(act) then error(cancelled_error(act), 2) end
+-- Records a heartbeat (the end of the interceptors' heartbeat chain).
+local function record_heartbeat(act, values, level)
+  if cancel_reason(act) then error(cancelled_error(act), level + 1) end
   if act.finished then return end
   local w = act.worker
-  local values = compat.pack(...)
   local ok, p = pcall(payloads, w.dc, values)
-  if not ok then error("heartbeat: " .. tostring(p), 2) end
+  if not ok then error("heartbeat: " .. tostring(p), level + 1) end
   local hb = act.hb
   hb.recorded = hb.recorded + 1
   if hb.sender then
@@ -402,6 +467,22 @@ function Context:heartbeat(...)
     -- The first heartbeat (or the first after a quiet interval) goes out at once.
     hb.sender = spawn(heartbeat_sender, w, act, p or false)
   end
+end
+
+local function heartbeat_op(input)
+  return record_heartbeat(rawget(input.ctx, "_act"), input.details, 3)
+end
+
+--- ctx:heartbeat(...): records a heartbeat with these details (converted now, sent
+-- throttled: the first at once, then at most once per 80 % of the heartbeat timeout, the
+-- latest details winning). Raises a CancelledError once the activity is cancelled.
+-- Goes through the worker's heartbeat interceptors.
+function Context:heartbeat(...)
+  local act = check_ctx(self, "heartbeat")
+  local list = act.worker.interceptors
+  if #list == 0 then return record_heartbeat(act, compat.pack(...), 2) end
+  -- input: ctx, details (packed: n is the count)
+  interceptor.run(list, "heartbeat", { ctx = self, details = compat.pack(...) }, heartbeat_op)
 end
 
 --- ctx:is_cancelled() -> boolean: the server asked to cancel, the deadline passed, the
@@ -425,14 +506,35 @@ function Context:cancellation_details()
 end
 
 --- ctx:sleep(seconds): like temporal.sleep, but raises a CancelledError as soon as the
--- activity is cancelled (seen within temporal.worker.CHECK_INTERVAL).
+-- activity is cancelled (it is woken at that moment).
 function Context:sleep(seconds)
   local act = check_ctx(self, "sleep")
   if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
     error("sleep: seconds must be a non-negative number", 2)
   end
-  nap(seconds, function() return cancel_reason(act) ~= nil end)
-  if cancel_reason(act) then error(cancelled_error(act), 2) end
+  local deadline = now() + seconds
+  while not cancel_reason(act) do
+    local left = deadline - now()
+    if left <= 0 then return end
+    act.cancelled:wait(left)
+  end
+  error(cancelled_error(act), 2)
+end
+
+--- ctx:wait_for_cancel([timeout]) -> boolean: waits until the activity is cancelled (true)
+-- or `timeout` seconds pass (false; nil: no limit). Python's wait_for_cancelled.
+function Context:wait_for_cancel(timeout)
+  local act = check_ctx(self, "wait_for_cancel")
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout or timeout < 0) then
+    error("wait_for_cancel: timeout must be a non-negative number or nil", 2)
+  end
+  local deadline = timeout and now() + timeout
+  while not cancel_reason(act) do
+    local left = deadline and deadline - now()
+    if left and left <= 0 then return false end
+    act.cancelled:wait(left)
+  end
+  return true
 end
 
 --- ctx:is_worker_shutdown() -> boolean: the worker has begun shutting down.
@@ -451,8 +553,8 @@ end
 
 -- ------------------------------------------------------------------ running one activity
 
-local function decode_info(w, resp, heartbeat_details)
-  local we = resp.workflow_execution or {}
+-- The attempt's deadline (server time): the earlier of start-to-close and schedule-to-close.
+local function deadline_of(resp)
   local started = resp.started_time
   local deadline
   if resp.start_to_close_timeout and resp.start_to_close_timeout > 0 and started then
@@ -462,6 +564,13 @@ local function decode_info(w, resp, heartbeat_details)
     local d = resp.scheduled_time + resp.schedule_to_close_timeout
     if not deadline or d < deadline then deadline = d end
   end
+  return deadline
+end
+
+local function decode_info(w, resp, heartbeat_details)
+  local we = resp.workflow_execution or {}
+  local started = resp.started_time
+  local deadline = deadline_of(resp)
   return {
     activity_id = resp.activity_id or "",
     activity_type = resp.activity_type and resp.activity_type.name or "",
@@ -486,12 +595,32 @@ local function decode_info(w, resp, heartbeat_details)
   }
 end
 
+local function info_op(input) return input.info end
+local function execute_op(input)
+  return input.fn(input.ctx, compat.unpack(input.args, 1, input.args.n))
+end
+
+-- fn wrapped in the worker's interceptors: info once, then execute_activity.
+local function intercepted(w, fn, name, header)
+  return function(ctx, ...)
+    local list = w.interceptors
+    rawset(ctx, "info", interceptor.run(list, "info", { ctx = ctx, info = ctx.info }, info_op))
+    local fields = {}
+    for k, v in pairs(header or {}) do fields[k] = v end
+    -- input: ctx, activity (the type name), fn, args (packed), header (name -> payload)
+    return interceptor.run(list, "execute_activity", {
+      ctx = ctx, activity = name, fn = fn, args = compat.pack(...), header = fields,
+    }, execute_op)
+  end
+end
+
 -- Calls fn(ctx, args...) and returns ok, results (packed) or false, error, traceback.
 local function call_activity(fn, ctx, args)
   local trace
   local function handler(e)
     -- The activity's frames only: cut at the worker's own xpcall.
-    trace = debug.traceback(nil, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+    -- ("" rather than nil: LuaJIT's traceback returns a nil message as it is)
+    trace = debug.traceback("", 2):gsub("^\n", ""):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
     return e
   end
   local r = compat.pack(xpcall(fn, handler, ctx, compat.unpack(args, 1, args.n)))
@@ -513,23 +642,46 @@ local function failure_of(w, err, trace)
   return w.dc:encode_failure(err)
 end
 
-local function finish(w, act)
+-- The activity function is over (or the worker gave up on it).
+local function finish(act)
   act.finished = true
+  act.ended:set()
+end
+
+-- Its outcome is reported (or handed off): it no longer counts as running, so a shutdown
+-- that waits for the running activities also waits for their reports.
+local function release(w, act)
   if w.running[act.token] == act then
     w.running[act.token] = nil
     w.running_count = w.running_count - 1
+    notify(w)
   end
 end
 
--- Runs one activity task to its reported outcome (in its own task).
-local function execute(w, resp)
-  local dc = w.dc
+-- A task the poll brought, counted as running from the moment it arrives (so a shutdown
+-- never misses one that has not started yet).
+local function receive(w, resp)
   local act = {
     worker = w, token = resp.task_token, finished = false,
     hb = { recorded = 0, sent = 0 }, received = now(),
+    cancelled = new_event(),   -- set when cancelled (while running)
+    ended = new_event(),       -- set when the activity function has returned
   }
+  local deadline = deadline_of(resp)
+  if deadline and resp.started_time then
+    -- on this machine's clock: the server's deadline measured from when the task came
+    act.local_deadline = act.received + (deadline - resp.started_time)
+  end
   w.running[act.token] = act
   w.running_count = w.running_count + 1
+  return act
+end
+
+-- Runs one activity task to its reported outcome (in its own task).
+local function execute(w, resp, act)
+  if act.detached then return end   -- handed back by the shutdown before it could start
+  act.co = coroutine.running()       -- what a cancellation wakes
+  local dc = w.dc
   local ok, outcome, trace
   local name = resp.activity_type and resp.activity_type.name or ""
   local fn = w.activities[name] or w.dynamic_activity
@@ -538,9 +690,6 @@ local function execute(w, resp)
   local info = decode_info(w, resp, hb_ok and hb_details or { n = 0 })
   act.info = info
   act.hb.interval = throttle_interval(w, resp.heartbeat_timeout)
-  if info.deadline and info.started_time then
-    act.local_deadline = act.received + (info.deadline - info.started_time)
-  end
   if not fn then
     local names = {}
     for k in pairs(w.activities) do names[#names + 1] = k end
@@ -553,12 +702,17 @@ local function execute(w, resp)
   elseif not hb_ok then
     ok, outcome = false, failure.application_error("Failed decoding heartbeat details",
       { non_retryable = true, cause = hb_details })
-  elseif w.state == "stopped" or w.handing_back then
-    -- Received after the worker stopped (a poll still in flight): hand it back at once.
+  elseif w.state == "stopped" or w.handing_back
+      or (w.state == "stopping" and now() >= w.stop_requested_at + w.graceful_shutdown_timeout) then
+    -- Received once the grace period is over (a poll answered as the shutdown cancelled
+    -- it): hand it back at once, unstarted.
     ok, outcome = false, "shutdown"
   else
     local ctx = setmetatable({ _act = act, info = info, client = w.client, worker = w }, Context)
     local results
+    if #w.interceptors > 0 then
+      fn = intercepted(w, fn, name, resp.header and resp.header.fields)
+    end
     ok, results, trace = call_activity(fn, ctx, args)
     if ok then
       if results.n > 1 then
@@ -572,7 +726,7 @@ local function execute(w, resp)
       outcome = results
     end
   end
-  finish(w, act)
+  finish(act)
   if act.detached then return end   -- the worker already reported it (shutdown)
   if ok then
     local enc_ok, p = pcall(dc.to_payloads, dc, compat.pack(outcome))
@@ -586,7 +740,8 @@ local function execute(w, resp)
     act.async = true   -- completed later through an AsyncActivityHandle
   elseif outcome == "shutdown" then
     respond(w, act, "RespondActivityTaskFailed", { failure = worker_shutdown_failure(w) })
-  elseif act.cancel_reason and errors.is(outcome, "CancelledError") then
+  elseif act.cancel_reason and (errors.is(outcome, "CancelledError")
+      or (errors.is(outcome, "RPCError") and outcome.status == "CANCELLED")) then
     local reason = act.cancel_reason
     -- timed_out / not_found: the server has timed this attempt out already, nothing to
     -- report (sdk-core does the same). The server takes a cancellation only when the
@@ -599,7 +754,7 @@ local function execute(w, resp)
         "Unhandled activity cancel error produced by activity " .. what,
         { type = reason == "paused" and "ActivityPause" or "ActivityReset" })) })
     elseif reason == "cancel_requested" then
-      local det_ok, det = pcall(payloads, dc, outcome.details)
+      local det_ok, det = pcall(payloads, dc, errors.is(outcome, "CancelledError") and outcome.details or nil)
       respond(w, act, "RespondActivityTaskCanceled", { details = det_ok and det or nil })
     end
   else
@@ -616,6 +771,7 @@ local function execute(w, resp)
         last_heartbeat_details = pending or nil })
   end
   w.completed = w.completed + 1
+  release(w, act)
 end
 
 -- ------------------------------------------------------------------ polling
@@ -627,7 +783,7 @@ local function rate_wait(w)
   local t = now()
   local at = math.max(t, w.next_poll_at)
   w.next_poll_at = at + 1 / rate
-  if at > t then nap(at - t, function() return w.state ~= "running" end) end
+  if at > t then wait_until(w, function() return w.state ~= "running" end, at - t) end
 end
 
 local function poll_request(w)
@@ -652,17 +808,30 @@ end
 -- One slot: poll, run what comes, poll again, until the worker stops.
 local function slot_loop(w)
   local request = poll_request(w)
+  -- the poll in flight (track.call), so that the shutdown can cancel it
+  local track = {}
+  local poll_opts = { rpc_timeout = M.POLL_RPC_TIMEOUT, track = track }
+  w.polls[track] = true
   local backoff = 0
   while w.state == "running" do
     rate_wait(w)
     if w.state ~= "running" then break end
     w.polls_in_flight = w.polls_in_flight + 1
-    local ok, resp = pcall(rpc, w, "PollActivityTaskQueue", request, { rpc_timeout = M.POLL_RPC_TIMEOUT })
+    local ok, resp = pcall(rpc, w, "PollActivityTaskQueue", request, poll_opts)
+    track.call = nil
+    -- A task that came back (even from a poll the shutdown cancelled: the server may have
+    -- handed it out just before) is counted as running before the poll counts as ended.
+    local act = ok and resp.task_token and resp.task_token ~= "" and receive(w, resp)
     w.polls_in_flight = w.polls_in_flight - 1
+    notify(w)
     if ok then
       backoff = 0
-      if resp.task_token and resp.task_token ~= "" then
-        local t = spawn(execute, w, resp)
+      if act then
+        local t = spawn(execute, w, resp, act)
+        -- the slot cancels the activity at its deadline (the server times it out then)
+        if act.local_deadline and not act.ended:wait(math.max(0, act.local_deadline - now())) then
+          cancel(act, "timed_out")
+        end
         local done, err = pcall(t.wait, t)
         if not done then warn(w, "activity task failed inside the worker: " .. tostring(err)) end
       end
@@ -670,7 +839,7 @@ local function slot_loop(w)
       if resp.status ~= "DEADLINE_EXCEEDED" and w.state == "running" then
         backoff = math.min(math.max(backoff * 2, 0.2), 10)
         warn(w, ("poll failed, polling again in %.1f s: %s"):format(backoff, tostring(resp)))
-        nap(backoff, function() return w.state ~= "running" end)
+        wait_until(w, function() return w.state ~= "running" end, backoff)
       end
     else
       if errors.is(resp, "RPCError") then
@@ -678,6 +847,18 @@ local function slot_loop(w)
       end
       fail_worker(w, resp)
     end
+  end
+  w.polls[track] = nil
+end
+
+-- Cancels the polls in flight: each ends at once with CANCELLED. A task the server handed
+-- to one of them just before still arrives (the call completed first) and is run or handed
+-- back; one handed out while the cancellation travels is never received and the server
+-- retries it once its start-to-close timeout passes, as for a worker that crashed.
+local function cancel_polls(w)
+  for track in pairs(w.polls) do
+    local call = track.call
+    if call then call:cancel() end
   end
 end
 
@@ -692,20 +873,28 @@ local function drain(w)
     task_queue_types = { "ACTIVITY" },
   }, { rpc_timeout = 10 })
   local grace_end = w.stop_requested_at + w.graceful_shutdown_timeout
-  -- Polls the server completes on ShutdownWorker may still bring a task: wait for them
-  -- within the grace period too (when the server cannot complete them, they are left:
-  -- a task one of them brings later is handed back at once).
-  nap(grace_end - now(), function()
-    return w.running_count == 0 and (not w.polls_complete_on_shutdown or w.polls_in_flight == 0)
-  end)
+  -- The polls end: cancelled by initiate_shutdown, or completed by the server on
+  -- ShutdownWorker (a task one of them still brings is run within the grace period).
+  local function idle() return w.running_count == 0 and w.polls_in_flight == 0 end
+  wait_until(w, idle, grace_end - now())
+  -- Past the grace period: a poll the server has not completed yet is cancelled; every
+  -- poll has ended before the rest is handed back, so no task it brings is missed.
+  if w.polls_in_flight > 0 then
+    cancel_polls(w)
+    wait_until(w, function() return w.polls_in_flight == 0 end)
+  end
   w.handing_back = true
-  if w.running_count > 0 then
-    local left = {}
-    for _, act in pairs(w.running) do left[#left + 1] = act end
+  local left = {}
+  -- (one whose function has returned is only waiting for its report to go out)
+  for _, act in pairs(w.running) do
+    if not act.finished then left[#left + 1] = act end
+  end
+  if #left > 0 then
     for _, act in ipairs(left) do
       cancel(act, "worker_shutdown")
       act.detached = true
-      finish(w, act)
+      finish(act)
+      release(w, act)
     end
     -- Hand them back now (sdk-core reports them as WorkerShutdown failures): the server
     -- retries them elsewhere instead of waiting for their timeouts.
@@ -717,6 +906,7 @@ local function drain(w)
     for _, t in ipairs(reports) do pcall(t.wait, t) end
     w.completed = w.completed + #left
   end
+  wait_until(w, function() return w.running_count == 0 end)   -- the reports in flight
 end
 
 -- Startup: check the namespace as Python's Worker does (and learn whether the server ends
@@ -729,6 +919,7 @@ local function startup(w)
     end
     w.fatal = ns
     w.state = "stopped"
+    notify(w)
     return
   end
   local caps = ns.namespace_info and ns.namespace_info.capabilities or {}
@@ -742,6 +933,7 @@ local function stop(w)
   if w.starter then w.starter:wait() end
   if w.state == "stopping" then drain(w) end
   w.state = "stopped"
+  notify(w)
 end
 
 --- worker:start() -> worker: starts polling without waiting (for host loops and other
@@ -761,11 +953,7 @@ end
 function Worker:run()
   if getmetatable(self) ~= Worker then error("run: call it with ':' (worker:run())", 2) end
   if self.state == "new" then self:start() end
-  -- Waits in slices rather than with task:wait(): outside a task, task:wait() can block in
-  -- the runtime until some unrelated call completes (a long poll: up to a minute) when the
-  -- awaited task finishes early in a scheduler step.
-  nap(math.huge, function() return self.stopper ~= nil or self.state == "stopped" end, M.RUN_CHECK_INTERVAL)
-  nap(math.huge, function() return self.state == "stopped" end)
+  wait_until(self, function() return self.state == "stopped" end)
   if self.fatal ~= nil then error(self.fatal, 0) end
 end
 
@@ -777,7 +965,11 @@ function Worker:initiate_shutdown()
   if self.state == "running" then
     self.state = "stopping"
     self.stop_requested_at = now()
+    -- A server that cannot complete polls on ShutdownWorker would hold them open up to a
+    -- minute: cancel them now (no poll is started after this point).
+    if not self.polls_complete_on_shutdown then cancel_polls(self) end
     self.stopper = spawn(stop, self)
+    notify(self)
   end
 end
 
@@ -789,7 +981,7 @@ end
 function Worker:shutdown()
   if getmetatable(self) ~= Worker then error("shutdown: call it with ':' (worker:shutdown())", 2) end
   self:initiate_shutdown()
-  nap(math.huge, function() return self.state == "stopped" end)   -- see run()
+  wait_until(self, function() return self.state == "stopped" end)
 end
 
 --- worker:is_running() -> boolean: started and not yet stopped (true while shutting down).

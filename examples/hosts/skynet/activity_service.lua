@@ -79,10 +79,9 @@ function command.shutdown()
     worker.polls_in_flight, worker.polls_complete_on_shutdown
 end
 
--- Before the service exits: the client is closed, which cancels a poll the worker left in
--- flight (a server that does not complete polls on ShutdownWorker, as the dev server, ends
--- it only after its long-poll timeout); the cancelled call completes in the runtime
--- shortly after, so this waits for it; then skynet's socket on the pollfd is closed.
+-- Before the service exits: the client is closed (the worker's shutdown has already ended
+-- its polls; a call still in flight would be cancelled and complete in the runtime shortly
+-- after, so this waits for it); then skynet's socket on the pollfd is closed.
 -- Returns the calls in flight right after client:close() and once drained.
 function command.close()
   client:close()
