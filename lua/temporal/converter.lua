@@ -165,9 +165,15 @@ M.json_plain_converter = {
   encoding = "json/plain",
   to_payload = function(value, path)
     if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or M.is_binary(value) then return nil end
-    path = path or "value"
-    local ok, data = pcall(json_encode, value, { path = path })
+    -- No options table per call: errors are rare, so a failed encode is redone with the
+    -- path for its message (encoding is deterministic: it fails the same way).
+    local ok, data = pcall(json_encode, value)
     if not ok then
+      path = path or "value"
+      if path ~= "value" then
+        local ok2, data2 = pcall(json_encode, value, { path = path })
+        if not ok2 then data = data2 end
+      end
       if type(data) == "string" and data:find("__jsontype", 1, true) then
         local at = find_binary(value, path, {})
         if at then
@@ -320,6 +326,13 @@ function DataConverter:_decode_list(payloads)
   return payloads
 end
 
+-- "args[i]", made once per index (names the argument in errors).
+local arg_paths = setmetatable({}, { __index = function(t, i)
+  local s = ("args[%d]"):format(i)
+  t[i] = s
+  return s
+end })
+
 --- Values -> list of payloads (codec applied). args is a sequence; args.n (table.pack)
 -- counts nil holes. Errors name the argument: "args[2].name: ...".
 function DataConverter:to_payloads(args)
@@ -327,8 +340,9 @@ function DataConverter:to_payloads(args)
   if type(args) ~= "table" then error("to_payloads: expected a list of values, got " .. type(args), 2) end
   local n = failure.count_values(args, "args", 2)
   local payloads = {}
+  local to_payload = self.payload_converter.to_payload
   for i = 1, n do
-    payloads[i] = self.payload_converter.to_payload(args[i], ("args[%d]"):format(i))
+    payloads[i] = to_payload(args[i], arg_paths[i])
   end
   return self:_encode_list(payloads)
 end
