@@ -118,6 +118,32 @@ static inline uint64_t json_special8_del(uint64_t w) {
   return json_special8(w) | ((d - JSON_ONES) & ~d & JSON_HIGHS);
 }
 
+static inline uint32_t json_load4(const void *p) {
+  uint32_t w;
+  memcpy(&w, p, 4);
+  return w;
+}
+
+/* Copies n bytes without a call for short strings (overlapping moves inside both ends). */
+static inline void json_copy(char *dst, const char *src, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a, b;
+    memcpy(&a, src, 8);
+    memcpy(&b, src + n - 8, 8);
+    memcpy(dst, &a, 8);
+    memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t a = json_load4(src), b = json_load4(src + n - 4);
+    memcpy(dst, &a, 4);
+    memcpy(dst + n - 4, &b, 4);
+  } else if (n > 16) {
+    memcpy(dst, src, n);
+  } else {
+    size_t i;
+    for (i = 0; i < n; i++) dst[i] = src[i];
+  }
+}
+
 /* ---------------------------------------------------------------- growable buffer */
 
 typedef struct {
@@ -517,7 +543,7 @@ static void json_encode_string(json_encoder *e, const char *s, size_t len, int i
   if (i == len) { /* nothing to escape: the common case */
     char *o = b->data + b->len;
     o[0] = '"';
-    memcpy(o + 1, s, len);
+    json_copy(o + 1, s, len);
     o[len + 1] = '"';
     b->len += len + 2;
     return;
