@@ -164,7 +164,9 @@ local JSON_TYPES = { boolean = true, number = true, string = true, table = true 
 M.json_plain_converter = {
   encoding = "json/plain",
   to_payload = function(value, path)
-    if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or M.is_binary(value) then return nil end
+    if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or getmetatable(value) == binary_mt then
+      return nil  -- (a string's metatable is the string library's, never binary_mt)
+    end
     -- No options table per call: errors are rare, so a failed encode is redone with the
     -- path for its message (encoding is deterministic: it fails the same way).
     local ok, data = pcall(json_encode, value)
@@ -190,6 +192,12 @@ M.json_plain_converter = {
   end,
 }
 
+-- The original to_payload of the four default converters before json/plain.
+local declines = {
+  M.binary_null_converter.to_payload, M.binary_plain_converter.to_payload,
+  M.json_protobuf_converter.to_payload, M.binary_protobuf_converter.to_payload,
+}
+
 --- A fresh list of the default encoding converters, in Python's order.
 function M.default_encoding_converters()
   return {
@@ -212,6 +220,13 @@ function M.composite_payload_converter(converters)
     error("composite_payload_converter: expected a list of encoding converters", 2)
   end
   local list, by_encoding = {}, {}
+  -- The default chain (the converter tables themselves, in Python's order): a boolean,
+  -- number, string or table that is not a temporal.binary is declined by the first four
+  -- (while their to_payload are the originals) and goes straight to the fifth, without
+  -- four calls that say no.
+  local defaults = M.default_encoding_converters()
+  local is_default = #converters == #defaults
+  for i, c in ipairs(defaults) do is_default = is_default and converters[i] == c end
   for i, c in ipairs(converters) do
     if type(c) ~= "table" or type(c.encoding) ~= "string" or type(c.to_payload) ~= "function"
       or type(c.from_payload) ~= "function" then
@@ -224,6 +239,13 @@ function M.composite_payload_converter(converters)
   return {
     encoding_converters = list,
     to_payload = function(value, path)
+      if is_default and JSON_TYPES[type(value)] and getmetatable(value) ~= binary_mt
+        and list[1].to_payload == declines[1] and list[2].to_payload == declines[2]
+        and list[3].to_payload == declines[3] and list[4].to_payload == declines[4] then
+        local p = list[5].to_payload(value, path)
+        if p ~= nil then return p end
+        error(("%s: no payload converter accepts a value of type %s"):format(path or "value", type_name(value)), 0)
+      end
       for _, c in ipairs(list) do
         local p = c.to_payload(value, path)
         if p ~= nil then return p end
