@@ -33,8 +33,121 @@ static int l_handle(lua_State *L) {
   return 1;
 }
 
-/* core.handle_state(u) -> the state table of a handle made by core.handle */
+/* Handles that are only a few fixed fields and never change (WorkflowHandle,
+ * ScheduleHandle; one per workflow an application tracks, so their size counts) keep them
+ * as the userdata's own user values, no state table: the metatable's __fields lists the
+ * field names in slot order, and its __index is a core.fields_index closure.
+ *
+ * core.fields_handle(metatable, v1, ..., vn) -> a userdata whose user value i is vi; the
+ * trailing nils take no slot. */
+static int l_fields_handle(lua_State *L) {
+  int n = lua_gettop(L) - 1, i;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  while (n > 0 && lua_isnil(L, n + 1)) n--;
+  lua_newuserdatauv(L, 0, n > 0 ? n : 1);
+  for (i = 1; i <= n; i++) {
+    lua_pushvalue(L, i + 1);
+    lua_setiuservalue(L, -2, i);
+  }
+  lua_pushvalue(L, 1);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* Pushes field `slot` of fields handle u: its user value, or when that is nil, the field
+ * the fallback list (at index fb, 0 for none) names for it (a WorkflowHandle's
+ * result_run_id is its run_id unless it differs: one slot less per handle). */
+static void fields_push(lua_State *L, int u, int slot, int fb) {
+  if (lua_getiuservalue(L, u, slot) == LUA_TNIL || lua_isnil(L, -1)) { /* LUA_TNONE: past the last */
+    lua_pop(L, 1);
+    if (fb && lua_rawgeti(L, fb, slot) == LUA_TNUMBER) {
+      int other = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      lua_getiuservalue(L, u, other);
+    } else {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
+  }
+}
+
+/* __index of a fields handle: a method from upvalue 1, else the field's user value (slot
+ * from upvalue 2, name -> slot; fallbacks in upvalue 3, slot -> slot), else nil. */
+static int l_fields_index_call(lua_State *L) {
+  lua_settop(L, 2);
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(2)) == LUA_TNUMBER) {
+    fields_push(L, 1, (int)lua_tointeger(L, -1), lua_upvalueindex(3));
+    return 1;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* Pushes { slot -> fallback slot } for fields (index fi) and fallbacks (index fbi, a table
+ * { name = other name } or nil). */
+static void fields_fallback_slots(lua_State *L, int fi, int fbi) {
+  lua_Integer i, j, n = luaL_len(L, fi);
+  lua_newtable(L);
+  if (lua_type(L, fbi) != LUA_TTABLE) return;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, fi, i);
+    if (lua_rawget(L, fbi) == LUA_TSTRING) {
+      for (j = 1; j <= n; j++) {
+        lua_rawgeti(L, fi, j);
+        if (lua_rawequal(L, -1, -2)) {
+          lua_pushinteger(L, j);
+          lua_rawseti(L, -4, i);
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* core.fields_index(methods, fields[, fallbacks]) -> the __index function for handles
+ * whose metatable has __fields = fields (a list of names) and __field_fallbacks =
+ * fallbacks ({ name = the field read when this one is nil }). */
+static int l_fields_index(lua_State *L) {
+  lua_Integer i, n;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = luaL_len(L, 2);
+  lua_settop(L, 3);
+  lua_pushvalue(L, 1);
+  lua_createtable(L, 0, (int)n);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    lua_pushinteger(L, i);
+    lua_rawset(L, -3);
+  }
+  fields_fallback_slots(L, 2, 3);
+  lua_pushcclosure(L, l_fields_index_call, 3);
+  return 1;
+}
+
+/* core.handle_state(u) -> the state table of a handle made by core.handle; for a fields
+ * handle, a new table of its fields (a read-only view: the REPL and the JSON dumps read
+ * it). */
 static int l_handle_state(lua_State *L) {
+  lua_settop(L, 1);
+  if (lua_type(L, 1) == LUA_TUSERDATA && luaL_getmetafield(L, 1, "__fields") && !lua_istable(L, -1)) lua_pop(L, 1);
+  if (lua_gettop(L) == 2 && lua_istable(L, 2)) { /* the metatable's __fields */
+    lua_Integer i, n = luaL_len(L, 2);
+    luaL_getmetafield(L, 1, "__field_fallbacks"); /* 3, or nothing */
+    lua_settop(L, 3);
+    fields_fallback_slots(L, 2, 3); /* 4 */
+    lua_createtable(L, 0, (int)n);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, 2, i);
+      fields_push(L, 1, (int)i, 4);
+      lua_rawset(L, -3);
+    }
+    return 1;
+  }
   if (lua_type(L, 1) != LUA_TUSERDATA || lua_getiuservalue(L, 1, 1) != LUA_TTABLE)
     return luaL_typeerror(L, 1, "temporal handle (Client, WorkflowHandle, ScheduleHandle, ...)");
   return 1;
@@ -51,6 +164,7 @@ int luaopen_temporal_core(lua_State *L) {
   tl_relay_open(L);
   static const luaL_Reg fns[] = {
     {"pid", l_pid}, {"hostname", l_hostname}, {"handle", l_handle}, {"handle_state", l_handle_state},
+    {"fields_handle", l_fields_handle}, {"fields_index", l_fields_index},
     {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   lua_pushliteral(L, "0.1.0");

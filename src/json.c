@@ -72,6 +72,8 @@
 #define JSON_UV_ARRAY_MT lua_upvalueindex(1)
 #define JSON_UV_OBJECT_MT lua_upvalueindex(2)
 #define JSON_UV_BUFFER_MT lua_upvalueindex(3)
+#define JSON_UV_DECODE_CACHE lua_upvalueindex(4) /* json_decode_cache (userdata) */
+#define JSON_UV_KEY_TABLE lua_upvalueindex(5)    /* anchors the cached keys' strings */
 
 static const char json_null_tag = 0; /* its address is the json_null sentinel */
 #define JSON_NULL ((void *)&json_null_tag)
@@ -89,28 +91,89 @@ static void json_once_init(void) {
   for (c = 0; c < 256; c++) json_plain_byte[c] = (c >= 0x20 && c < 0x7F && c != '"' && c != '\\');
 }
 
+/* ---------------------------------------------------------------- 8 bytes at a time */
+
+/* Strings are scanned a word at a time for the bytes that need attention: the classic
+ * "has a byte less than n" / "has a zero byte" tests, exact (no false negatives) for the
+ * existence of such a byte; the byte loop after them finds which one. */
+#define JSON_ONES 0x0101010101010101ULL
+#define JSON_HIGHS 0x8080808080808080ULL
+
+static inline uint64_t json_load8(const void *p) {
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+}
+
+/* Nonzero when some byte of w is a control character (< 0x20), non-ASCII (>= 0x80), '"'
+ * or '\\'. */
+static inline uint64_t json_special8(uint64_t w) {
+  uint64_t q = w ^ (JSON_ONES * '"'), bs = w ^ (JSON_ONES * '\\');
+  return (((w - JSON_ONES * 0x20) & ~w) | ((q - JSON_ONES) & ~q) | ((bs - JSON_ONES) & ~bs) | w) & JSON_HIGHS;
+}
+
+/* The same, DEL (0x7F) included: the encoder escapes it, as Python does. */
+static inline uint64_t json_special8_del(uint64_t w) {
+  uint64_t d = w ^ (JSON_ONES * 0x7F);
+  return json_special8(w) | ((d - JSON_ONES) & ~d & JSON_HIGHS);
+}
+
+static inline uint32_t json_load4(const void *p) {
+  uint32_t w;
+  memcpy(&w, p, 4);
+  return w;
+}
+
+/* Copies n bytes without a call for short strings (overlapping moves inside both ends). */
+static inline void json_copy(char *dst, const char *src, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a, b;
+    memcpy(&a, src, 8);
+    memcpy(&b, src + n - 8, 8);
+    memcpy(dst, &a, 8);
+    memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    uint32_t a = json_load4(src), b = json_load4(src + n - 4);
+    memcpy(dst, &a, 4);
+    memcpy(dst + n - 4, &b, 4);
+  } else if (n > 16) {
+    memcpy(dst, src, n);
+  } else {
+    size_t i;
+    for (i = 0; i < n; i++) dst[i] = src[i];
+  }
+}
+
 /* ---------------------------------------------------------------- growable buffer */
 
 typedef struct {
   char *data;
   size_t len, cap;
+  int borrowed; /* data is the caller's first block (on its C stack): never freed here */
 } json_buffer;
+
+/* The encoder's first block, on the C stack: a payload of a few KiB is written without a
+ * single allocation or copy before the final string. */
+#define JSON_FIRST_BLOCK 4096
 
 static int json_buffer_gc(lua_State *L) {
   json_buffer *b = lua_touserdata(L, 1);
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
-  if (b->data) alloc(ud, b->data, b->cap, 0);
+  if (b->data && !b->borrowed) alloc(ud, b->data, b->cap, 0);
   b->data = NULL;
   b->len = b->cap = 0;
   return 0;
 }
 
-/* Pushes an empty buffer owned by the garbage collector. */
-static json_buffer *json_buffer_new(lua_State *L) {
+/* Pushes an empty buffer owned by the garbage collector; first (n bytes, may be NULL) is
+ * used until the contents outgrow it. */
+static json_buffer *json_buffer_new(lua_State *L, char *first, size_t n) {
   json_buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->data = NULL;
-  b->len = b->cap = 0;
+  b->data = first;
+  b->len = 0;
+  b->cap = first ? n : 0;
+  b->borrowed = first != NULL;
   lua_pushvalue(L, JSON_UV_BUFFER_MT);
   lua_setmetatable(L, -2);
   return b;
@@ -128,10 +191,16 @@ static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
     }
     cap *= 2;
   }
-  p = alloc(ud, b->data, b->data ? b->cap : 0, cap);
+  if (b->borrowed) {
+    p = alloc(ud, NULL, 0, cap);
+    if (p && b->len) memcpy(p, b->data, b->len);
+  } else {
+    p = alloc(ud, b->data, b->data ? b->cap : 0, cap);
+  }
   if (!p) luaL_error(L, "not enough memory for JSON text of %I bytes", (lua_Integer)need);
   b->data = p;
   b->cap = cap;
+  b->borrowed = 0;
 }
 
 static inline void json_buffer_reserve(lua_State *L, json_buffer *b, size_t extra) {
@@ -150,7 +219,7 @@ static void json_buffer_push_release(lua_State *L, json_buffer *b) {
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
   lua_pushlstring(L, b->data ? b->data : "", b->len);
-  if (b->data) alloc(ud, b->data, b->cap, 0);
+  if (b->data && !b->borrowed) alloc(ud, b->data, b->cap, 0);
   b->data = NULL;
   b->len = b->cap = 0;
 }
@@ -468,7 +537,17 @@ static void json_encode_string(json_encoder *e, const char *s, size_t len, int i
   json_buffer *b = e->out;
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0, run = 0;
+  while (i + 8 <= len && !json_special8_del(json_load8(u + i))) i += 8;
+  while (i < len && json_plain_byte[u[i]]) i++;
   json_buffer_reserve(L, b, len + 2);
+  if (i == len) { /* nothing to escape: the common case */
+    char *o = b->data + b->len;
+    o[0] = '"';
+    json_copy(o + 1, s, len);
+    o[len + 1] = '"';
+    b->len += len + 2;
+    return;
+  }
   b->data[b->len++] = '"';
   while (i < len) {
     unsigned char c = u[i];
@@ -882,6 +961,7 @@ static int json_encode(lua_State *L) {
   static const char *const names[] = {"max_depth", "path", "array_mt", "object_mt", NULL};
   json_encoder e;
   json_frame stack_frames[JSON_FRAMES_ON_STACK];
+  char first[JSON_FIRST_BLOCK];
 
   lua_settop(L, 2);
   json_check_options(L, 2, "json_encode", names);
@@ -915,7 +995,7 @@ static int json_encode(lua_State *L) {
   } else {
     e.frames = lua_newuserdatauv(L, sizeof(json_frame) * (size_t)e.max_depth, 0);
   }
-  e.out = json_buffer_new(L);
+  e.out = json_buffer_new(L, first, sizeof first);
   json_encode_value(&e, 1);
   json_buffer_push_release(L, e.out);
   return 1;
@@ -929,24 +1009,32 @@ static int json_encode(lua_State *L) {
 #define JSON_HINT_DEPTH 32
 #define JSON_HINT_MAX 16
 
+/* Object keys repeat (a list of records has a handful of distinct keys, and the payloads
+ * of one application have a handful of shapes): a key without escapes or non-ASCII bytes
+ * is looked up in a small direct-mapped cache of the Lua strings made for earlier keys
+ * before a new one is interned (which hashes it again). The cache and the size hints live
+ * as long as the module (one per lua_State), so the first records of a payload are as
+ * cheap as the others. A finalizer that decodes while a decode runs shares them: a hint
+ * is only a size, and a cached key is checked to be the string it names before use. */
+#define JSON_KEY_CACHE 64
+
+typedef struct {
+  unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
+  struct {
+    const char *s; /* the bytes of the Lua string in slot i + 1 of the key table, or NULL */
+    size_t len;
+  } keys[JSON_KEY_CACHE];
+} json_decode_cache;
+
 typedef struct {
   lua_State *L;
   const char *start, *p, *end;
   int depth, max_depth;
   int big_int_float;
   json_buffer *scratch; /* for strings with escapes */
-  unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
-  int key_table; /* stack index of the table anchoring the cached keys */
-  struct {
-    const char *s; /* the bytes of a Lua string anchored in key_table */
-    size_t len;
-  } keys[64];
+  unsigned char *array_hint, *object_hint;
+  json_decode_cache *cache;
 } json_decoder;
-
-/* Object keys repeat (a list of records has a handful of distinct keys): a key without
- * escapes or non-ASCII bytes is looked up in a small direct-mapped cache of the Lua
- * strings made for earlier keys before a new one is interned (which hashes it again). */
-#define JSON_KEY_CACHE 64
 #define JSON_KEY_MAX 40 /* Lua's short strings */
 
 static int json_decode_error(json_decoder *d, const char *at, const char *fmt, ...) {
@@ -981,6 +1069,7 @@ static const char *json_describe_char(lua_State *L, const char *p, const char *e
 
 static inline void json_skip_space(json_decoder *d) {
   const char *p = d->p;
+  if (p < d->end && (unsigned char)*p > ' ') return; /* compact JSON: no space at all */
   while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
   d->p = p;
 }
@@ -1031,6 +1120,7 @@ static void json_decode_string(json_decoder *d) {
   const char *p = d->p, *end = d->end, *run;
   json_buffer *b = d->scratch;
   /* Fast path: no escapes, the string is a slice of the input. */
+  while (end - p >= 8 && !json_special8(json_load8(p))) p += 8;
   while (p < end) {
     unsigned char c = (unsigned char)*p;
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
@@ -1275,15 +1365,20 @@ static void json_decode_key(json_decoder *d) {
   }
   h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
        (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
-  if (d->keys[h].len == len && memcmp(d->keys[h].s, d->p, len) == 0) {
-    lua_rawgeti(d->L, d->key_table, (lua_Integer)h + 1);
-  } else {
-    lua_pushlstring(d->L, d->p, len);
-    lua_pushvalue(d->L, -1);
-    lua_rawseti(d->L, d->key_table, (lua_Integer)h + 1);
-    d->keys[h].s = lua_tostring(d->L, -1);
-    d->keys[h].len = len;
+  if (d->cache->keys[h].len == len && d->cache->keys[h].s && memcmp(d->cache->keys[h].s, d->p, len) == 0) {
+    lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
+    if (lua_tostring(d->L, -1) == d->cache->keys[h].s) {
+      d->p = p + 1;
+      return;
+    }
+    lua_pop(d->L, 1); /* not the string the entry names (cannot happen; stay safe) */
   }
+  d->cache->keys[h].s = NULL; /* invalid until the slot holds the new string */
+  lua_pushlstring(d->L, d->p, len);
+  lua_pushvalue(d->L, -1);
+  lua_rawseti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
+  d->cache->keys[h].s = lua_tostring(d->L, -1);
+  d->cache->keys[h].len = len;
   d->p = p + 1;
 }
 
@@ -1377,18 +1472,16 @@ static int json_decode(lua_State *L) {
   d.depth = 0;
   d.max_depth = json_option_max_depth(L, 2, "json_decode");
   d.big_int_float = 0;
-  memset(d.array_hint, 0, sizeof d.array_hint);
-  memset(d.object_hint, 0, sizeof d.object_hint);
+  d.cache = lua_touserdata(L, JSON_UV_DECODE_CACHE);
+  d.array_hint = d.cache->array_hint;
+  d.object_hint = d.cache->object_hint;
   if (!lua_isnil(L, 2) && lua_getfield(L, 2, "big_int") != LUA_TNIL) {
     const char *mode = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
     if (strcmp(mode, "float") == 0) d.big_int_float = 1;
     else if (strcmp(mode, "error") != 0) luaL_error(L, "json_decode: option big_int must be \"error\" or \"float\"");
   }
   lua_settop(L, 2);
-  d.scratch = json_buffer_new(L);
-  lua_createtable(L, JSON_KEY_CACHE, 0);
-  d.key_table = lua_gettop(L);
-  memset(d.keys, 0, sizeof d.keys);
+  d.scratch = json_buffer_new(L, NULL, 0);
   json_decode_value(&d);
   json_skip_space(&d);
   if (d.p != d.end)
@@ -1420,7 +1513,7 @@ void tl_json_open(lua_State *L) {
   pthread_once(&json_once, json_once_init);
   if (json_c_locale == (locale_t)0) luaL_error(L, "temporal.core: cannot create the C locale for JSON numbers");
 
-  luaL_checkstack(L, 6, "temporal.core json");
+  luaL_checkstack(L, 8, "temporal.core json");
   json_push_marker_mt(L, "array", "temporal.array");
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "json_array_mt");
@@ -1432,7 +1525,9 @@ void tl_json_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushliteral(L, "temporal.json_buffer");
   lua_setfield(L, -2, "__name");
-  luaL_setfuncs(L, json_functions, 3);
+  memset(lua_newuserdatauv(L, sizeof(json_decode_cache), 0), 0, sizeof(json_decode_cache));
+  lua_createtable(L, JSON_KEY_CACHE, 0);
+  luaL_setfuncs(L, json_functions, 5);
   lua_pushlightuserdata(L, JSON_NULL);
   lua_setfield(L, -2, "json_null");
 }

@@ -164,10 +164,18 @@ local JSON_TYPES = { boolean = true, number = true, string = true, table = true 
 M.json_plain_converter = {
   encoding = "json/plain",
   to_payload = function(value, path)
-    if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or M.is_binary(value) then return nil end
-    path = path or "value"
-    local ok, data = pcall(json_encode, value, { path = path })
+    if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or getmetatable(value) == binary_mt then
+      return nil  -- (a string's metatable is the string library's, never binary_mt)
+    end
+    -- No options table per call: errors are rare, so a failed encode is redone with the
+    -- path for its message (encoding is deterministic: it fails the same way).
+    local ok, data = pcall(json_encode, value)
     if not ok then
+      path = path or "value"
+      if path ~= "value" then
+        local ok2, data2 = pcall(json_encode, value, { path = path })
+        if not ok2 then data = data2 end
+      end
       if type(data) == "string" and data:find("__jsontype", 1, true) then
         local at = find_binary(value, path, {})
         if at then
@@ -182,6 +190,12 @@ M.json_plain_converter = {
   from_payload = function(payload)
     return json_decode(payload.data or "")
   end,
+}
+
+-- The original to_payload of the four default converters before json/plain.
+local declines = {
+  M.binary_null_converter.to_payload, M.binary_plain_converter.to_payload,
+  M.json_protobuf_converter.to_payload, M.binary_protobuf_converter.to_payload,
 }
 
 --- A fresh list of the default encoding converters, in Python's order.
@@ -206,6 +220,13 @@ function M.composite_payload_converter(converters)
     error("composite_payload_converter: expected a list of encoding converters", 2)
   end
   local list, by_encoding = {}, {}
+  -- The default chain (the converter tables themselves, in Python's order): a boolean,
+  -- number, string or table that is not a temporal.binary is declined by the first four
+  -- (while their to_payload are the originals) and goes straight to the fifth, without
+  -- four calls that say no.
+  local defaults = M.default_encoding_converters()
+  local is_default = #converters == #defaults
+  for i, c in ipairs(defaults) do is_default = is_default and converters[i] == c end
   for i, c in ipairs(converters) do
     if type(c) ~= "table" or type(c.encoding) ~= "string" or type(c.to_payload) ~= "function"
       or type(c.from_payload) ~= "function" then
@@ -218,6 +239,13 @@ function M.composite_payload_converter(converters)
   return {
     encoding_converters = list,
     to_payload = function(value, path)
+      if is_default and JSON_TYPES[type(value)] and getmetatable(value) ~= binary_mt
+        and list[1].to_payload == declines[1] and list[2].to_payload == declines[2]
+        and list[3].to_payload == declines[3] and list[4].to_payload == declines[4] then
+        local p = list[5].to_payload(value, path)
+        if p ~= nil then return p end
+        error(("%s: no payload converter accepts a value of type %s"):format(path or "value", type_name(value)), 0)
+      end
       for _, c in ipairs(list) do
         local p = c.to_payload(value, path)
         if p ~= nil then return p end
@@ -320,6 +348,13 @@ function DataConverter:_decode_list(payloads)
   return payloads
 end
 
+-- "args[i]", made once per index (names the argument in errors).
+local arg_paths = setmetatable({}, { __index = function(t, i)
+  local s = ("args[%d]"):format(i)
+  t[i] = s
+  return s
+end })
+
 --- Values -> list of payloads (codec applied). args is a sequence; args.n (table.pack)
 -- counts nil holes. Errors name the argument: "args[2].name: ...".
 function DataConverter:to_payloads(args)
@@ -327,8 +362,9 @@ function DataConverter:to_payloads(args)
   if type(args) ~= "table" then error("to_payloads: expected a list of values, got " .. type(args), 2) end
   local n = failure.count_values(args, "args", 2)
   local payloads = {}
+  local to_payload = self.payload_converter.to_payload
   for i = 1, n do
-    payloads[i] = self.payload_converter.to_payload(args[i], ("args[%d]"):format(i))
+    payloads[i] = to_payload(args[i], arg_paths[i])
   end
   return self:_encode_list(payloads)
 end

@@ -632,21 +632,18 @@ M.handle_methods = handle_methods
 
 local state = core.handle_state
 
-ScheduleHandle.__index = function(self, k)
-  local m = handle_methods[k]
-  if m ~= nil then return m end
-  if k == "id" or k == "client" then return state(self)[k] end
-  return nil
-end
+-- Its two fields are the userdata's user values (core.fields_handle), no state table.
+ScheduleHandle.__fields = { "client", "id" }
+ScheduleHandle.__index = core.fields_index(handle_methods, ScheduleHandle.__fields)
 ScheduleHandle.__newindex = function(_, k)
   error(("temporal.ScheduleHandle: field '%s' cannot be set"):format(tostring(k)), 2)
 end
 ScheduleHandle.__tostring = function(self)
-  return ("temporal.ScheduleHandle(%s)"):format(state(self).id)
+  return ("temporal.ScheduleHandle(%s)"):format(self.id)
 end
 
 local function new_handle(client, id)
-  return core.handle(ScheduleHandle, { client = client, id = id })
+  return core.fields_handle(ScheduleHandle, client, id)
 end
 
 local function check_self(self, name)
@@ -676,7 +673,7 @@ end
 function handle_methods:describe(opts)
   check_self(self, "describe")
   opts = rpc_opts(opts, "describe", 2)
-  local s = state(self)
+  local s = self
   local client = s.client
   return client:_intercept("describe_schedule",
     { id = s.id, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata },
@@ -686,7 +683,7 @@ function handle_methods:describe(opts)
 end
 
 local function patch_op(self, name, fields, opts, make_patch)
-  local s = state(self)
+  local s = self
   local client = s.client
   local input = { id = s.id, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata }
   for k, v in pairs(fields) do input[k] = v end
@@ -774,7 +771,7 @@ end
 function handle_methods:delete(opts)
   check_self(self, "delete")
   opts = rpc_opts(opts, "delete", 2)
-  local s = state(self)
+  local s = self
   local client = s.client
   client:_intercept("delete_schedule",
     { id = s.id, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata },
@@ -824,7 +821,7 @@ function handle_methods:update(updater, opts)
     error("update: updater must be a function, got " .. type(updater), 2)
   end
   opts = rpc_opts(opts, "update", 2)
-  local s = state(self)
+  local s = self
   local client = s.client
   local input = { id = s.id, updater = updater, rpc_timeout = opts.rpc_timeout, rpc_metadata = opts.rpc_metadata }
   return client:_intercept("update_schedule", input, function(inp)

@@ -360,20 +360,33 @@ local function handle_class(name, class_methods, tostring_fn)
 end
 
 local handle_methods = {}
-local WorkflowHandle = handle_class("temporal.WorkflowHandle", handle_methods, function(h)
-  return ("temporal.WorkflowHandle(id=%s, run_id=%s)"):format(h.id, tostring(h.run_id or h.result_run_id))
-end)
+-- A WorkflowHandle never changes after it is made: its fields are the userdata's own user
+-- values (core.fields_handle), in this order, no state table. One from
+-- get_workflow_handle(id, { run_id = ... }) is one userdata of three slots (88 bytes)
+-- besides its id and run id strings.
+-- result_run_id is stored only when it differs from run_id (a handle from
+-- get_workflow_handle has both equal, a started one only result_run_id).
+local HANDLE_FIELDS = { "_client", "id", "run_id", "result_run_id", "first_execution_run_id", "start_response" }
+local HANDLE_FALLBACKS = { result_run_id = "run_id" }
+local WorkflowHandle = {
+  __name = "temporal.WorkflowHandle",
+  __index = core.fields_index(handle_methods, HANDLE_FIELDS, HANDLE_FALLBACKS),
+  __fields = HANDLE_FIELDS,
+  __field_fallbacks = HANDLE_FALLBACKS,
+  __newindex = function(_, k)
+    error(("temporal.WorkflowHandle: field '%s' cannot be set"):format(tostring(k)), 2)
+  end,
+  __tostring = function(h)
+    return ("temporal.WorkflowHandle(id=%s, run_id=%s)"):format(h.id, tostring(h.run_id or h.result_run_id))
+  end,
+}
 M.WorkflowHandle = WorkflowHandle
 M.WorkflowHandle_methods = handle_methods
 
--- The handle's state table holds only its set fields: four hash slots for a handle from
--- get_workflow_handle (a constructor naming all six fields would size it for eight even
--- when two are nil), and no temporary table per handle.
 local function new_handle(client, id, run_id, result_run_id, first_execution_run_id, start_response)
-  local st = { _client = client, id = id, run_id = run_id, result_run_id = result_run_id }
-  if first_execution_run_id ~= nil then st.first_execution_run_id = first_execution_run_id end
-  if start_response ~= nil then st.start_response = start_response end
-  return core.handle(WorkflowHandle, st)
+  if result_run_id == run_id then result_run_id = nil end
+  return core.fields_handle(WorkflowHandle, client, id, run_id, result_run_id, first_execution_run_id,
+    start_response)
 end
 
 -- The input fields naming the handle's run (chain): id, run_id, first_execution_run_id.
