@@ -448,6 +448,23 @@ describe("nginx host #luajit", function()
     client:get_workflow_handle(running):terminate()
   end)
 
+  it("make demo's OpenResty part (examples/openresty/demo.sh, on serve.sh) shows every endpoint and error status", function()
+    local ok, out, err = helper.run({ ROOT .. "/examples/openresty/demo.sh" },
+      { TEMPORAL_ADDRESS = helper.address, TEMPORAL_TASK_QUEUE = TQ })
+    assert(ok, out .. err)
+    assert.matches('< 200 {"result":"Hello, OpenResty!"}', out, 1, true)
+    assert.matches('< 200 {[^\n]*"status":"COMPLETED"[^\n]*"type":"Greet"', out)
+    assert.matches('< 200 {"id":"[^"]+","name":"' .. helper.namespace .. '","state":"REGISTERED"}', out)
+    assert.matches('< 409 {"error":{[^\n]*"type":"WorkflowAlreadyStartedError"', out)
+    assert.matches('< 202 {}', out, 1, true)
+    assert.matches('got: HTTP 200 {"result":[["yes",9223372036854775807]]}', out, 1, true)
+    assert.matches('< 404 {"error":{[^\n]*"status":"NOT_FOUND"', out)
+    assert.matches('< 422 {"error":{"message":"Workflow execution failed: boom","type":"WorkflowFailureError"}}', out, 1, true)
+    assert.matches('< 400 {"error":{[^\n]*"type":"BadRequest"', out)
+    local _, starts = out:gsub("\n< 201 ", "")
+    assert.equals(3, starts)
+  end)
+
   it("reload: the old worker finishes its calls in flight and exits, the new one serves", function()
     local ids = waiting_workflows("ngx-reload-", 3)
     local paths = {}
