@@ -133,7 +133,11 @@ function M.new(opts)
       end
       more = result
     end
-    sock:close()
+    -- Idle now (no line sent, no byte due): kept in the worker's cosocket pool, so the next
+    -- driver reuses the connection instead of a connect and an accept per busy spell. The
+    -- relay serves one connection at a time; only the driver (one at a time) connects.
+    local kept = sock:setkeepalive(0, 1)
+    if not kept then sock:close() end
   end
 
   function adapter.start(drive)
