@@ -2,6 +2,7 @@
 -- fresh workflow id per request when BENCH_START is set (its value prefixes the ids), plain
 -- GETs otherwise; at the end one line "WRK {json}" with the counts and latencies.
 --   BENCH_START=prefix BENCH_TASK_QUEUE=tq wrk -t1 -c16 -d10s -s bench/nginx_wrk.lua http://127.0.0.1:8080/workflows
+-- luacheck: globals wrk setup request done tid
 local prefix = os.getenv("BENCH_START")
 local task_queue = os.getenv("BENCH_TASK_QUEUE") or "bench-nginx-noworker"
 local thread_no = 0

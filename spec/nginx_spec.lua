@@ -465,6 +465,27 @@ describe("nginx host #luajit", function()
     assert.equals(3, starts)
   end)
 
+  it("bench smoke: bench/nginx_wrk.lua drives the example's POST /workflows and GET /namespace under wrk", function()
+    local prefix = helper.unique_id("ngx-wrk")
+    local function wrk(path, id_prefix)
+      local ok, out, err = helper.run({ "wrk", "-t1", "-c2", "-d1s", "-s", ROOT .. "/bench/nginx_wrk.lua", n:url(path) },
+        { BENCH_START = id_prefix, BENCH_TASK_QUEUE = TQ .. "-nobody" })
+      assert(ok, out .. err)
+      return temporal.core.json_decode((assert(out:match("\nWRK (%b{})\n"), out)))
+    end
+    local r = wrk("/workflows", prefix)
+    assert.is_true(r.requests > 0)
+    assert.same({ 0, 0, 0, 0, 0 }, { r.non_2xx, r.connect, r.read, r.write, r.timeout })
+    -- the ids the script made were started, with the script's workflow type and queue
+    local d = client:get_workflow_handle(prefix .. "-1-2"):describe()  -- wrk builds (and drops) request 1 at start
+    assert.equals("BenchNoWorker", d.workflow_type)
+    assert.equals(TQ .. "-nobody", d.task_queue)
+    r = wrk("/namespace")
+    assert.is_true(r.requests > 0)
+    assert.same({ 0, 0, 0, 0, 0 }, { r.non_2xx, r.connect, r.read, r.write, r.timeout })
+    assert.is_true(r.p50_us <= r.p99_us)
+  end)
+
   it("reload: the old worker finishes its calls in flight and exits, the new one serves", function()
     local ids = waiting_workflows("ngx-reload-", 3)
     local paths = {}
