@@ -268,6 +268,7 @@ end
 local function wait_mode(what)
   local task = current
   local co, main = coroutine.running()
+  if co == nil then main = true end  -- LuaJIT: no coroutine object for the main thread
   if task and co == task.co then
     if compat.isyieldable() then return "task", task end
     error(("%s: cannot wait inside this temporal task: it is inside a C call (a metamethod, "
