@@ -91,7 +91,8 @@ fi
 # the REPL, lint, packaging, valgrind and benchmarks, which are Lua 5.4 tools).
 LUAJIT_SPECS=(foundation json protobuf converter failure connection connection_retry
   connection_keepalive connection_interceptor workflow workflow_interceptor schedule activity
-  operations parity luajit nginx runtime_lazy activity_worker metrics)
+  operations parity luajit nginx runtime_lazy activity_worker metrics encryption hosts_cqueues
+  hosts_luv hosts_scheduler)
 LUAJIT_SPECS+=(nginx_activity)  # Lua activities served by nginx (examples/openresty/activities.conf)
 passes="lua54 luajit"
 case ${1:-} in
