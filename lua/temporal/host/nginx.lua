@@ -1,10 +1,12 @@
 --- temporal.host.nginx: temporal calls inside nginx (lua-nginx-module / OpenResty) that
 -- yield to nginx's event loop instead of blocking the worker.
 --
---   init_worker_by_lua_block {
+--   init_by_lua_block {          -- the master: loading starts no thread
 --     local temporal = require("temporal")
 --     temporal.set_host(require("temporal.host.nginx").new())
---     CLIENT = temporal.connect("127.0.0.1:7233", { lazy = true })
+--   }
+--   init_worker_by_lua_block {   -- each worker: its client (its runtime comes with it)
+--     CLIENT = require("temporal").connect("127.0.0.1:7233", { lazy = true })
 --   }
 --   content_by_lua_block { ngx.say(CLIENT:execute_workflow("Greet", {...})) }
 --
