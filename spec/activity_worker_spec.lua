@@ -6,7 +6,6 @@
 -- result) the scheduler runs the worker's tasks.
 local helper = require("support.helper")
 local temporal = require("temporal")
-local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 
 local errors = temporal.errors
 local compat = require("temporal.compat")

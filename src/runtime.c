@@ -33,6 +33,8 @@
 
 #define TL_RUNTIME_MT "temporal.Runtime"
 #define TL_RUNTIME_KEY "temporal.runtime"
+/* set by core.relay_mode() before the state has a runtime: it is made relayed */
+#define TL_RELAY_WANTED_KEY "temporal.relay_wanted"
 
 /* A direct wait with no limit returns to Lua this often (seconds), with nothing, so a
  * hook armed by a signal (Ctrl-C in temporal-lua) runs: gRPC retries its own epoll_wait
@@ -419,6 +421,22 @@ static int l_dup_pollfd(lua_State *L) {
   return 1;
 }
 
+/* core.relay_mode(): the relayed mode for this state, now, or - before its runtime exists -
+ * from its creation on (a host installed where no runtime may be made yet: nginx's
+ * init_by_lua*). */
+static int l_relay_mode(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  int exists = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (exists) {
+    relayed_runtime(L);
+  } else {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, TL_RELAY_WANTED_KEY);
+  }
+  return 0;
+}
+
 static int l_inflight(lua_State *L) {
   lua_pushinteger(L, tl_runtime_get(L)->ninflight);
   return 1;
@@ -480,6 +498,8 @@ static tl_runtime *runtime_create(lua_State *L) {
   rt->acquired = 1;
   rt->own = rt->cq = grpc_completion_queue_create_for_next(NULL);
   lua_setfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, TL_RELAY_WANTED_KEY) != LUA_TNIL) runtime_relay(L, rt);
+  lua_pop(L, 1);
   return rt;
 }
 
@@ -493,6 +513,6 @@ void tl_runtime_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"wait", l_wait}, {"pollfd", l_pollfd}, {"dup_pollfd", l_dup_pollfd}, {"inflight", l_inflight}, {"wake", l_wake},
     {"runtime_info", l_runtime_info}, {"grpc_version", l_grpc_version}, {"now", l_now},
-    {NULL, NULL}};
+    {"relay_mode", l_relay_mode}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -442,8 +442,9 @@ function M.set_host(adapter)
     error(("set_host: %d coroutines of the %s host are still waiting"):format(host_waiters, host.name), 2)
   end
   -- A host waits on the pollfd: completions reach this state through it from now on
-  -- (before any call a host coroutine makes), not straight from its own queue.
-  if adapter ~= nil then core.pollfd() end
+  -- (before any call a host coroutine makes), not straight from its own queue. Before the
+  -- state's runtime exists, from its creation on (nginx's master may install a host).
+  if adapter ~= nil then core.relay_mode() end
   local previous = host
   if adapter ~= host then
     host = adapter
