@@ -50,6 +50,7 @@ DEBIAN_IF_MISSING := npm:npm python3:python3-venv
 # exposition; lua-http (on cqueues) is the optional built-in /metrics listener.
 DEBIAN_PKGS += prometheus
 DEBIAN_PKGS += lua-http
+DEBIAN_PKGS += wrk  # make bench: the HTTP load of the nginx phase (bench/nginx.sh)
 
 WARN     := -Wall -Wextra -Werror
 # Where the Lua headers and the external libraries are: the defaults suit Debian; LuaRocks
@@ -156,11 +157,14 @@ test: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory LUA=luajit all  # examples/openresty runs in nginx's LuaJIT
 	@examples/run-demo.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/bench-raw
+	@$(MAKE) --no-print-directory LUA=luajit all
 	@bench/run.sh
+	@bench/nginx.sh  # the nginx phase: examples/openresty against a Python ASGI service (bench/README.md)
 
 # The raw gRPC C core anchor of make bench (bench/README.md): the same unary calls, no Lua.
 # Linked as temporal-lua is (statically, position-dependent when the archives are there), so

@@ -12,4 +12,6 @@ echo "== temporal-lua examples/activity_worker.lua (Lua activities for Python wo
 build/temporal-lua examples/activity_worker.lua
 echo "== build/activity_host (the activity worker in a C host's frame loop)"
 build/activity_host "$TEMPORAL_ADDRESS" "$TEMPORAL_TASK_QUEUE" 3
+echo "== examples/openresty (nginx + temporal-lua under LuaJIT: an HTTP API over Temporal)"
+examples/openresty/demo.sh
 echo "demo finished"

@@ -20,7 +20,7 @@ describe("temporal.step", function()
 
   it("math.huge with nothing to wait for returns at once instead of sleeping", function()
     -- in a child process bounded by `timeout`: the bug slept for 24 days
-    local ok, out, err = helper.run({ "timeout", "30", "lua5.4", "-e", [[
+    local ok, out, err = helper.run({ "timeout", "30", helper.luajit and "luajit" or "lua5.4", "-e", [[
       local temporal = require("temporal")
       print(temporal.step(math.huge), #temporal.core.wait(math.huge))
     ]] }, { LUA_PATH = os.getenv("LUA_PATH"), LUA_CPATH = os.getenv("LUA_CPATH") })

@@ -104,7 +104,7 @@ describe("temporal.metrics registry", function()
     reg:gauge("g"):set(0.1, { v = 'a"b\\c\nd' })
     local text = reg:exposition()
     assert.matches('g{v="a\\"b\\\\c\\nd"} 0.1\n', text, 1, true)
-    for _, v in ipairs({ 0.1, 1 / 3, 1e-9, 123456789.125, 2 ^ 60 }) do
+    for _, v in ipairs({ 0.1, 1 / 3, 1e-9, 123456789.125, 2 ^ 60, 123456789012345, 2 ^ 53 }) do
       assert.equal(v, tonumber(metrics._number_text(v)))
     end
     assert.is_true((promtool(text)))

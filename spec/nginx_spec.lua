@@ -139,10 +139,18 @@ http {
   lua_socket_log_errors off;
   lua_shared_dict t 1m;
   init_by_lua_block {
-    -- the master: making the adapter here is refused (gRPC threads and fork)
-    local ok, err = pcall(function() return require("temporal.host.nginx").new() end)
-    ngx.shared.t:set("init_error", tostring(err))
-    ngx.shared.t:set("init_loaded_core", package.loaded["temporal.core"] ~= nil)
+    -- the master: temporal and the host adapter load here (the workers inherit them), which
+    -- starts no thread; a connect here is refused, naming the phase
+    require("app").init()
+    local temporal = require("temporal")
+    local t = ngx.shared.t
+    t:set("init_loaded_core", package.loaded["temporal.core"] ~= nil)
+    t:set("init_states", temporal.core.runtime_info().states)
+    local ok, err = pcall(temporal.connect, os.getenv("TEMPORAL_ADDRESS"), { lazy = true })
+    t:set("init_error", tostring(err))
+    ok, err = pcall(temporal.sleep, 0.01)
+    t:set("init_sleep_error", tostring(err))
+    t:set("init_states_after", temporal.core.runtime_info().states)
   }
   init_worker_by_lua_block {
     require("app").init_worker()
@@ -157,6 +165,7 @@ http {
       content_by_lua_block { ngx.say("pong ", ngx.worker.pid(), " ", require("temporal").core.inflight()) }
     }
     location /workflows { content_by_lua_block { require("app").workflows() } }
+    location = /namespace { content_by_lua_block { require("app").namespace() } }
     # content_by_lua: waits for the workflow's result; the answer carries the order in
     # which the calls completed in this worker
     location /hold/ {
@@ -210,9 +219,20 @@ http {
     }
     # phases where nginx cannot yield: the error is kept for /errors
     location = /nonyielding {
+      set_by_lua_block $set_error {
+        local ok, err = pcall(function() return require("app").client():get_system_info() end)
+        ngx.shared.t:set("set_error", tostring(err))
+        return "x"
+      }
       header_filter_by_lua_block {
         local ok, err = pcall(function() return require("app").client():get_system_info() end)
         ngx.shared.t:set("header_filter_error", tostring(err))
+      }
+      body_filter_by_lua_block {
+        if ngx.arg[2] then
+          local ok, err = pcall(function() return require("app").client():get_system_info() end)
+          ngx.shared.t:set("body_filter_error", tostring(err))
+        end
       }
       content_by_lua_block { ngx.say("ok") }
       log_by_lua_block {
@@ -223,7 +243,8 @@ http {
     location = /errors {
       content_by_lua_block {
         local t = ngx.shared.t
-        for _, k in ipairs({ "init_error", "init_loaded_core", "init_worker_error", "header_filter_error", "log_error" }) do
+        for _, k in ipairs({ "init_error", "init_sleep_error", "init_loaded_core", "init_states", "init_states_after",
+            "init_worker_error", "set_error", "header_filter_error", "body_filter_error", "log_error" }) do
           ngx.say(k, "=", tostring(t:get(k)))
         end
       }
@@ -334,15 +355,44 @@ describe("nginx host #luajit", function()
     sh("kill " .. pid .. " 2>/dev/null; true")
   end)
 
-  it("refuses calls where nginx cannot yield, saying so, and never makes the adapter in the master", function()
+  -- threads of a process, from /proc
+  local function threads(pid) return tonumber((sh("ls /proc/" .. pid .. "/task | wc -l"):match("%d+"))) end
+
+  it("loads temporal and the adapter in init_by_lua without a thread in the master; each worker makes its own runtime on first use", function()
+    local _, body = http("GET", n:url("/errors"))
+    local e = {}
+    for k, v in body:gmatch("([%w_]+)=([^\n]*)") do e[k] = v end
+    assert.equals("true", e.init_loaded_core)   -- app.lua required temporal in the master
+    assert.equals("0", e.init_states)            -- ... which made no runtime
+    assert.equals("0", e.init_states_after)      -- not even by the refused connect and sleep
+    -- the master (init_by_lua ran there) has its one thread: no poller, no gRPC threads
+    assert.equals(1, threads(n.pid))
+    -- a worker's first call makes its runtime there; the master still has one thread
+    local status, nsbody = http("GET", n:url("/namespace"))
+    assert.equals(200, status, nsbody)
+    local ns = temporal.core.json_decode(nsbody)
+    assert.equals(helper.namespace, ns.name)
+    assert.equals("REGISTERED", ns.state)
+    assert.equals(client:describe_namespace().id, ns.id)  -- the same namespace, seen from here
+    local worker = select(2, http("GET", n:url("/ping"))):match("^pong (%d+)")
+    assert.is_true(threads(worker) > 2)  -- nginx's one thread plus temporal's poller and gRPC's
+    assert.equals(1, threads(n.pid))
+  end)
+
+  it("refuses calls where nginx cannot yield, naming the phase and what to do instead", function()
     http("GET", n:url("/nonyielding"))
     local _, body = http("GET", n:url("/errors"))
     local e = {}
     for k, v in body:gmatch("([%w_]+)=([^\n]*)") do e[k] = v end
-    assert.matches("init_by_lua.*master.*init_worker_by_lua", e.init_error)
-    assert.equals("false", e.init_loaded_core)
-    for _, k in ipairs({ "init_worker_error", "header_filter_error", "log_error" }) do
-      assert.matches("cannot wait.*nginx", e[k], 1, false)
+    -- init_by_lua: the connect that would make the runtime in the master
+    assert.matches("nginx cannot yield in phase init (init_by_lua*, the master process)", e.init_error, 1, true)
+    assert.matches("init_worker_by_lua*", e.init_error, 1, true)
+    assert.matches("ngx.timer.at", e.init_error, 1, true)
+    assert.matches("sleep: nginx cannot yield in phase init (ngx.get_phase())", e.init_sleep_error, 1, true)
+    for key, phase in pairs({ init_worker_error = "init_worker", set_error = "set",
+        header_filter_error = "header_filter", body_filter_error = "body_filter", log_error = "log" }) do
+      assert.matches("GetSystemInfo: nginx cannot yield in phase " .. phase .. " (ngx.get_phase())", e[key], 1, true)
+      assert.matches("ngx.timer.at(0, fn)", e[key], 1, true)
     end
   end)
 
@@ -396,6 +446,44 @@ describe("nginx host #luajit", function()
     assert.matches('"type":"WorkflowFailureError"', body)
     assert.matches("boom", body)
     client:get_workflow_handle(running):terminate()
+  end)
+
+  it("make demo's OpenResty part (examples/openresty/demo.sh, on serve.sh) shows every endpoint and error status", function()
+    local ok, out, err = helper.run({ ROOT .. "/examples/openresty/demo.sh" },
+      { TEMPORAL_ADDRESS = helper.address, TEMPORAL_TASK_QUEUE = TQ })
+    assert(ok, out .. err)
+    assert.matches('< 200 {"result":"Hello, OpenResty!"}', out, 1, true)
+    assert.matches('< 200 {[^\n]*"status":"COMPLETED"[^\n]*"type":"Greet"', out)
+    assert.matches('< 200 {"id":"[^"]+","name":"' .. helper.namespace .. '","state":"REGISTERED"}', out)
+    assert.matches('< 409 {"error":{[^\n]*"type":"WorkflowAlreadyStartedError"', out)
+    assert.matches('< 202 {}', out, 1, true)
+    assert.matches('got: HTTP 200 {"result":[["yes",9223372036854775807]]}', out, 1, true)
+    assert.matches('< 404 {"error":{[^\n]*"status":"NOT_FOUND"', out)
+    assert.matches('< 422 {"error":{"message":"Workflow execution failed: boom","type":"WorkflowFailureError"}}', out, 1, true)
+    assert.matches('< 400 {"error":{[^\n]*"type":"BadRequest"', out)
+    local _, starts = out:gsub("\n< 201 ", "")
+    assert.equals(3, starts)
+  end)
+
+  it("bench smoke: bench/nginx_wrk.lua drives the example's POST /workflows and GET /namespace under wrk", function()
+    local prefix = helper.unique_id("ngx-wrk")
+    local function wrk(path, id_prefix)
+      local ok, out, err = helper.run({ "wrk", "-t1", "-c2", "-d1s", "-s", ROOT .. "/bench/nginx_wrk.lua", n:url(path) },
+        { BENCH_START = id_prefix, BENCH_TASK_QUEUE = TQ .. "-nobody" })
+      assert(ok, out .. err)
+      return temporal.core.json_decode((assert(out:match("\nWRK (%b{})\n"), out)))
+    end
+    local r = wrk("/workflows", prefix)
+    assert.is_true(r.requests > 0)
+    assert.same({ 0, 0, 0, 0, 0 }, { r.non_2xx, r.connect, r.read, r.write, r.timeout })
+    -- the ids the script made were started, with the script's workflow type and queue
+    local d = client:get_workflow_handle(prefix .. "-1-2"):describe()  -- wrk builds (and drops) request 1 at start
+    assert.equals("BenchNoWorker", d.workflow_type)
+    assert.equals(TQ .. "-nobody", d.task_queue)
+    r = wrk("/namespace")
+    assert.is_true(r.requests > 0)
+    assert.same({ 0, 0, 0, 0, 0 }, { r.non_2xx, r.connect, r.read, r.write, r.timeout })
+    assert.is_true(r.p50_us <= r.p99_us)
   end)
 
   it("reload: the old worker finishes its calls in flight and exits, the new one serves", function()

@@ -87,11 +87,17 @@ if [ "${1:-}" = "--exec" ]; then
   "$@"
   exit $?
 fi
-# The specs of the client surface that also run under LuaJIT (the others test temporal-lua,
-# the REPL, lint, packaging, valgrind and benchmarks, which are Lua 5.4 tools).
+# The specs that also run under LuaJIT. The others stay Lua 5.4: they test temporal-lua
+# and its REPL (interpreter, repl, reference, bench_smoke), lint and packaging (luacheck,
+# luarocks), 5.4 child processes under valgrind or a 5.4 C host (memory, hosts_close,
+# hosts_loop, hosts_examples, hosts_asan), skynet (its own Lua 5.4), fuzz harnesses (C), the
+# test bed itself, and hardening (written with 5.4 operators; the C core it checks is shared).
+# hosts_luv passes under LuaJIT alone, but after the whole LuaJIT list in one busted process
+# its first test hung in uv.run (2 runs of 3): not in the list until that is understood.
 LUAJIT_SPECS=(foundation json protobuf converter failure connection connection_retry
   connection_keepalive connection_interceptor workflow workflow_interceptor schedule activity
-  operations parity luajit nginx)
+  operations parity luajit nginx runtime_lazy activity_worker metrics encryption hosts_cqueues
+  hosts_scheduler)
 LUAJIT_SPECS+=(nginx_activity)  # Lua activities served by nginx (examples/openresty/activities.conf)
 passes="lua54 luajit"
 case ${1:-} in

@@ -33,6 +33,8 @@
 
 #define TL_RUNTIME_MT "temporal.Runtime"
 #define TL_RUNTIME_KEY "temporal.runtime"
+/* set by core.relay_mode() before the state has a runtime: it is made relayed */
+#define TL_RELAY_WANTED_KEY "temporal.relay_wanted"
 
 /* A direct wait with no limit returns to Lua this often (seconds), with nothing, so a
  * hook armed by a signal (Ctrl-C in temporal-lua) runs: gRPC retries its own epoll_wait
@@ -227,13 +229,22 @@ static tl_runtime *check_runtime(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, TL_RUNTIME_MT);
 }
 
+static tl_runtime *runtime_create(lua_State *L);
+
+/* The state's runtime, created on first use (a connect, a call, a wait), not when the module
+ * loads: a process that loads temporal and then forks (nginx's master runs init_by_lua*
+ * before forking its workers) has started no thread. */
 tl_runtime *tl_runtime_get(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
   tl_runtime *rt = lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (!rt || rt->closed) luaL_error(L, "temporal runtime is closed");
+  if (!rt) rt = runtime_create(L);
   if (rt->pid != getpid())
-    luaL_error(L, "temporal: gRPC objects do not survive fork(); create clients in the child after forking");
+    luaL_error(L, "temporal: this state's runtime was created in process %d, which forked into this "
+               "one (%d); gRPC's threads do not survive fork(): make the first connect or call in the "
+               "child (in nginx: init_worker_by_lua* or a handler, not init_by_lua*)",
+               (int)rt->pid, (int)getpid());
+  if (rt->closed) luaL_error(L, "temporal runtime is closed");
   return rt;
 }
 
@@ -376,7 +387,10 @@ static int l_wake(lua_State *L) {
 /* core.runtime_info() -> { states = n, poller_threads = 0 | 1, relayed = bool }: the
  * process-wide runtime (its poller runs once a state is relayed) and this state's mode */
 static int l_runtime_info(lua_State *L) {
-  tl_runtime *rt = tl_runtime_get(L);
+  /* no runtime yet (nothing used): reported, not created */
+  lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  tl_runtime *rt = lua_isnil(L, -1) ? NULL : tl_runtime_get(L);
+  lua_pop(L, 1);
   pthread_mutex_lock(&shared.mu);
   int users = shared.users;
   int poller = shared.cq != NULL;
@@ -386,7 +400,7 @@ static int l_runtime_info(lua_State *L) {
   lua_setfield(L, -2, "states");
   lua_pushinteger(L, poller);
   lua_setfield(L, -2, "poller_threads");
-  lua_pushboolean(L, rt->relayed);
+  lua_pushboolean(L, rt && rt->relayed);
   lua_setfield(L, -2, "relayed");
   return 1;
 }
@@ -405,6 +419,22 @@ static int l_dup_pollfd(lua_State *L) {
   if (fd < 0) return luaL_error(L, "dup_pollfd: %s", strerror(errno));
   lua_pushinteger(L, fd);
   return 1;
+}
+
+/* core.relay_mode(): the relayed mode for this state, now, or - before its runtime exists -
+ * from its creation on (a host installed where no runtime may be made yet: nginx's
+ * init_by_lua*). */
+static int l_relay_mode(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  int exists = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (exists) {
+    relayed_runtime(L);
+  } else {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, TL_RELAY_WANTED_KEY);
+  }
+  return 0;
 }
 
 static int l_inflight(lua_State *L) {
@@ -435,33 +465,54 @@ static void pin_library(void) {
   }
 }
 
+/* nginx's Lua module runs init_by_lua* in the master process, which then forks the
+ * workers: a runtime made there would reach every worker with its threads gone. */
+static void refuse_nginx_master(lua_State *L) {
+  int top = lua_gettop(L);
+  lua_getglobal(L, "ngx");
+  int phase = 0;
+  if (lua_type(L, -1) == LUA_TTABLE && lua_getfield(L, -1, "get_phase") == LUA_TFUNCTION &&
+      lua_pcall(L, 0, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    phase = strcmp(lua_tostring(L, -1), "init") == 0;
+  lua_settop(L, top);
+  if (phase)
+    luaL_error(L, "temporal: nginx cannot yield in phase init (init_by_lua*, the master process), "
+               "and a runtime made there would not survive the fork to the workers: connect in "
+               "init_worker_by_lua* (lazy = true) or in a handler, and make calls from "
+               "rewrite/access/content_by_lua* or an ngx.timer.at callback");
+}
+
+static tl_runtime *runtime_create(lua_State *L) {
+  refuse_nginx_master(L);
+  tl_runtime *rt = lua_newuserdatauv(L, sizeof(*rt), 0);
+  memset(rt, 0, sizeof(*rt));
+  rt->closed = 1;  /* until fully set up, the finalizer has nothing to undo */
+  luaL_setmetatable(L, TL_RUNTIME_MT);
+  rt->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (rt->efd < 0) luaL_error(L, "temporal: eventfd failed: %s", strerror(errno));
+  pthread_mutex_init(&rt->mu, NULL);
+  rt->pid = getpid();
+  rt->closed = 0;  /* from here the finalizer closes the eventfd */
+  const char *err = shared_acquire();
+  if (err) luaL_error(L, "%s", err);
+  rt->acquired = 1;
+  rt->own = rt->cq = grpc_completion_queue_create_for_next(NULL);
+  lua_setfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, TL_RELAY_WANTED_KEY) != LUA_TNIL) runtime_relay(L, rt);
+  lua_pop(L, 1);
+  return rt;
+}
+
 void tl_runtime_open(lua_State *L) {
-  if (lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY) == LUA_TNIL) {
-    lua_pop(L, 1);
-    pin_library();
-    tl_runtime *rt = lua_newuserdatauv(L, sizeof(*rt), 0);
-    memset(rt, 0, sizeof(*rt));
-    rt->closed = 1;  /* until fully set up, the finalizer has nothing to undo */
-    luaL_newmetatable(L, TL_RUNTIME_MT);
+  pin_library();
+  if (luaL_newmetatable(L, TL_RUNTIME_MT)) {
     lua_pushcfunction(L, runtime_gc);
     lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    rt->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (rt->efd < 0) luaL_error(L, "temporal: eventfd failed: %s", strerror(errno));
-    pthread_mutex_init(&rt->mu, NULL);
-    rt->pid = getpid();
-    rt->closed = 0;  /* from here the finalizer closes the eventfd */
-    const char *err = shared_acquire();
-    if (err) luaL_error(L, "%s", err);
-    rt->acquired = 1;
-    rt->own = rt->cq = grpc_completion_queue_create_for_next(NULL);
-    lua_setfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
-  } else {
-    lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   static const luaL_Reg fns[] = {
     {"wait", l_wait}, {"pollfd", l_pollfd}, {"dup_pollfd", l_dup_pollfd}, {"inflight", l_inflight}, {"wake", l_wake},
     {"runtime_info", l_runtime_info}, {"grpc_version", l_grpc_version}, {"now", l_now},
-    {NULL, NULL}};
+    {"relay_mode", l_relay_mode}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

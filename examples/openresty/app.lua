@@ -6,6 +6,8 @@
 --   POST /workflows/{id}/signals/{name}  [args...] -> 202 {}
 --   GET  /workflows/{id}/result          -> 200 {"result": ...} once the workflow closes; the request
 --                                           waits without blocking the worker
+--   GET  /namespace                      -> 200 {"name", "id", "state"}: the client's namespace (a
+--                                           cheap server call)
 --
 -- Errors are JSON {"error": {"type", "message", "status"}} with an HTTP status: 400 bad
 -- request, 404 no such workflow, 409 already started, 422 the workflow failed, 503/504 the
@@ -26,11 +28,17 @@ local function env(name, default)
   return v
 end
 
---- init_worker_by_lua: the runtime, the host adapter and the client of this worker (after
--- nginx forked it; never in the master). `lazy`: connecting waits for the first call.
-function M.init_worker()
+--- init_by_lua (the master): the host adapter, which the workers inherit. Loading temporal
+-- here starts nothing: the runtime is made per worker by its first connect or call.
+function M.init()
   adapter = require("temporal.host.nginx").new()
   temporal.set_host(adapter)
+end
+
+--- init_worker_by_lua: this worker's client (after nginx forked it; never in the master).
+-- `lazy`: connecting waits for the first call.
+function M.init_worker()
+  if not adapter then M.init() end  -- a config without init_by_lua
   client = temporal.connect(env("TEMPORAL_ADDRESS", "127.0.0.1:7233"), {
     namespace = env("TEMPORAL_NAMESPACE", "default"), lazy = true, identity = "openresty-example",
   })
@@ -110,6 +118,18 @@ local function result(id)
   local r = client:get_workflow_handle(id):result()
   if r == nil then r = temporal.null end
   return reply(200, { result = r })
+end
+
+--- content_by_lua for location = /namespace: describes the client's namespace.
+function M.namespace()
+  if ngx.req.get_method() ~= "GET" then
+    return reply(405, { error = { type = "MethodNotAllowed", message = ngx.req.get_method() } })
+  end
+  local ok, err = pcall(function()
+    local ns = client:describe_namespace()
+    return reply(200, { name = ns.name, id = ns.id, state = ns.state })
+  end)
+  if not ok then return fail(err) end
 end
 
 --- content_by_lua for location /workflows: routes the four endpoints.

@@ -19,15 +19,12 @@
 -- runtime has no metrics. Recording is a few table updates per attempt; nothing is
 -- formatted until someone reads the registry; without a registry it is one nil check.
 local core = require("temporal.core")
+local compat = require("temporal.compat")  -- Lua 5.4 / LuaJIT
 
 local M = {}
 
 local now = core.now
--- LuaJIT (nginx) has no math.type; numbers there are all floats.
-local math_type = math.type or function(v)
-  if type(v) ~= "number" then return nil end
-  return v % 1 == 0 and "integer" or "float"
-end
+local math_type = compat.math_type
 
 M.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 M.DEFAULT_PREFIX = "temporal_"
@@ -84,7 +81,11 @@ local function number_text(v)
   if v == math.huge then return "+Inf" end
   if v == -math.huge then return "-Inf" end
   if v ~= v then return "NaN" end
-  if math_type(v) == "integer" then return tostring(v) end
+  if math_type(v) == "integer" then
+    -- LuaJIT: tostring writes 14 digits, and "LL" after a boxed int64
+    if compat.is_boxed_integer(v) then return (tostring(v):gsub("U?LL$", "")) end
+    return ("%d"):format(v)
+  end
   if v == math.floor(v) and v > -2^53 and v < 2^53 then return ("%d"):format(v) end
   for digits = 15, 17 do
     local s = ("%." .. digits .. "g"):format(v)

@@ -268,6 +268,7 @@ end
 local function wait_mode(what)
   local task = current
   local co, main = coroutine.running()
+  if co == nil then main = true end  -- LuaJIT: no coroutine object for the main thread
   if task and co == task.co then
     if compat.isyieldable() then return "task", task end
     error(("%s: cannot wait inside this temporal task: it is inside a C call (a metamethod, "
@@ -278,6 +279,7 @@ local function wait_mode(what)
     return "host"
   end
   if host and host.blocking == false then
+    if host.cannot_wait then error(host.cannot_wait(what), 0) end  -- the host names the context
     local where = main and "the main thread" or "a coroutine that cannot yield to the host"
     error(("%s: cannot wait in %s: blocking would stall the %s host; make the call from a "
       .. "coroutine of the host"):format(what, where, host.name), 0)
@@ -421,6 +423,8 @@ local HOST_FIELDS = { name = "string", owns = "function", wait = "function", wak
 --   spawn(fn)     runs fn in a new coroutine of the host (temporal.spawn under the host)
 --   budget        optional { max_tasks = n, max_time = s } for each drive() step
 --   blocking      optional false: code of the host that cannot yield must not block either
+--   cannot_wait   optional function(what) -> the error message for such code (naming the
+--                 host's context, e.g. nginx's phase); a generic one otherwise
 function M.set_host(adapter)
   if adapter ~= nil then
     if type(adapter) ~= "table" then error("set_host: expected an adapter table or nil, got " .. type(adapter), 2) end
@@ -430,13 +434,17 @@ function M.set_host(adapter)
       end
     end
     if adapter.budget ~= nil then check_budget(adapter.budget) end
+    if adapter.cannot_wait ~= nil and type(adapter.cannot_wait) ~= "function" then
+      error("set_host: adapter.cannot_wait must be a function or nil, got " .. type(adapter.cannot_wait), 2)
+    end
   end
   if host and host ~= adapter and host_waiters > 0 then
     error(("set_host: %d coroutines of the %s host are still waiting"):format(host_waiters, host.name), 2)
   end
   -- A host waits on the pollfd: completions reach this state through it from now on
-  -- (before any call a host coroutine makes), not straight from its own queue.
-  if adapter ~= nil then core.pollfd() end
+  -- (before any call a host coroutine makes), not straight from its own queue. Before the
+  -- state's runtime exists, from its creation on (nginx's master may install a host).
+  if adapter ~= nil then core.relay_mode() end
   local previous = host
   if adapter ~= host then
     host = adapter

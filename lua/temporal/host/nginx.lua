@@ -1,10 +1,12 @@
 --- temporal.host.nginx: temporal calls inside nginx (lua-nginx-module / OpenResty) that
 -- yield to nginx's event loop instead of blocking the worker.
 --
---   init_worker_by_lua_block {
+--   init_by_lua_block {          -- the master: loading starts no thread
 --     local temporal = require("temporal")
 --     temporal.set_host(require("temporal.host.nginx").new())
---     CLIENT = temporal.connect("127.0.0.1:7233", { lazy = true })
+--   }
+--   init_worker_by_lua_block {   -- each worker: its client (its runtime comes with it)
+--     CLIENT = require("temporal").connect("127.0.0.1:7233", { lazy = true })
 --   }
 --   content_by_lua_block { ngx.say(CLIENT:execute_workflow("Greet", {...})) }
 --
@@ -15,9 +17,11 @@
 -- runtime's pollfd becomes readable or temporal's next timer is due) and runs
 -- temporal.step(0), which posts the semaphores of the calls that finished. Nothing polls.
 --
--- Load temporal in init_worker_by_lua* (or lazily in a handler), never in init_by_lua*:
--- gRPC's threads do not survive nginx's fork. Calls where nginx cannot yield
--- (init_worker, set_by_lua, header_filter, body_filter, log, balancer) raise an error.
+-- `require "temporal"` and this adapter may be made in init_by_lua* (the master): loading
+-- the module starts nothing; the runtime (gRPC, its threads) is made per worker on its first
+-- connect or call, which nginx's master refuses. Calls where nginx cannot yield (init,
+-- init_worker, set, header_filter, body_filter, log, balancer, ...) raise an error naming
+-- the phase, before anything is sent.
 local M = {}
 
 -- Phases whose code runs in a coroutine nginx can suspend on a semaphore.
@@ -38,7 +42,8 @@ end
 
 local OPTIONS = { budget = true, socket_dir = true }
 
---- A host adapter for this nginx worker. Call it in init_worker_by_lua* (or later).
+--- A host adapter for nginx's workers. Make it in init_by_lua* (the workers inherit it),
+-- init_worker_by_lua* or later.
 -- opts: socket_dir (where the worker's relay socket lives, default "/tmp"; the file is
 -- removed when the worker exits), budget ({ max_tasks = n, max_time = s } per step).
 function M.new(opts)
@@ -51,12 +56,6 @@ function M.new(opts)
   if opts.socket_dir ~= nil and type(opts.socket_dir) ~= "string" then
     error("temporal.host.nginx.new: socket_dir must be a string, got " .. type(opts.socket_dir), 2)
   end
-  if ngx.get_phase() == "init" then
-    error("temporal.host.nginx.new: called in init_by_lua, in nginx's master process; gRPC's "
-      .. "threads do not survive the fork to the workers: load temporal and make the adapter "
-      .. "in init_worker_by_lua* (or lazily in a handler)", 2)
-  end
-  -- loaded here, after the phase check: loading temporal.core starts gRPC's threads
   local core = require("temporal.core")
   local scheduler = require("temporal.scheduler")
   local semaphore = require("ngx.semaphore")
@@ -74,6 +73,20 @@ function M.new(opts)
 
   function adapter.owns()
     return M.YIELDING_PHASES[ngx.get_phase()] == true
+  end
+
+  -- The error for a call where nginx cannot suspend the running code (the scheduler raises
+  -- it before anything is sent).
+  function adapter.cannot_wait(what)
+    local phase = ngx.get_phase()
+    if M.YIELDING_PHASES[phase] then  -- e.g. inside a metamethod or an iterator called from C
+      return ("%s: cannot wait here: in phase %s this code runs inside a C call (a metamethod, an "
+        .. "iterator, a function called from C) that nginx cannot suspend; make the call directly "
+        .. "in the handler, an ngx.thread or an ngx.timer.at callback"):format(what, phase)
+    end
+    return ("%s: nginx cannot yield in phase %s (ngx.get_phase()), and waiting there would block "
+      .. "the whole worker; make the call from rewrite/access/content_by_lua*, or from an "
+      .. "ngx.timer.at(0, fn) callback started here"):format(what, tostring(phase))
   end
 
   function adapter.wait(w)
@@ -122,7 +135,11 @@ function M.new(opts)
       end
       more = result
     end
-    sock:close()
+    -- Idle now (no line sent, no byte due): kept in the worker's cosocket pool, so the next
+    -- driver reuses the connection instead of a connect and an accept per busy spell. The
+    -- relay serves one connection at a time; only the driver (one at a time) connects.
+    local kept = sock:setkeepalive(0, 1)
+    if not kept then sock:close() end
   end
 
   function adapter.start(drive)
