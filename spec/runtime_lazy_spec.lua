@@ -85,6 +85,31 @@ describe("the runtime is made on first use", function()
     assert.same({ "child true true", "child exit 0", "parent 0 1", "parent true" }, lines)
   end)
 
+  it("a forked child never repeats its parent's request ids #luajit", function()
+    -- the parent draws ids first (a buffered source would hold the next ones), then parent
+    -- and child draw the same number each; none may be shared
+    local lines = fresh(FORK .. [[
+      local uuid4 = require("temporal.client").uuid4
+      for _ = 1, 3 do say("before", uuid4()) end
+      local code = in_child(function()
+        for _ = 1, 5 do say("child", uuid4()) end
+      end)
+      for _ = 1, 5 do say("parent", uuid4()) end
+      say("child exit", code)
+    ]])
+    local seen, n = {}, 0
+    for _, line in ipairs(lines) do
+      local who, id = line:match("^(%a+) (%x+%-%x+%-%x+%-%x+%-%x+)$")
+      if who then
+        assert.matches("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$", id)
+        assert.is_nil(seen[id], "request id " .. id .. " drawn twice: " .. table.concat(lines, "\n"))
+        seen[id], n = who, n + 1
+      end
+    end
+    assert.equals(13, n, table.concat(lines, "\n"))
+    assert.equals("child exit 0", lines[#lines])
+  end)
+
   it("a child forked after the first use refuses the parent's runtime, saying why #luajit", function()
     local lines = fresh(FORK .. [[
       local c = temporal.connect(addr)

@@ -2,12 +2,71 @@
  * temporal.core: the C half of the `temporal` module. The pure-Lua facade in
  * lua/temporal/ builds the public API on these functions.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include "temporal_lua.h"
 
 static int l_pid(lua_State *L) {
   lua_pushinteger(L, getpid());
+  return 1;
+}
+
+/* Random bytes for request ids from a small per-thread pool filled by getrandom(2). The
+ * pool is tagged with the process id: a forked child never reuses bytes its parent had
+ * drawn (a shared buffer would give parent and child the same request ids, and the server
+ * deduplicates signals, updates and starts by request id). Threads have their own pool, as
+ * hosts may run Lua states on several threads. */
+static __thread unsigned char rnd_pool[256];
+static __thread size_t rnd_left;
+static __thread pid_t rnd_pid;
+
+static int fill_random(unsigned char *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = getrandom(buf + got, n - got, 0);
+    if (r > 0) { got += (size_t)r; continue; }
+    if (r < 0 && errno == EINTR) continue;
+    break;
+  }
+  if (got == n) return 0;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);  /* kernels without getrandom */
+  if (fd < 0) return -1;
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    if (r > 0) { got += (size_t)r; continue; }
+    if (r < 0 && errno == EINTR) continue;
+    break;
+  }
+  close(fd);
+  return got == n ? 0 : -1;
+}
+
+/* core.uuid4() -> a random (version 4, RFC 4122 variant) UUID string. */
+static int l_uuid4(lua_State *L) {
+  static const char hex[] = "0123456789abcdef";
+  pid_t pid = getpid();
+  if (rnd_pid != pid || rnd_left < 16) {
+    if (fill_random(rnd_pool, sizeof(rnd_pool)) != 0)
+      return luaL_error(L, "uuid4: no random bytes from the system (getrandom and /dev/urandom failed)");
+    rnd_left = sizeof(rnd_pool);
+    rnd_pid = pid;
+  }
+  unsigned char *b = rnd_pool + sizeof(rnd_pool) - rnd_left;
+  rnd_left -= 16;
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);  /* version 4 */
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);  /* variant 10 */
+  char out[36];
+  size_t o = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+    out[o++] = hex[b[i] >> 4];
+    out[o++] = hex[b[i] & 15];
+  }
+  memset(b, 0, 16);  /* drawn bytes are not kept */
+  lua_pushlstring(L, out, sizeof(out));
   return 1;
 }
 
@@ -163,7 +222,7 @@ int luaopen_temporal_core(lua_State *L) {
   tl_call_open(L);
   tl_relay_open(L);
   static const luaL_Reg fns[] = {
-    {"pid", l_pid}, {"hostname", l_hostname}, {"handle", l_handle}, {"handle_state", l_handle_state},
+    {"pid", l_pid}, {"uuid4", l_uuid4}, {"hostname", l_hostname}, {"handle", l_handle}, {"handle_state", l_handle_state},
     {"fields_handle", l_fields_handle}, {"fields_index", l_fields_index},
     {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);

@@ -120,29 +120,10 @@ function M.check_rpc_options(opts, known, what, level)
   return opts
 end
 
-local urandom
--- "00".."ff" by byte value: a UUID is 16 lookups and one concatenation (string.format of
--- 16 "%02x" items cost ~20k instructions, most of a start's Lua string work).
-local HEX = {}
-for i = 0, 255 do HEX[i] = ("%02x"):format(i) end
---- A random (version 4) UUID string: request ids, update ids.
-function M.uuid4()
-  if urandom == nil then urandom = io.open("/dev/urandom", "rb") or false end
-  local b = urandom and urandom:read(16)
-  if not b or #b ~= 16 then
-    local t = {}
-    for i = 1, 16 do t[i] = string.char(math.random(0, 255)) end
-    b = table.concat(t)
-  end
-  -- No intermediate tables or strings (a start makes one). Plain arithmetic, not bit
-  -- operators, so LuaJIT parses it too.
-  local b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16 = b:byte(1, 16)
-  local h = HEX
-  return h[b1] .. h[b2] .. h[b3] .. h[b4] .. "-" .. h[b5] .. h[b6] .. "-"
-    .. h[b7 % 0x10 + 0x40] .. h[b8] .. "-"     -- version 4: 0100
-    .. h[b9 % 0x40 + 0x80] .. h[b10] .. "-"    -- RFC 4122 variant: 10
-    .. h[b11] .. h[b12] .. h[b13] .. h[b14] .. h[b15] .. h[b16]
-end
+--- A random (version 4) UUID string: request ids, update ids. In C (src/core.c): from a
+-- per-thread getrandom pool tagged with the process id, so a forked child never repeats its
+-- parent's ids (a buffered /dev/urandom handle opened before a fork would).
+M.uuid4 = core.uuid4
 
 --- The client's data converter (temporal.converter's default, loaded on first use, until
 -- one is given at connect).
