@@ -173,12 +173,16 @@ end
 
 -- Every workflow RPC asks the client's path to retry transient failures (retry = true);
 -- a request id made for a call stays the same on every attempt.
+-- Without a per-call rpc_timeout or rpc_metadata (most calls) the options are one shared
+-- table (_rpc only reads them; an empty rpc_metadata is no metadata there either).
+local RETRY_ONLY = { retry = true }
 local function rpc(client, method, request, rpc_opts)
-  return client:_rpc(WS, method, request, {
-    rpc_timeout = rpc_opts and rpc_opts.rpc_timeout,
-    rpc_metadata = rpc_opts and rpc_opts.rpc_metadata,
-    retry = true,
-  })
+  local timeout = rpc_opts and rpc_opts.rpc_timeout
+  local md = rpc_opts and rpc_opts.rpc_metadata
+  if timeout == nil and (md == nil or next(md) == nil) then
+    return client:_rpc(WS, method, request, RETRY_ONLY)
+  end
+  return client:_rpc(WS, method, request, { rpc_timeout = timeout, rpc_metadata = md, retry = true })
 end
 M._rpc = rpc
 
@@ -421,42 +425,50 @@ end
 -- Raises WorkflowAlreadyStartedError (workflow_id, workflow_type, run_id, first_run_id) when a
 -- workflow with that id is running (or closed, per id_reuse_policy); RPCError otherwise.
 --   local h = client:start_workflow("Greet", { id = "order-1", task_queue = "tq", args = { "World" } })
+local function do_start(self, what, workflow, inp)
+  local req = start_request(self, what, workflow, inp)
+  req.header = header_proto(inp.header)
+  local eager = opt_type(what, inp, "request_eager_start", "boolean")
+  local signal = opt_string(what, inp, "start_signal")
+  local signal_args = check_args(what, "start_signal_args", inp.start_signal_args)
+  if signal_args ~= nil and signal == nil then
+    fail(what, "option 'start_signal_args' needs option 'start_signal'")
+  end
+  local method = "StartWorkflowExecution"
+  if signal ~= nil then
+    method = "SignalWithStartWorkflowExecution"
+    req.signal_name = signal
+    req.signal_input = encode_payloads(converter_of(self), signal_args)
+    if eager then fail(what, "option 'request_eager_start' cannot be used with 'start_signal'") end
+  else
+    req.request_eager_execution = eager or nil
+  end
+  local ok, resp = pcall(rpc, self, method, req, inp)
+  if not ok then
+    if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
+      error(already_started(resp, req.workflow_id, workflow) or resp, 0)
+    end
+    error(resp, 0)
+  end
+  -- As Python 1.35: the first run of the chain the server reports, else this run when
+  -- the call started it (always for a start; signal-with-start says `started`).
+  local first = resp.first_execution_run_id
+  if first == nil or first == "" then
+    first = (signal == nil or resp.started) and resp.run_id or nil
+  end
+  return new_handle(self, req.workflow_id, nil, resp.run_id, first, resp)
+end
+
 function methods:start_workflow(workflow, opts)
   local what = "start_workflow"
   opts = fold_arg(what, check_opts(opts, START_OPTIONS, what))
   check_rpc(what, opts)
+  -- No interceptors: nothing can see or change the input, so the call's checked options
+  -- serve as it (no copy; start_workflow has no header option, so the input's would be
+  -- empty, and an empty rpc_metadata is none).
+  if #state(self).interceptors == 0 then return do_start(self, what, workflow, opts) end
   return intercept(self, what, { workflow = workflow }, opts, function(inp)
-    local req = start_request(self, what, inp.workflow, inp)
-    req.header = header_proto(inp.header)
-    local eager = opt_type(what, inp, "request_eager_start", "boolean")
-    local signal = opt_string(what, inp, "start_signal")
-    local signal_args = check_args(what, "start_signal_args", inp.start_signal_args)
-    if signal_args ~= nil and signal == nil then
-      fail(what, "option 'start_signal_args' needs option 'start_signal'")
-    end
-    local method = "StartWorkflowExecution"
-    if signal ~= nil then
-      method = "SignalWithStartWorkflowExecution"
-      req.signal_name = signal
-      req.signal_input = encode_payloads(converter_of(self), signal_args)
-      if eager then fail(what, "option 'request_eager_start' cannot be used with 'start_signal'") end
-    else
-      req.request_eager_execution = eager or nil
-    end
-    local ok, resp = pcall(rpc, self, method, req, inp)
-    if not ok then
-      if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
-        error(already_started(resp, req.workflow_id, inp.workflow) or resp, 0)
-      end
-      error(resp, 0)
-    end
-    -- As Python 1.35: the first run of the chain the server reports, else this run when
-    -- the call started it (always for a start; signal-with-start says `started`).
-    local first = resp.first_execution_run_id
-    if first == nil or first == "" then
-      first = (signal == nil or resp.started) and resp.run_id or nil
-    end
-    return new_handle(self, req.workflow_id, nil, resp.run_id, first, resp)
+    return do_start(self, what, inp.workflow, inp)
   end)
 end
 
