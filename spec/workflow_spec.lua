@@ -204,6 +204,51 @@ describe("start_workflow", function()
     assert.matches("options must be a table", tostring(raises(client.start_workflow, client, "Greet", "x")), 1, true)
   end)
 
+  it("sends the same request from its fast path (common options, no interceptors) as from the full one", function()
+    -- The full path is forced by a pass-through interceptor; the requests are taken at
+    -- core.unary on their way to the server. Only the ids differ.
+    local core = require("temporal.core")
+    local sent = {}
+    local unary = core.unary
+    core.unary = function(ch, service, method, request, ...)
+      if method == "StartWorkflowExecution" then sent[#sent + 1] = request end
+      return unary(ch, service, method, request, ...)
+    end
+    local through = connect({ interceptors = { { start_workflow = function(nxt, inp) return nxt(inp) end } } })
+    local tq = id("unpolled-tq")
+    local handles = {}
+    local ok, err = pcall(function()
+      for i, extra in ipairs({
+        {},
+        { args = { "x", nil, n = 2 }, execution_timeout = 600, run_timeout = 300.5, task_timeout = 7,
+          start_delay = 3600, id_reuse_policy = "reject_duplicate", id_conflict_policy = "Fail",
+          cron_schedule = "", request_eager_start = false, rpc_timeout = 30, rpc_metadata = { ["x-fast"] = "1" } },
+        { args = {}, cron_schedule = "0 0 1 1 *", request_eager_start = true, id_reuse_policy = "ALLOW_DUPLICATE_FAILED_ONLY",
+          id_conflict_policy = "use_existing", execution_timeout = 0 },
+      }) do
+        local reqs = {}
+        for _, c in ipairs({ client, through }) do
+          local o = { id = id("fast" .. i), task_queue = tq }
+          for k, v in pairs(extra) do o[k] = v end
+          handles[#handles + 1] = c:start_workflow("Greet", o)
+          local req = assert(sent[#sent])
+          assert.equals(o.id, req.workflow_id)
+          assert.is_string(req.request_id)
+          local copy = {}
+          for k, v in pairs(req) do copy[k] = v end
+          copy.workflow_id, copy.request_id = nil, nil
+          reqs[#reqs + 1] = copy
+        end
+        assert.same(reqs[2], reqs[1])
+      end
+    end)
+    core.unary = unary
+    through:close()
+    for _, h in ipairs(handles) do pcall(h.terminate, h, {}) end
+    assert(ok, err)
+    assert.equals(6, #sent)
+  end)
+
   it("honours rpc_timeout", function()
     -- A peer that takes the request and never answers (a frozen TCP forwarder in front of
     -- the server): the start ends at its own deadline. (A deadline too short for any round

@@ -173,12 +173,16 @@ end
 
 -- Every workflow RPC asks the client's path to retry transient failures (retry = true);
 -- a request id made for a call stays the same on every attempt.
+-- Without a per-call rpc_timeout or rpc_metadata (most calls) the options are one shared
+-- table (_rpc only reads them; an empty rpc_metadata is no metadata there either).
+local RETRY_ONLY = { retry = true }
 local function rpc(client, method, request, rpc_opts)
-  return client:_rpc(WS, method, request, {
-    rpc_timeout = rpc_opts and rpc_opts.rpc_timeout,
-    rpc_metadata = rpc_opts and rpc_opts.rpc_metadata,
-    retry = true,
-  })
+  local timeout = rpc_opts and rpc_opts.rpc_timeout
+  local md = rpc_opts and rpc_opts.rpc_metadata
+  if timeout == nil and (md == nil or next(md) == nil) then
+    return client:_rpc(WS, method, request, RETRY_ONLY)
+  end
+  return client:_rpc(WS, method, request, { rpc_timeout = timeout, rpc_metadata = md, retry = true })
 end
 M._rpc = rpc
 
@@ -421,42 +425,149 @@ end
 -- Raises WorkflowAlreadyStartedError (workflow_id, workflow_type, run_id, first_run_id) when a
 -- workflow with that id is running (or closed, per id_reuse_policy); RPCError otherwise.
 --   local h = client:start_workflow("Greet", { id = "order-1", task_queue = "tq", args = { "World" } })
+local send_start
+-- rpc_opts: the options rpc() takes (default: inp).
+local function do_start(self, what, workflow, inp, rpc_opts)
+  local req = start_request(self, what, workflow, inp)
+  req.header = header_proto(inp.header)
+  local eager = opt_type(what, inp, "request_eager_start", "boolean")
+  local signal = opt_string(what, inp, "start_signal")
+  local signal_args = check_args(what, "start_signal_args", inp.start_signal_args)
+  if signal_args ~= nil and signal == nil then
+    fail(what, "option 'start_signal_args' needs option 'start_signal'")
+  end
+  local method = "StartWorkflowExecution"
+  if signal ~= nil then
+    method = "SignalWithStartWorkflowExecution"
+    req.signal_name = signal
+    req.signal_input = encode_payloads(converter_of(self), signal_args)
+    if eager then fail(what, "option 'request_eager_start' cannot be used with 'start_signal'") end
+  else
+    req.request_eager_execution = eager or nil
+  end
+  return send_start(self, method, req, rpc_opts or inp, workflow, signal)
+end
+
+-- Sends a start request (StartWorkflowExecution or SignalWithStart): the new handle, or
+-- WorkflowAlreadyStartedError / RPCError.
+send_start = function(self, method, req, rpc_opts, workflow, signal)
+  local ok, resp = pcall(rpc, self, method, req, rpc_opts)
+  if not ok then
+    if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
+      error(already_started(resp, req.workflow_id, workflow) or resp, 0)
+    end
+    error(resp, 0)
+  end
+  -- As Python 1.35: the first run of the chain the server reports, else this run when
+  -- the call started it (always for a start; signal-with-start says `started`).
+  local first = resp.first_execution_run_id
+  if first == nil or first == "" then
+    first = (signal == nil or resp.started) and resp.run_id or nil
+  end
+  return new_handle(self, req.workflow_id, nil, resp.run_id, first, resp)
+end
+
+-- The rpc() options of a call made without interceptors: the call's options themselves,
+-- unless they carry rpc_metadata, which is copied as the interceptor input's would be (the
+-- call uses the metadata as it was when it was made, also on a retry).
+local function rpc_options(opts)
+  local md = opts.rpc_metadata
+  if md == nil or next(md) == nil then return opts end
+  local c = {}
+  for k, v in pairs(md) do c[k] = v end
+  return { rpc_timeout = opts.rpc_timeout, rpc_metadata = c }
+end
+
+-- The fast path of the common start: when every option given is one of FAST_START and
+-- its checker accepts it (id and task_queue given, no interceptors), the request is built
+-- straight from the options. Anything else - another option, a value a checker refuses -
+-- takes the full path below, which raises the same errors in the same order as always.
+local function is_name(v) return type(v) == "string" and v ~= "" end
+local function is_duration(v) return type(v) == "number" and v >= 0 and v ~= math.huge end  -- NaN: false
+local FAST_START = {
+  id = is_name,
+  task_queue = is_name,
+  args = function(v)
+    if type(v) ~= "table" then return false end
+    local n = v.n
+    return n == nil or (compat.math_type(n) == "integer" and n >= 0)
+  end,
+  execution_timeout = is_duration, run_timeout = is_duration, task_timeout = is_duration,
+  start_delay = is_duration, rpc_timeout = is_duration,
+  cron_schedule = function(v) return type(v) == "string" end,
+  id_reuse_policy = function(v) return type(v) == "string" and ID_REUSE[v:upper()] ~= nil end,
+  id_conflict_policy = function(v) return type(v) == "string" and ID_CONFLICT[v:upper()] ~= nil end,
+  request_eager_start = function(v) return type(v) == "boolean" end,
+  rpc_metadata = function(md)
+    if type(md) ~= "table" then return false end
+    for k, v in pairs(md) do
+      if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "table") then return false end
+    end
+    return true
+  end,
+}
+
+local function fast_start_ok(opts)
+  if type(opts) ~= "table" or getmetatable(opts) ~= nil or opts.id == nil or opts.task_queue == nil then
+    return false
+  end
+  for k, v in pairs(opts) do
+    local ok = FAST_START[k]
+    if ok == nil or not ok(v) then return false end
+  end
+  return true
+end
+
+-- The request start_request makes from options fast_start_ok accepted (same fields, same
+-- values; the converter is called before the request id is made, as there).
+local function fast_start_request(s, dc, workflow, opts)
+  local args = opts.args
+  local input = nil
+  if args ~= nil and (args.n or #args) ~= 0 then input = { payloads = dc:to_payloads(args) } end
+  local req = {
+    namespace = s.namespace,
+    workflow_id = opts.id,
+    workflow_type = { name = workflow },
+    task_queue = { name = opts.task_queue },
+    input = input,
+    identity = s.identity,
+    request_id = uuid4(),
+    workflow_id_reuse_policy = "ALLOW_DUPLICATE",
+  }
+  local v = opts.id_reuse_policy
+  if v ~= nil then req.workflow_id_reuse_policy = v:upper() end
+  v = opts.id_conflict_policy
+  if v ~= nil then req.workflow_id_conflict_policy = v:upper() end
+  v = opts.execution_timeout
+  if v ~= nil then req.workflow_execution_timeout = v end
+  v = opts.run_timeout
+  if v ~= nil then req.workflow_run_timeout = v end
+  v = opts.task_timeout
+  if v ~= nil then req.workflow_task_timeout = v end
+  v = opts.start_delay
+  if v ~= nil then req.workflow_start_delay = v end
+  v = opts.cron_schedule
+  if v ~= nil and v ~= "" then req.cron_schedule = v end
+  if opts.request_eager_start then req.request_eager_execution = true end
+  return req
+end
+
 function methods:start_workflow(workflow, opts)
   local what = "start_workflow"
+  local s = state(self)
+  if #s.interceptors == 0 and type(workflow) == "string" and workflow ~= "" and fast_start_ok(opts) then
+    local rpc_opts = rpc_options(opts)
+    local req = fast_start_request(s, s.data_converter or converter_of(self), workflow, opts)
+    return send_start(self, "StartWorkflowExecution", req, rpc_opts, workflow, nil)
+  end
   opts = fold_arg(what, check_opts(opts, START_OPTIONS, what))
   check_rpc(what, opts)
+  -- No interceptors: nothing can see or change the input, so the call's checked options
+  -- serve as it (no copy; start_workflow has no header option, so the input's would be
+  -- empty, and an empty rpc_metadata is none).
+  if #s.interceptors == 0 then return do_start(self, what, workflow, opts, rpc_options(opts)) end
   return intercept(self, what, { workflow = workflow }, opts, function(inp)
-    local req = start_request(self, what, inp.workflow, inp)
-    req.header = header_proto(inp.header)
-    local eager = opt_type(what, inp, "request_eager_start", "boolean")
-    local signal = opt_string(what, inp, "start_signal")
-    local signal_args = check_args(what, "start_signal_args", inp.start_signal_args)
-    if signal_args ~= nil and signal == nil then
-      fail(what, "option 'start_signal_args' needs option 'start_signal'")
-    end
-    local method = "StartWorkflowExecution"
-    if signal ~= nil then
-      method = "SignalWithStartWorkflowExecution"
-      req.signal_name = signal
-      req.signal_input = encode_payloads(converter_of(self), signal_args)
-      if eager then fail(what, "option 'request_eager_start' cannot be used with 'start_signal'") end
-    else
-      req.request_eager_execution = eager or nil
-    end
-    local ok, resp = pcall(rpc, self, method, req, inp)
-    if not ok then
-      if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
-        error(already_started(resp, req.workflow_id, inp.workflow) or resp, 0)
-      end
-      error(resp, 0)
-    end
-    -- As Python 1.35: the first run of the chain the server reports, else this run when
-    -- the call started it (always for a start; signal-with-start says `started`).
-    local first = resp.first_execution_run_id
-    if first == nil or first == "" then
-      first = (signal == nil or resp.started) and resp.run_id or nil
-    end
-    return new_handle(self, req.workflow_id, nil, resp.run_id, first, resp)
+    return do_start(self, what, inp.workflow, inp)
   end)
 end
 
