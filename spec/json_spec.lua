@@ -514,3 +514,63 @@ describe("large payloads", function()
     assert.equal(s, encode(decode(s)))
   end)
 end)
+
+describe("decoding a large input (the collector paused meanwhile)", function()
+  -- 64 KiB and more of JSON: past the size from which json.c pauses the Lua 5.4 collector
+  -- while it builds the value.
+  local function big(tail)
+    local parts = {}
+    for i = 1, 2000 do parts[i] = ('{"id":%d,"name":"user-%d","tags":["a","b"]}'):format(i, i) end
+    return "[" .. table.concat(parts, ",") .. tail
+  end
+
+  it("gives the same value and leaves the collector running", function()
+    local s = big("]")
+    assert.is_true(#s > 65536)
+    local v = decode(s)
+    assert.equal(2000, #v)
+    assert.equal("user-1999", v[1999].name)
+    assert.equal(s, encode(v))
+    assert.is_true(collectgarbage("isrunning"))
+  end)
+
+  it("restarts the collector when the input is malformed", function()
+    local s = big(",}")
+    local ok, err = pcall(decode, s)
+    assert.is_false(ok)
+    assert.equal(("json_decode: expected a JSON value but found character '}' at line 1 column %d (byte %d)")
+      :format(#s, #s), err)
+    assert.is_true(collectgarbage("isrunning"))
+  end)
+
+  it("leaves a collector the program stopped stopped", function()
+    collectgarbage("stop")
+    local ok, v = pcall(decode, big("]"))
+    local running = collectgarbage("isrunning")
+    collectgarbage("restart")
+    assert.is_true(ok)
+    assert.equal(2000, #v)
+    assert.is_false(running)
+  end)
+
+  it("keeps memory bounded when large values are decoded and dropped #lua54", function()
+    -- The incremental collector paces its work by the bytes allocated: it must be handed
+    -- the paused decodes' bytes (the generational one collects young garbage wholesale).
+    local mode = collectgarbage("incremental")
+    finally(function() collectgarbage(mode) end)
+    local s = big("]")
+    collectgarbage("collect")
+    local base = collectgarbage("count")
+    local one = decode(s)
+    local size = collectgarbage("count") - base
+    one = nil -- luacheck: ignore
+    local high = 0
+    for _ = 1, 100 do
+      decode(s)
+      high = math.max(high, collectgarbage("count") - base)
+    end
+    -- 100 values were made; the collector kept up (a paused decode's bytes are handed to
+    -- it at the next decode), so the heap never held more than a few of them.
+    assert.is_true(high < 10 * size, ("heap grew by %.0f KiB, one value is %.0f KiB"):format(high, size))
+  end)
+end)

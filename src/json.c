@@ -57,6 +57,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,7 @@
 #define JSON_UV_BUFFER_MT lua_upvalueindex(3)
 #define JSON_UV_DECODE_CACHE lua_upvalueindex(4) /* json_decode_cache (userdata) */
 #define JSON_UV_KEY_TABLE lua_upvalueindex(5)    /* anchors the cached keys' strings */
+#define JSON_UV_DECODE_RUN lua_upvalueindex(6)   /* json_decode_run, with upvalues 1-5 */
 
 static const char json_null_tag = 0; /* its address is the json_null sentinel */
 #define JSON_NULL ((void *)&json_null_tag)
@@ -1018,8 +1020,18 @@ static int json_encode(lua_State *L) {
  * is only a size, and a cached key is checked to be the string it names before use. */
 #define JSON_KEY_CACHE 64
 
+/* A large input is decoded with the collector paused (Lua 5.4): the tables and strings
+ * being built are all reachable, so a collection during the decode only traverses them
+ * (in generational mode it promotes the whole new tree to old, and a later major
+ * collection has to find it dead). The bytes it allocated are not forgotten: they are
+ * added to the collector's debt (LUA_GCSTEP) when the next decode starts, when the value
+ * has usually been dropped, so the memory is collected at the same pace as before, a
+ * little later. Inputs below this size rarely see a collection step. */
+#define JSON_GC_PAUSE_MIN 16384
+
 typedef struct {
   unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
+  int gc_debt_kib; /* allocated by the last paused decode, not yet handed to the collector */
   struct {
     const char *s; /* the bytes of the Lua string in slot i + 1 of the key table, or NULL */
     size_t len;
@@ -1457,6 +1469,26 @@ static void json_decode_value(json_decoder *d) {
   }
 }
 
+/* Decodes d's whole input and pushes the value. */
+static int json_decode_run(lua_State *L, json_decoder *d) {
+  json_decode_value(d);
+  json_skip_space(d);
+  if (d->p != d->end)
+    json_decode_error(d, d->p, "unexpected %s after the JSON value", json_describe_char(L, d->p, d->end));
+  if (lua_touserdata(L, -1) == JSON_NULL) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+#if LUA_VERSION_NUM >= 504
+/* json_decode_run as a C function (upvalues as json_decode's), for lua_pcall. */
+static int json_decode_protected(lua_State *L) {
+  return json_decode_run(L, lua_touserdata(L, 1));
+}
+#endif
+
 /* json_decode(text [, opts]) -> value
  * opts: max_depth (default 100), big_int ("error" (default) or "float"). */
 static int json_decode(lua_State *L) {
@@ -1482,15 +1514,26 @@ static int json_decode(lua_State *L) {
   }
   lua_settop(L, 2);
   d.scratch = json_buffer_new(L, NULL, 0);
-  json_decode_value(&d);
-  json_skip_space(&d);
-  if (d.p != d.end)
-    json_decode_error(&d, d.p, "unexpected %s after the JSON value", json_describe_char(L, d.p, d.end));
-  if (lua_touserdata(L, -1) == JSON_NULL) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
+#if LUA_VERSION_NUM >= 504
+  if (d.cache->gc_debt_kib > 0 && lua_gc(L, LUA_GCISRUNNING)) {
+    int kib = d.cache->gc_debt_kib;
+    d.cache->gc_debt_kib = 0;
+    lua_gc(L, LUA_GCSTEP, kib);
   }
-  return 1;
+  if (len >= JSON_GC_PAUSE_MIN && lua_gc(L, LUA_GCISRUNNING)) {
+    int status, kib = lua_gc(L, LUA_GCCOUNT);
+    lua_gc(L, LUA_GCSTOP);
+    lua_pushvalue(L, JSON_UV_DECODE_RUN);
+    lua_pushlightuserdata(L, &d);
+    status = lua_pcall(L, 1, 1, 0);
+    kib = lua_gc(L, LUA_GCCOUNT) - kib;
+    lua_gc(L, LUA_GCRESTART);
+    if (kib > 0 && d.cache->gc_debt_kib < INT_MAX - kib) d.cache->gc_debt_kib += kib;
+    if (status != LUA_OK) return lua_error(L); /* the same error value, after the restart */
+    return 1;
+  }
+#endif
+  return json_decode_run(L, &d);
 }
 
 /* ---------------------------------------------------------------- module */
@@ -1513,7 +1556,7 @@ void tl_json_open(lua_State *L) {
   pthread_once(&json_once, json_once_init);
   if (json_c_locale == (locale_t)0) luaL_error(L, "temporal.core: cannot create the C locale for JSON numbers");
 
-  luaL_checkstack(L, 8, "temporal.core json");
+  luaL_checkstack(L, 16, "temporal.core json");
   json_push_marker_mt(L, "array", "temporal.array");
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "json_array_mt");
@@ -1527,7 +1570,13 @@ void tl_json_open(lua_State *L) {
   lua_setfield(L, -2, "__name");
   memset(lua_newuserdatauv(L, sizeof(json_decode_cache), 0), 0, sizeof(json_decode_cache));
   lua_createtable(L, JSON_KEY_CACHE, 0);
-  luaL_setfuncs(L, json_functions, 5);
+  for (int i = 0; i < 5; i++) lua_pushvalue(L, -5);
+#if LUA_VERSION_NUM >= 504
+  lua_pushcclosure(L, json_decode_protected, 5);
+#else
+  lua_pop(L, 4); /* no paused decode under LuaJIT: upvalue 6 is unused */
+#endif
+  luaL_setfuncs(L, json_functions, 6);
   lua_pushlightuserdata(L, JSON_NULL);
   lua_setfield(L, -2, "json_null");
 }
