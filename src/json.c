@@ -148,10 +148,19 @@ static inline void json_copy(char *dst, const char *src, size_t n) {
 
 /* ---------------------------------------------------------------- growable buffer */
 
+/* Heap memory of a buffer, freed by this userdata's finalizer if an error unwinds the
+ * conversion before the buffer releases it itself. */
+typedef struct {
+  void *data;
+  size_t cap;
+} json_heap;
+
 typedef struct {
   char *data;
   size_t len, cap;
-  int borrowed; /* data is the caller's first block (on its C stack): never freed here */
+  int borrowed;    /* data is the caller's first block (on its C stack): never freed here */
+  int slot;        /* the stack slot (absolute index) that anchors heap once it is made */
+  json_heap *heap; /* NULL until the buffer first takes heap memory */
 } json_buffer;
 
 /* The encoder's first block, on the C stack: a payload of a few KiB is written without a
@@ -159,26 +168,27 @@ typedef struct {
 #define JSON_FIRST_BLOCK 4096
 
 static int json_buffer_gc(lua_State *L) {
-  json_buffer *b = lua_touserdata(L, 1);
+  json_heap *h = lua_touserdata(L, 1);
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
-  if (b->data && !b->borrowed) alloc(ud, b->data, b->cap, 0);
-  b->data = NULL;
-  b->len = b->cap = 0;
+  if (h->data) alloc(ud, h->data, h->cap, 0);
+  h->data = NULL;
+  h->cap = 0;
   return 0;
 }
 
-/* Pushes an empty buffer owned by the garbage collector; first (n bytes, may be NULL) is
- * used until the contents outgrow it. */
-static json_buffer *json_buffer_new(lua_State *L, char *first, size_t n) {
-  json_buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+/* An empty buffer in *b (the caller's C frame); first (n bytes, may be NULL) is used until
+ * the contents outgrow it. Pushes one stack slot (nil) where the finalizable owner of its
+ * heap memory goes if it ever needs some: a conversion that fits in first makes no
+ * userdata and leaves no finalizer to run. */
+static void json_buffer_init(lua_State *L, json_buffer *b, char *first, size_t n) {
   b->data = first;
   b->len = 0;
   b->cap = first ? n : 0;
   b->borrowed = first != NULL;
-  lua_pushvalue(L, JSON_UV_BUFFER_MT);
-  lua_setmetatable(L, -2);
-  return b;
+  b->heap = NULL;
+  lua_pushnil(L);
+  b->slot = lua_gettop(L);
 }
 
 static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
@@ -186,6 +196,17 @@ static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
   void *ud, *p;
   lua_Alloc alloc = lua_getallocf(L, &ud);
   if (need < b->len) luaL_error(L, "JSON text too large");
+  if (!b->heap) {
+    json_heap *h;
+    luaL_checkstack(L, 2, "JSON buffer");
+    h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->data = NULL;
+    h->cap = 0;
+    lua_pushvalue(L, JSON_UV_BUFFER_MT);
+    lua_setmetatable(L, -2);
+    lua_replace(L, b->slot);
+    b->heap = h;
+  }
   while (cap < need) {
     if (cap > ((size_t)-1) / 2) {
       cap = need;
@@ -203,6 +224,8 @@ static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
   b->data = p;
   b->cap = cap;
   b->borrowed = 0;
+  b->heap->data = p;
+  b->heap->cap = cap;
 }
 
 static inline void json_buffer_reserve(lua_State *L, json_buffer *b, size_t extra) {
@@ -217,13 +240,21 @@ static inline void json_buffer_put(json_buffer *b, const char *s, size_t n) {
 
 /* Pushes the contents as a string and releases the memory now rather than at the next
  * collection: a 1 MiB payload should not linger. */
-static void json_buffer_push_release(lua_State *L, json_buffer *b) {
+static void json_buffer_release(lua_State *L, json_buffer *b) {
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
-  lua_pushlstring(L, b->data ? b->data : "", b->len);
   if (b->data && !b->borrowed) alloc(ud, b->data, b->cap, 0);
+  if (b->heap) {
+    b->heap->data = NULL;
+    b->heap->cap = 0;
+  }
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+static void json_buffer_push_release(lua_State *L, json_buffer *b) {
+  lua_pushlstring(L, b->data ? b->data : "", b->len);
+  json_buffer_release(L, b);
 }
 
 /* ---------------------------------------------------------------- UTF-8 */
@@ -962,6 +993,7 @@ static int json_option_max_depth(lua_State *L, int idx, const char *fname) {
 static int json_encode(lua_State *L) {
   static const char *const names[] = {"max_depth", "path", "array_mt", "object_mt", NULL};
   json_encoder e;
+  json_buffer out;
   json_frame stack_frames[JSON_FRAMES_ON_STACK];
   char first[JSON_FIRST_BLOCK];
 
@@ -997,7 +1029,8 @@ static int json_encode(lua_State *L) {
   } else {
     e.frames = lua_newuserdatauv(L, sizeof(json_frame) * (size_t)e.max_depth, 0);
   }
-  e.out = json_buffer_new(L, first, sizeof first);
+  json_buffer_init(L, &out, first, sizeof first);
+  e.out = &out;
   json_encode_value(&e, 1);
   json_buffer_push_release(L, e.out);
   return 1;
@@ -1471,10 +1504,14 @@ static void json_decode_value(json_decoder *d) {
 
 /* Decodes d's whole input and pushes the value. */
 static int json_decode_run(lua_State *L, json_decoder *d) {
+  json_buffer scratch;
+  json_buffer_init(L, &scratch, NULL, 0);
+  d->scratch = &scratch;
   json_decode_value(d);
   json_skip_space(d);
   if (d->p != d->end)
     json_decode_error(d, d->p, "unexpected %s after the JSON value", json_describe_char(L, d->p, d->end));
+  json_buffer_release(L, &scratch);
   if (lua_touserdata(L, -1) == JSON_NULL) {
     lua_pop(L, 1);
     lua_pushnil(L);
@@ -1513,7 +1550,6 @@ static int json_decode(lua_State *L) {
     else if (strcmp(mode, "error") != 0) luaL_error(L, "json_decode: option big_int must be \"error\" or \"float\"");
   }
   lua_settop(L, 2);
-  d.scratch = json_buffer_new(L, NULL, 0);
 #if LUA_VERSION_NUM >= 504
   if (d.cache->gc_debt_kib > 0 && lua_gc(L, LUA_GCISRUNNING)) {
     int kib = d.cache->gc_debt_kib;
