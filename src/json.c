@@ -75,7 +75,6 @@
 #define JSON_UV_BUFFER_MT lua_upvalueindex(3)
 #define JSON_UV_DECODE_CACHE lua_upvalueindex(4) /* json_decode_cache (userdata) */
 #define JSON_UV_KEY_TABLE lua_upvalueindex(5)    /* anchors the cached keys' strings */
-#define JSON_UV_DECODE_RUN lua_upvalueindex(6)   /* json_decode_run, with upvalues 1-5 */
 
 static const char json_null_tag = 0; /* its address is the json_null sentinel */
 #define JSON_NULL ((void *)&json_null_tag)
@@ -1053,18 +1052,21 @@ static int json_encode(lua_State *L) {
  * is only a size, and a cached key is checked to be the string it names before use. */
 #define JSON_KEY_CACHE 64
 
-/* A large input is decoded with the collector paused (Lua 5.4): the tables and strings
- * being built are all reachable, so a collection during the decode only traverses them
- * (in generational mode it promotes the whole new tree to old, and a later major
- * collection has to find it dead). The bytes it allocated are not forgotten: they are
- * added to the collector's debt (LUA_GCSTEP) when the next decode starts, when the value
- * has usually been dropped, so the memory is collected at the same pace as before, a
- * little later. Inputs below this size rarely see a collection step. */
-#define JSON_GC_PAUSE_MIN 16384
+/* A large input is decoded on credit (Lua 5.4): before it starts, the collector's debt
+ * is lowered by about what the value will take (LUA_GCSTEP with a negative size), so no
+ * collection step runs while the value is built - such a step could only traverse the
+ * tables and strings being made, all reachable (in generational mode it promoted the new
+ * tree to old, and a later major collection had to find it dead). The credit is handed
+ * back (LUA_GCSTEP with the same positive size) when the next decode starts, when the
+ * value has usually been dropped: the collector's pace over the program is unchanged,
+ * its steps come a little later. A decode that fails keeps the same account. Inputs
+ * below JSON_GC_CREDIT_MIN bytes rarely see a collection step. */
+#define JSON_GC_CREDIT_MIN 16384
+#define JSON_GC_CREDIT_PER_KIB 4 /* KiB of Lua values per KiB of JSON: 3 in the bench's records */
 
 typedef struct {
   unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
-  int gc_debt_kib; /* allocated by the last paused decode, not yet handed to the collector */
+  int gc_credit_kib; /* granted to the last large decode, not yet handed back */
   struct {
     const char *s; /* the bytes of the Lua string in slot i + 1 of the key table, or NULL */
     size_t len;
@@ -1519,13 +1521,6 @@ static int json_decode_run(lua_State *L, json_decoder *d) {
   return 1;
 }
 
-#if LUA_VERSION_NUM >= 504
-/* json_decode_run as a C function (upvalues as json_decode's), for lua_pcall. */
-static int json_decode_protected(lua_State *L) {
-  return json_decode_run(L, lua_touserdata(L, 1));
-}
-#endif
-
 /* json_decode(text [, opts]) -> value
  * opts: max_depth (default 100), big_int ("error" (default) or "float"). */
 static int json_decode(lua_State *L) {
@@ -1551,22 +1546,17 @@ static int json_decode(lua_State *L) {
   }
   lua_settop(L, 2);
 #if LUA_VERSION_NUM >= 504
-  if (d.cache->gc_debt_kib > 0 && lua_gc(L, LUA_GCISRUNNING)) {
-    int kib = d.cache->gc_debt_kib;
-    d.cache->gc_debt_kib = 0;
+  /* (LUA_GCSTEP would run a step even in a collector the program stopped: not then.) */
+  if (d.cache->gc_credit_kib > 0 && lua_gc(L, LUA_GCISRUNNING)) {
+    int kib = d.cache->gc_credit_kib;
+    d.cache->gc_credit_kib = 0;
     lua_gc(L, LUA_GCSTEP, kib);
   }
-  if (len >= JSON_GC_PAUSE_MIN && lua_gc(L, LUA_GCISRUNNING)) {
-    int status, kib = lua_gc(L, LUA_GCCOUNT);
-    lua_gc(L, LUA_GCSTOP);
-    lua_pushvalue(L, JSON_UV_DECODE_RUN);
-    lua_pushlightuserdata(L, &d);
-    status = lua_pcall(L, 1, 1, 0);
-    kib = lua_gc(L, LUA_GCCOUNT) - kib;
-    lua_gc(L, LUA_GCRESTART);
-    if (kib > 0 && d.cache->gc_debt_kib < INT_MAX - kib) d.cache->gc_debt_kib += kib;
-    if (status != LUA_OK) return lua_error(L); /* the same error value, after the restart */
-    return 1;
+  if (len >= JSON_GC_CREDIT_MIN && lua_gc(L, LUA_GCISRUNNING)) {
+    size_t kib = len / 1024 * JSON_GC_CREDIT_PER_KIB;
+    if (kib > INT_MAX / 2) kib = INT_MAX / 2;
+    d.cache->gc_credit_kib = (int)kib;
+    lua_gc(L, LUA_GCSTEP, -(int)kib);
   }
 #endif
   return json_decode_run(L, &d);
@@ -1606,13 +1596,7 @@ void tl_json_open(lua_State *L) {
   lua_setfield(L, -2, "__name");
   memset(lua_newuserdatauv(L, sizeof(json_decode_cache), 0), 0, sizeof(json_decode_cache));
   lua_createtable(L, JSON_KEY_CACHE, 0);
-  for (int i = 0; i < 5; i++) lua_pushvalue(L, -5);
-#if LUA_VERSION_NUM >= 504
-  lua_pushcclosure(L, json_decode_protected, 5);
-#else
-  lua_pop(L, 4); /* no paused decode under LuaJIT: upvalue 6 is unused */
-#endif
-  luaL_setfuncs(L, json_functions, 6);
+  luaL_setfuncs(L, json_functions, 5);
   lua_pushlightuserdata(L, JSON_NULL);
   lua_setfield(L, -2, "json_null");
 }
