@@ -1399,6 +1399,20 @@ static void json_decode_array(json_decoder *d) {
   d->depth--;
 }
 
+/* a[0..n) == b[0..n), inline for short keys (memcmp was a call per key). */
+static inline int json_same_bytes(const char *a, const char *b, size_t n) {
+  size_t i;
+  if (n >= 8) {
+    for (i = 0; i + 8 <= n; i += 8)
+      if (json_load8(a + i) != json_load8(b + i)) return 0;
+    return i == n || json_load8(a + n - 8) == json_load8(b + n - 8);
+  }
+  if (n >= 4) return json_load4(a) == json_load4(b) && json_load4(a + n - 4) == json_load4(b + n - 4);
+  for (i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
 /* d->p is just after a key's opening quote. Pushes the key. */
 static void json_decode_key(json_decoder *d) {
   const char *p = d->p, *end = d->end;
@@ -1412,7 +1426,7 @@ static void json_decode_key(json_decoder *d) {
   }
   h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
        (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
-  if (d->cache->keys[h].len == len && d->cache->keys[h].s && memcmp(d->cache->keys[h].s, d->p, len) == 0) {
+  if (d->cache->keys[h].len == len && d->cache->keys[h].s && json_same_bytes(d->cache->keys[h].s, d->p, len)) {
     lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
     if (lua_tostring(d->L, -1) == d->cache->keys[h].s) {
       d->p = p + 1;
