@@ -1413,7 +1413,19 @@ static inline int json_same_bytes(const char *a, const char *b, size_t n) {
   return 1;
 }
 
-/* d->p is just after a key's opening quote. Pushes the key. */
+/* Pushes the cached key in slot h if it is the len bytes at d->p. */
+static inline int json_key_cached(json_decoder *d, unsigned h, size_t len) {
+  if (d->cache->keys[h].len == len && d->cache->keys[h].s && json_same_bytes(d->cache->keys[h].s, d->p, len)) {
+    lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
+    if (lua_tostring(d->L, -1) == d->cache->keys[h].s) return 1;
+    lua_pop(d->L, 1); /* not the string the entry names (cannot happen; stay safe) */
+  }
+  return 0;
+}
+
+/* d->p is just after a key's opening quote. Pushes the key. The cache is two-way: a key
+ * is looked for in slot h and in its pair h ^ 1 (two keys of one shape that hash alike,
+ * as "id" and "email" do, no longer evict each other on every record). */
 static void json_decode_key(json_decoder *d) {
   const char *p = d->p, *end = d->end;
   size_t len;
@@ -1426,14 +1438,16 @@ static void json_decode_key(json_decoder *d) {
   }
   h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
        (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
-  if (d->cache->keys[h].len == len && d->cache->keys[h].s && json_same_bytes(d->cache->keys[h].s, d->p, len)) {
-    lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
-    if (lua_tostring(d->L, -1) == d->cache->keys[h].s) {
-      d->p = p + 1;
-      return;
-    }
-    lua_pop(d->L, 1); /* not the string the entry names (cannot happen; stay safe) */
+  if (json_key_cached(d, h, len) || json_key_cached(d, h ^ 1u, len)) {
+    d->p = p + 1;
+    return;
   }
+  /* A miss: the entry in slot h moves to its pair (whose entry goes), the new key takes h.
+   * An entry is cleared before its slot changes and set once the slot holds its string. */
+  d->cache->keys[h ^ 1u].s = NULL;
+  lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
+  lua_rawseti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)(h ^ 1u) + 1);
+  d->cache->keys[h ^ 1u] = d->cache->keys[h];
   d->cache->keys[h].s = NULL; /* invalid until the slot holds the new string */
   lua_pushlstring(d->L, d->p, len);
   lua_pushvalue(d->L, -1);
