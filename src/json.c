@@ -57,6 +57,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,10 +147,19 @@ static inline void json_copy(char *dst, const char *src, size_t n) {
 
 /* ---------------------------------------------------------------- growable buffer */
 
+/* Heap memory of a buffer, freed by this userdata's finalizer if an error unwinds the
+ * conversion before the buffer releases it itself. */
+typedef struct {
+  void *data;
+  size_t cap;
+} json_heap;
+
 typedef struct {
   char *data;
   size_t len, cap;
-  int borrowed; /* data is the caller's first block (on its C stack): never freed here */
+  int borrowed;    /* data is the caller's first block (on its C stack): never freed here */
+  int slot;        /* the stack slot (absolute index) that anchors heap once it is made */
+  json_heap *heap; /* NULL until the buffer first takes heap memory */
 } json_buffer;
 
 /* The encoder's first block, on the C stack: a payload of a few KiB is written without a
@@ -157,26 +167,27 @@ typedef struct {
 #define JSON_FIRST_BLOCK 4096
 
 static int json_buffer_gc(lua_State *L) {
-  json_buffer *b = lua_touserdata(L, 1);
+  json_heap *h = lua_touserdata(L, 1);
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
-  if (b->data && !b->borrowed) alloc(ud, b->data, b->cap, 0);
-  b->data = NULL;
-  b->len = b->cap = 0;
+  if (h->data) alloc(ud, h->data, h->cap, 0);
+  h->data = NULL;
+  h->cap = 0;
   return 0;
 }
 
-/* Pushes an empty buffer owned by the garbage collector; first (n bytes, may be NULL) is
- * used until the contents outgrow it. */
-static json_buffer *json_buffer_new(lua_State *L, char *first, size_t n) {
-  json_buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+/* An empty buffer in *b (the caller's C frame); first (n bytes, may be NULL) is used until
+ * the contents outgrow it. Pushes one stack slot (nil) where the finalizable owner of its
+ * heap memory goes if it ever needs some: a conversion that fits in first makes no
+ * userdata and leaves no finalizer to run. */
+static void json_buffer_init(lua_State *L, json_buffer *b, char *first, size_t n) {
   b->data = first;
   b->len = 0;
   b->cap = first ? n : 0;
   b->borrowed = first != NULL;
-  lua_pushvalue(L, JSON_UV_BUFFER_MT);
-  lua_setmetatable(L, -2);
-  return b;
+  b->heap = NULL;
+  lua_pushnil(L);
+  b->slot = lua_gettop(L);
 }
 
 static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
@@ -184,6 +195,17 @@ static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
   void *ud, *p;
   lua_Alloc alloc = lua_getallocf(L, &ud);
   if (need < b->len) luaL_error(L, "JSON text too large");
+  if (!b->heap) {
+    json_heap *h;
+    luaL_checkstack(L, 2, "JSON buffer");
+    h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->data = NULL;
+    h->cap = 0;
+    lua_pushvalue(L, JSON_UV_BUFFER_MT);
+    lua_setmetatable(L, -2);
+    lua_replace(L, b->slot);
+    b->heap = h;
+  }
   while (cap < need) {
     if (cap > ((size_t)-1) / 2) {
       cap = need;
@@ -201,6 +223,8 @@ static void json_buffer_grow(lua_State *L, json_buffer *b, size_t extra) {
   b->data = p;
   b->cap = cap;
   b->borrowed = 0;
+  b->heap->data = p;
+  b->heap->cap = cap;
 }
 
 static inline void json_buffer_reserve(lua_State *L, json_buffer *b, size_t extra) {
@@ -215,13 +239,21 @@ static inline void json_buffer_put(json_buffer *b, const char *s, size_t n) {
 
 /* Pushes the contents as a string and releases the memory now rather than at the next
  * collection: a 1 MiB payload should not linger. */
-static void json_buffer_push_release(lua_State *L, json_buffer *b) {
+static void json_buffer_release(lua_State *L, json_buffer *b) {
   void *ud;
   lua_Alloc alloc = lua_getallocf(L, &ud);
-  lua_pushlstring(L, b->data ? b->data : "", b->len);
   if (b->data && !b->borrowed) alloc(ud, b->data, b->cap, 0);
+  if (b->heap) {
+    b->heap->data = NULL;
+    b->heap->cap = 0;
+  }
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+static void json_buffer_push_release(lua_State *L, json_buffer *b) {
+  lua_pushlstring(L, b->data ? b->data : "", b->len);
+  json_buffer_release(L, b);
 }
 
 /* ---------------------------------------------------------------- UTF-8 */
@@ -960,6 +992,7 @@ static int json_option_max_depth(lua_State *L, int idx, const char *fname) {
 static int json_encode(lua_State *L) {
   static const char *const names[] = {"max_depth", "path", "array_mt", "object_mt", NULL};
   json_encoder e;
+  json_buffer out;
   json_frame stack_frames[JSON_FRAMES_ON_STACK];
   char first[JSON_FIRST_BLOCK];
 
@@ -995,7 +1028,8 @@ static int json_encode(lua_State *L) {
   } else {
     e.frames = lua_newuserdatauv(L, sizeof(json_frame) * (size_t)e.max_depth, 0);
   }
-  e.out = json_buffer_new(L, first, sizeof first);
+  json_buffer_init(L, &out, first, sizeof first);
+  e.out = &out;
   json_encode_value(&e, 1);
   json_buffer_push_release(L, e.out);
   return 1;
@@ -1018,8 +1052,21 @@ static int json_encode(lua_State *L) {
  * is only a size, and a cached key is checked to be the string it names before use. */
 #define JSON_KEY_CACHE 64
 
+/* A large input is decoded on credit (Lua 5.4): before it starts, the collector's debt
+ * is lowered by about what the value will take (LUA_GCSTEP with a negative size), so no
+ * collection step runs while the value is built - such a step could only traverse the
+ * tables and strings being made, all reachable (in generational mode it promoted the new
+ * tree to old, and a later major collection had to find it dead). The credit is handed
+ * back (LUA_GCSTEP with the same positive size) when the next decode starts, when the
+ * value has usually been dropped: the collector's pace over the program is unchanged,
+ * its steps come a little later. A decode that fails keeps the same account. Inputs
+ * below JSON_GC_CREDIT_MIN bytes rarely see a collection step. */
+#define JSON_GC_CREDIT_MIN 16384
+#define JSON_GC_CREDIT_PER_KIB 4 /* KiB of Lua values per KiB of JSON: 3 in the bench's records */
+
 typedef struct {
   unsigned char array_hint[JSON_HINT_DEPTH], object_hint[JSON_HINT_DEPTH];
+  int gc_credit_kib; /* granted to the last large decode, not yet handed back */
   struct {
     const char *s; /* the bytes of the Lua string in slot i + 1 of the key table, or NULL */
     size_t len;
@@ -1352,7 +1399,33 @@ static void json_decode_array(json_decoder *d) {
   d->depth--;
 }
 
-/* d->p is just after a key's opening quote. Pushes the key. */
+/* a[0..n) == b[0..n), inline for short keys (memcmp was a call per key). */
+static inline int json_same_bytes(const char *a, const char *b, size_t n) {
+  size_t i;
+  if (n >= 8) {
+    for (i = 0; i + 8 <= n; i += 8)
+      if (json_load8(a + i) != json_load8(b + i)) return 0;
+    return i == n || json_load8(a + n - 8) == json_load8(b + n - 8);
+  }
+  if (n >= 4) return json_load4(a) == json_load4(b) && json_load4(a + n - 4) == json_load4(b + n - 4);
+  for (i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
+/* Pushes the cached key in slot h if it is the len bytes at d->p. */
+static inline int json_key_cached(json_decoder *d, unsigned h, size_t len) {
+  if (d->cache->keys[h].len == len && d->cache->keys[h].s && json_same_bytes(d->cache->keys[h].s, d->p, len)) {
+    lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
+    if (lua_tostring(d->L, -1) == d->cache->keys[h].s) return 1;
+    lua_pop(d->L, 1); /* not the string the entry names (cannot happen; stay safe) */
+  }
+  return 0;
+}
+
+/* d->p is just after a key's opening quote. Pushes the key. The cache is two-way: a key
+ * is looked for in slot h and in its pair h ^ 1 (two keys of one shape that hash alike,
+ * as "id" and "email" do, no longer evict each other on every record). */
 static void json_decode_key(json_decoder *d) {
   const char *p = d->p, *end = d->end;
   size_t len;
@@ -1365,14 +1438,16 @@ static void json_decode_key(json_decoder *d) {
   }
   h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
        (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
-  if (d->cache->keys[h].len == len && d->cache->keys[h].s && memcmp(d->cache->keys[h].s, d->p, len) == 0) {
-    lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
-    if (lua_tostring(d->L, -1) == d->cache->keys[h].s) {
-      d->p = p + 1;
-      return;
-    }
-    lua_pop(d->L, 1); /* not the string the entry names (cannot happen; stay safe) */
+  if (json_key_cached(d, h, len) || json_key_cached(d, h ^ 1u, len)) {
+    d->p = p + 1;
+    return;
   }
+  /* A miss: the entry in slot h moves to its pair (whose entry goes), the new key takes h.
+   * An entry is cleared before its slot changes and set once the slot holds its string. */
+  d->cache->keys[h ^ 1u].s = NULL;
+  lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
+  lua_rawseti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)(h ^ 1u) + 1);
+  d->cache->keys[h ^ 1u] = d->cache->keys[h];
   d->cache->keys[h].s = NULL; /* invalid until the slot holds the new string */
   lua_pushlstring(d->L, d->p, len);
   lua_pushvalue(d->L, -1);
@@ -1457,6 +1532,23 @@ static void json_decode_value(json_decoder *d) {
   }
 }
 
+/* Decodes d's whole input and pushes the value. */
+static int json_decode_run(lua_State *L, json_decoder *d) {
+  json_buffer scratch;
+  json_buffer_init(L, &scratch, NULL, 0);
+  d->scratch = &scratch;
+  json_decode_value(d);
+  json_skip_space(d);
+  if (d->p != d->end)
+    json_decode_error(d, d->p, "unexpected %s after the JSON value", json_describe_char(L, d->p, d->end));
+  json_buffer_release(L, &scratch);
+  if (lua_touserdata(L, -1) == JSON_NULL) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
 /* json_decode(text [, opts]) -> value
  * opts: max_depth (default 100), big_int ("error" (default) or "float"). */
 static int json_decode(lua_State *L) {
@@ -1481,16 +1573,21 @@ static int json_decode(lua_State *L) {
     else if (strcmp(mode, "error") != 0) luaL_error(L, "json_decode: option big_int must be \"error\" or \"float\"");
   }
   lua_settop(L, 2);
-  d.scratch = json_buffer_new(L, NULL, 0);
-  json_decode_value(&d);
-  json_skip_space(&d);
-  if (d.p != d.end)
-    json_decode_error(&d, d.p, "unexpected %s after the JSON value", json_describe_char(L, d.p, d.end));
-  if (lua_touserdata(L, -1) == JSON_NULL) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
+#if LUA_VERSION_NUM >= 504
+  /* (LUA_GCSTEP would run a step even in a collector the program stopped: not then.) */
+  if (d.cache->gc_credit_kib > 0 && lua_gc(L, LUA_GCISRUNNING)) {
+    int kib = d.cache->gc_credit_kib;
+    d.cache->gc_credit_kib = 0;
+    lua_gc(L, LUA_GCSTEP, kib);
   }
-  return 1;
+  if (len >= JSON_GC_CREDIT_MIN && lua_gc(L, LUA_GCISRUNNING)) {
+    size_t kib = len / 1024 * JSON_GC_CREDIT_PER_KIB;
+    if (kib > INT_MAX / 2) kib = INT_MAX / 2;
+    d.cache->gc_credit_kib = (int)kib;
+    lua_gc(L, LUA_GCSTEP, -(int)kib);
+  }
+#endif
+  return json_decode_run(L, &d);
 }
 
 /* ---------------------------------------------------------------- module */
@@ -1513,7 +1610,7 @@ void tl_json_open(lua_State *L) {
   pthread_once(&json_once, json_once_init);
   if (json_c_locale == (locale_t)0) luaL_error(L, "temporal.core: cannot create the C locale for JSON numbers");
 
-  luaL_checkstack(L, 8, "temporal.core json");
+  luaL_checkstack(L, 16, "temporal.core json");
   json_push_marker_mt(L, "array", "temporal.array");
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "json_array_mt");

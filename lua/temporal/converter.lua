@@ -256,7 +256,8 @@ function M.composite_payload_converter(converters)
       if type(payload) ~= "table" then
         error("expected a payload table, got " .. type(payload), 0)
       end
-      local encoding = metadata_of(payload).encoding
+      local metadata, encoding = payload.metadata, nil
+      if type(metadata) == "table" then encoding = metadata.encoding end
       if encoding == nil then error("payload has no metadata 'encoding'", 0) end
       local c = by_encoding[encoding]
       if c == nil then error(("unknown payload encoding '%s'"):format(encoding), 0) end
@@ -361,12 +362,18 @@ function DataConverter:to_payloads(args)
   if args == nil then return {} end
   if type(args) ~= "table" then error("to_payloads: expected a list of values, got " .. type(args), 2) end
   local n = failure.count_values(args, "args", 2)
-  local payloads = {}
   local to_payload = self.payload_converter.to_payload
-  for i = 1, n do
-    payloads[i] = to_payload(args[i], arg_paths[i])
+  local payloads
+  if n == 1 then -- the usual single argument: a list made at its size (no rehash)
+    payloads = { (to_payload(args[1], "args[1]")) }
+  else
+    payloads = {}
+    for i = 1, n do
+      payloads[i] = to_payload(args[i], arg_paths[i])
+    end
   end
-  return self:_encode_list(payloads)
+  if self.codec then return self:_encode_list(payloads) end
+  return payloads
 end
 
 --- List of payloads (or a Payloads message { payloads = ... }) -> values with .n.
@@ -374,17 +381,23 @@ function DataConverter:from_payloads(payloads)
   if payloads == nil then return { n = 0 } end
   if type(payloads) ~= "table" then error("from_payloads: expected a list of payloads, got " .. type(payloads), 2) end
   if type(payloads.payloads) == "table" then payloads = payloads.payloads end
-  payloads = self:_decode_list(payloads)
-  local values = { n = #payloads }
-  for i = 1, #payloads do
+  if self.codec then payloads = self:_decode_list(payloads) end
+  local n = #payloads
+  local values
+  for i = 1, n do
     local ok, v = pcall(self.payload_converter.from_payload, payloads[i])
     if not ok then
       local encoding = metadata_of(payloads[i]).encoding
       error(("payload %d%s: %s"):format(i, encoding and (" (" .. encoding .. ")") or "", tostring(v)), 0)
     end
-    values[i] = v
+    if n == 1 then
+      values = { v, n = 1 } -- the usual single value: made at its size (no rehash)
+    else
+      values = values or { n = n }
+      values[i] = v
+    end
   end
-  return values
+  return values or { n = 0 }
 end
 
 --- One value -> one payload (codec applied).

@@ -53,19 +53,22 @@ M.MAX_VALUES = 100000
 --- The number of values in a list of arguments: `list.n` (table.pack) or #list. Raises,
 -- naming `what`, when n is not an integer in 0..MAX_VALUES or a key other than n lies
 -- outside 1..n (a value that would be silently dropped).
+local tointeger, math_type = compat.tointeger, compat.math_type
+
 function M.count_values(list, what, level)
   level = (level or 1) + 1
   if type(list) ~= "table" then error(("%s: expected a list of values, got %s"):format(what, type(list)), level) end
   local n = list.n
   if n == nil then
     n = #list
-  elseif compat.tointeger(n) == nil or n < 0 or n > M.MAX_VALUES then
+  elseif tointeger(n) == nil or n < 0 or n > M.MAX_VALUES then
     error(("%s.n: expected an integer count in 0..%d, got %s"):format(what, M.MAX_VALUES, tostring(n)), level)
+  else
+    n = tointeger(n)
   end
-  n = compat.tointeger(n)
   if n > M.MAX_VALUES then error(("%s: more than %d values"):format(what, M.MAX_VALUES), level) end
   for k in pairs(list) do
-    if k ~= "n" and (compat.math_type(k) ~= "integer" or k < 1 or k > n) then
+    if k ~= "n" and (math_type(k) ~= "integer" or k < 1 or k > n) then
       error(("%s: expected a list of values (keys 1..n), found key %s"):format(what, tostring(k)), level)
     end
   end
