@@ -32,29 +32,45 @@ describe("luv host", function()
     local ticks, ticks_when_all_open = 0, nil
     local ticker = uv.new_timer()
     ticker:start(10, 10, function() ticks = ticks + 1 end)
+    local failure
     for i = 1, n do
       go(function()
-        handles[i] = client:start_workflow("WaitForSignal", {
-          id = helper.unique_id("luv-" .. i), task_queue = helper.task_queue })
-        results[i] = handles[i]:result()   -- a long poll the server holds open
+        local ok, err = pcall(function()
+          handles[i] = client:start_workflow("WaitForSignal", {
+            id = helper.unique_id("luv-" .. i), task_queue = helper.task_queue })
+          results[i] = handles[i]:result()   -- a long poll the server holds open
+        end)
+        if not ok then failure = failure or ("call " .. i .. ": " .. tostring(err)) end
         done_order[#done_order + 1] = i
       end)
     end
-    local failure
     go(function()
       local ok, err = pcall(function()
-        while core.inflight() < n or #handles < n do temporal.sleep(0.01) end
+        while core.inflight() < n or #handles < n do
+          if failure then error(failure, 0) end
+          temporal.sleep(0.01)
+        end
         ticks_when_all_open = ticks
         assert.equals(0, #done_order)
         while ticks == ticks_when_all_open do temporal.sleep(0.005) end
         -- release in the order 2, 4, 6, 1, 3, 5; each comes back before the next
         for k, i in ipairs({ 2, 4, 6, 1, 3, 5 }) do
           handles[i]:signal("approve", "r" .. i)
-          while #done_order < k do temporal.sleep(0.005) end
+          while #done_order < k do
+            if failure then error(failure, 0) end
+            temporal.sleep(0.005)
+          end
           assert.equals(i, done_order[k])
         end
       end)
-      if not ok then failure = err end
+      if not ok then
+        failure = err
+        -- end what is still held open, so uv.run returns and the failure is reported
+        -- instead of the loop waiting forever on workflows nobody signals
+        for i = 1, n do
+          if handles[i] then pcall(handles[i].terminate, handles[i], "luv host spec failed") end
+        end
+      end
       ticker:stop()
       ticker:close()
     end)
