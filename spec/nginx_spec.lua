@@ -41,6 +41,17 @@ Nginx.__index = Nginx
 
 -- Starts nginx with `conf` (a template: {port}, {root}) in a fresh prefix that holds
 -- app.lua from examples/openresty; returns the instance (port, dir, pid of the master).
+-- waits until /ping answers from a worker holding `held` calls (and not `not_pid`); its pid
+local function ping_worker(n, held, not_pid, interval)
+  local pid
+  helper.eventually(function()
+    local _, b = http("GET", n:url("/ping"))
+    pid = b:match("^pong (%d+) " .. held .. "$")
+    return pid ~= nil and pid ~= not_pid
+  end, 30, interval or 0.05)
+  return pid
+end
+
 local function start(conf)
   local dir = ngxs.tempdir("temporal-lua-openresty")
   sh("chmod 755 " .. dir .. " && mkdir -p " .. dir .. "/logs && cp " .. ROOT .. "/examples/openresty/app.lua " .. dir .. "/")
@@ -492,19 +503,9 @@ describe("nginx host #luajit", function()
     for i = 1, 3 do paths[i] = "/hold/" .. ids[i] end
     local out = os.tmpname()
     local pid = fire(n.port, paths, out)
-    local old
-    helper.eventually(function()
-      local _, b = http("GET", n:url("/ping"))
-      old = b:match("^pong (%d+) 3$")
-      return old
-    end, 30, 0.05)
+    local old = ping_worker(n, 3)
     sh("kill -HUP " .. n.pid)
-    local new
-    helper.eventually(function()
-      local _, b = http("GET", n:url("/ping"))
-      new = b:match("^pong (%d+) 0$")
-      return new and new ~= old
-    end, 30, 0.1)
+    ping_worker(n, 0, old, 0.1)  -- a new worker, idle, answers too
     assert.is_true(alive(old))  -- still holding the three requests
     for i = 3, 1, -1 do release(ids[i], i) end
     helper.eventually(function() return select(2, answers(out)) == 3 end, 30, 0.05)
@@ -528,12 +529,7 @@ describe("nginx host #luajit", function()
     local ids = waiting_workflows("ngx-stop-", 2)
     local out = os.tmpname()
     local pid = fire(n.port, { "/hold/" .. ids[1], "/hold/" .. ids[2] }, out)
-    local worker
-    helper.eventually(function()
-      local _, b = http("GET", n:url("/ping"))
-      worker = b:match("^pong (%d+) 2$")
-      return worker
-    end, 30, 0.05)
+    local worker = ping_worker(n, 2)
     sh("kill -TERM " .. n.pid)
     helper.eventually(function() return not alive(n.pid) and not alive(worker) end, 10, 0.05)
     helper.eventually(function() return select(2, answers(out)) == 2 end, 10, 0.05)
