@@ -3,7 +3,9 @@
  * decoding the rest never crashes, and whatever decodes re-encodes and decodes to the same
  * table (raw messages round-trip exactly). When the second byte is 0xff, the rest instead
  * builds a Lua value (tables keyed by the type's field names, numbers, strings, booleans,
- * nesting) to encode as that type: errors are fine, and what encodes must decode. */
+ * nesting) to encode as that type: errors are fine, and what encodes must decode. Every
+ * encode is also done the protobuf-c way (core._encode_protobuf_c): the same outcome, the
+ * same bytes. */
 #include "harness.h"
 
 FUZZ_TARGET(
@@ -57,7 +59,10 @@ FUZZ_TARGET(
   "  if #s == 0 then return end\n"
   "  local t = types[s:byte(1) % #types + 1]\n"
   "  if s:byte(2) == 255 and #core.message_fields(t) > 0 then\n"
-  "    local ok, b = pcall(core.encode, t, lua_value(t, s:sub(3)))\n"
+  "    local v = lua_value(t, s:sub(3))\n"
+  "    local ok, b = pcall(core.encode, t, v)\n"
+  "    local okp, bp = pcall(core._encode_protobuf_c, t, v)\n"
+  "    if ok ~= okp or (ok and b ~= bp) then error('BUG: ' .. t .. ': the direct encoder and protobuf-c disagree') end\n"
   "    if not ok then return end\n"
   "    local ok2, m = pcall(core.decode, t, b)\n"
   "    if not ok2 then error('BUG: ' .. t .. ': encoded message does not decode: ' .. tostring(m)) end\n"
@@ -67,6 +72,7 @@ FUZZ_TARGET(
   "  if not ok then return end\n"
   "  local ok2, b = pcall(core.encode, t, m)\n"
   "  if not ok2 then error('BUG: ' .. t .. ': decoded message does not encode: ' .. tostring(b)) end\n"
+  "  if b ~= core._encode_protobuf_c(t, m) then error('BUG: ' .. t .. ': the direct encoder and protobuf-c disagree') end\n"
   "  local ok3, m2 = pcall(core.decode, t, b)\n"
   "  if not ok3 then error('BUG: ' .. t .. ': re-encoded message does not decode: ' .. tostring(m2)) end\n"
   "  if not deep_equal(m, m2) then error('BUG: ' .. t .. ': round trip changed the message') end\n"

@@ -191,6 +191,11 @@ describe("start_workflow", function()
     assert.matches("option 'id' is required", msg({ task_queue = TQ }), 1, true)
     assert.matches("option 'id' must be a string, got number", msg({ id = 5, task_queue = TQ }), 1, true)
     assert.matches("option 'args' must be a sequence", msg({ id = "x", task_queue = TQ, args = "a" }), 1, true)
+    -- shapes the fast path's first check (core.keys_within) lets through, refused after it
+    assert.matches("option 'id' must not be empty", msg({ id = "", task_queue = TQ }), 1, true)
+    assert.matches("option 'task_queue' must not be empty", msg({ id = "x", task_queue = "" }), 1, true)
+    assert.matches("option 'args': field n must be a non-negative integer", msg({ id = "x", task_queue = TQ, args = { n = -1 } }), 1, true)
+    assert.matches("option 'args': field n must be a non-negative integer", msg({ id = "x", task_queue = TQ, args = { n = 1.5 } }), 1, true)
     assert.matches("option 'execution_timeout' must be a non-negative number",
       msg({ id = "x", task_queue = TQ, execution_timeout = -1 }), 1, true)
     assert.matches("option 'id_reuse_policy' must be one of", msg({ id = "x", task_queue = TQ, id_reuse_policy = "SOMETIMES" }), 1, true)
@@ -202,6 +207,20 @@ describe("start_workflow", function()
     assert.matches("option 'rpc_timeout' must be a", msg({ id = "x", task_queue = TQ, rpc_timeout = "1" }), 1, true)
     assert.matches("workflow must be a workflow type name", msg({ id = "x", task_queue = TQ }, 42), 1, true)
     assert.matches("options must be a table", tostring(raises(client.start_workflow, client, "Greet", "x")), 1, true)
+  end)
+
+  it("core.keys_within checks a table's keys and value types in one call", function()
+    local keys_within = require("temporal.core").keys_within
+    local shape = { id = "string", args = "table" }
+    assert.is_true(keys_within({}, shape))
+    assert.is_true(keys_within({ id = "x", args = {} }, shape))
+    assert.is_false(keys_within({ id = 1 }, shape))
+    assert.is_false(keys_within({ id = "x", other = "y" }, shape))
+    assert.is_false(keys_within({ "x" }, shape))
+    assert.is_false(keys_within(setmetatable({ id = "x" }, {}), shape))
+    assert.is_false(keys_within(nil, shape))
+    assert.is_false(keys_within("id", shape))
+    assert.has_error(function() keys_within({}, nil) end)
   end)
 
   it("sends the same request from its fast path (common options, no interceptors) as from the full one", function()

@@ -187,14 +187,11 @@ static int l_unary(lua_State *L) {
   if (!c->method) return luaL_error(L, "out of memory");
   collect_metadata(L, 6, c);
 
-  max_align_t abuf[2048 / sizeof(max_align_t)];
-  tl_arena a;
-  tl_arena_scoped(L, &a, abuf, sizeof(abuf));
-  ProtobufCMessage *req = tl_pb_from_lua(L, 4, md->input, &a);
-  size_t n = protobuf_c_message_get_packed_size(req);
-  grpc_slice payload = grpc_slice_malloc(n);
-  protobuf_c_message_pack(req, GRPC_SLICE_START_PTR(payload));
-  lua_pop(L, 1);  /* the arena's anchor */
+  max_align_t ebuf[2048 / sizeof(max_align_t)];
+  size_t n;
+  const uint8_t *bytes = tl_pb_encode(L, 4, md->input, ebuf, sizeof(ebuf), &n, "request");
+  grpc_slice payload = grpc_slice_from_copied_buffer((const char *)bytes, n);
+  lua_pop(L, 1);  /* the encoder's block */
   c->send_buf = grpc_raw_byte_buffer_create(&payload, 1);
   grpc_slice_unref(payload);
 

@@ -212,6 +212,30 @@ static int l_handle_state(lua_State *L) {
   return 1;
 }
 
+/* core.keys_within(t, shape) -> true when t is a table without a metatable whose every key
+ * is a key of shape and every value of the type shape names for its key (shape: { key =
+ * "string" | "table" | ... }); false otherwise. One C call where a Lua loop over next would
+ * make a call per key: the first check of the options of a hot call (start_workflow). */
+static int l_keys_within(lua_State *L) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_type(L, 1) != LUA_TTABLE || lua_getmetatable(L, 1)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, -1), luaL_typename(L, -2)) != 0) {
+      lua_pushboolean(L, 0);
+      return 1;
+    }
+    lua_pop(L, 2);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 int luaopen_temporal_core(lua_State *L) {
   lua_newtable(L);
   tl_registry_open(L);
@@ -223,7 +247,7 @@ int luaopen_temporal_core(lua_State *L) {
   tl_relay_open(L);
   static const luaL_Reg fns[] = {
     {"pid", l_pid}, {"uuid4", l_uuid4}, {"hostname", l_hostname}, {"handle", l_handle}, {"handle_state", l_handle_state},
-    {"fields_handle", l_fields_handle}, {"fields_index", l_fields_index},
+    {"fields_handle", l_fields_handle}, {"fields_index", l_fields_index}, {"keys_within", l_keys_within},
     {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   lua_pushliteral(L, "0.1.0");

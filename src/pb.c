@@ -677,6 +677,429 @@ ProtobufCMessage *tl_pb_from_lua(lua_State *L, int idx, const ProtobufCMessageDe
   return message_from_lua(L, idx, d, a, &root, 0);
 }
 
+/* ------------------------------------------------------------------ Lua -> wire bytes */
+
+/* The encoder the calls use: straight from the Lua table to wire bytes, no protobuf-c
+ * message in between. It writes the very bytes tl_pb_from_lua + protobuf_c_message_pack
+ * write (fields in descriptor order; proto3 fields holding their zero value left out;
+ * oneof members, list items and map entries always written; map entries in table
+ * order) and takes the same input with the same errors. Per message it walks the table
+ * once (lua_next), in table order, writing each field as it comes - field names looked
+ * up in a per-thread cache instead of protobuf-c's binary search by strcmp - then puts
+ * the fields in field order. Well-known types with a Lua shape of their own
+ * (wrappers, FieldMask, Any), and messages with proto2 labels, go through the protobuf-c
+ * path for that submessage. */
+
+typedef struct {
+  lua_State *L;
+  uint8_t *buf;
+  size_t size, used;
+  int anchor;   /* stack slot of the heap block beyond the caller's buffer (a userdata) */
+} pb_enc;
+
+static void enc_grow(pb_enc *e, size_t n) {
+  lua_State *L = e->L;
+  size_t size = e->size * 2;
+  if (size < e->used + n) size = e->used + n;
+  uint8_t *b = lua_newuserdatauv(L, size, 0);
+  memcpy(b, e->buf, e->used);
+  lua_replace(L, e->anchor);
+  e->buf = b;
+  e->size = size;
+}
+
+static inline uint8_t *enc_need(pb_enc *e, size_t n) {
+  if (e->size - e->used < n) enc_grow(e, n);
+  return e->buf + e->used;
+}
+
+static inline size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) { p[n++] = (uint8_t)(v | 0x80); v >>= 7; }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+static inline void enc_varint(pb_enc *e, uint64_t v) {
+  uint8_t *p = enc_need(e, 10);
+  e->used += put_varint(p, v);
+}
+
+static inline void enc_tag(pb_enc *e, const ProtobufCFieldDescriptor *fd, unsigned wire) {
+  enc_varint(e, ((uint64_t)fd->id << 3) | wire);
+}
+
+static inline void enc_bytes(pb_enc *e, const char *s, size_t len) {
+  uint8_t *p = enc_need(e, len + 10);
+  size_t n = put_varint(p, len);
+  memcpy(p + n, s, len);
+  e->used += n + len;
+}
+
+/* A length-delimited body: reserve one length byte, write the body, then fix the length
+ * (moving the body when the length needs more bytes). */
+static inline size_t enc_open(pb_enc *e) {
+  enc_need(e, 1);
+  return e->used++;
+}
+
+static void enc_close(pb_enc *e, size_t at) {
+  size_t len = e->used - at - 1;
+  if (len < 0x80) { e->buf[at] = (uint8_t)len; return; }
+  uint8_t tmp[10];
+  size_t k = put_varint(tmp, len);
+  enc_need(e, k - 1);
+  memmove(e->buf + at + k, e->buf + at + 1, len);
+  memcpy(e->buf + at, tmp, k);
+  e->used += k - 1;
+}
+
+static void enc_message(pb_enc *e, int idx, const ProtobufCMessageDescriptor *d, const path_frame *path, int depth);
+
+/* 1 when s[0..len) is ASCII without a NUL (so valid UTF-8): eight bytes at a time. */
+static inline int ascii_without_nul(const char *s, size_t len) {
+  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    if ((w & highs) || ((w - ones) & ~w & highs)) return 0;
+  }
+  for (; i < len; i++)
+    if ((unsigned char)s[i] >= 0x80 || s[i] == 0) return 0;
+  return 1;
+}
+
+/* One value of field fd from the Lua value at idx (checked as value_from_lua checks it).
+ * tag: write the field's tag first (0 inside a packed list). skip_zero: leave out a zero
+ * value (a proto3 field that is neither a oneof member nor a list item). */
+static void enc_value(pb_enc *e, int idx, const ProtobufCFieldDescriptor *fd, int tag, int skip_zero,
+                      const path_frame *path, int depth) {
+  lua_State *L = e->L;
+  uint64_t v;
+  switch (fd->type) {
+  case PROTOBUF_C_TYPE_INT32:
+    v = (uint64_t)(int64_t)(int32_t)check_integer(L, idx, path, INT32_MIN, INT32_MAX); break;
+  case PROTOBUF_C_TYPE_SINT32: {
+    int32_t x = (int32_t)check_integer(L, idx, path, INT32_MIN, INT32_MAX);
+    v = x < 0 ? (uint32_t)(-(uint32_t)x * 2 - 1) : (uint32_t)x * 2;
+    break;
+  }
+  case PROTOBUF_C_TYPE_UINT32:
+    v = (uint32_t)check_integer(L, idx, path, 0, UINT32_MAX); break;
+  case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_UINT64:
+    v = (uint64_t)check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER); break;
+  case PROTOBUF_C_TYPE_SINT64: {
+    int64_t x = check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER);
+    v = x < 0 ? -(uint64_t)x * 2 - 1 : (uint64_t)x * 2;
+    break;
+  }
+  case PROTOBUF_C_TYPE_SFIXED32: case PROTOBUF_C_TYPE_FIXED32: {
+    uint32_t x = fd->type == PROTOBUF_C_TYPE_FIXED32
+      ? (uint32_t)check_integer(L, idx, path, 0, UINT32_MAX)
+      : (uint32_t)(int32_t)check_integer(L, idx, path, INT32_MIN, INT32_MAX);
+    if (skip_zero && x == 0) return;
+    if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_32BIT);
+    memcpy(enc_need(e, 4), &x, 4);  /* little-endian hosts only, as protobuf-c here */
+    e->used += 4;
+    return;
+  }
+  case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_FIXED64: {
+    uint64_t x = (uint64_t)check_integer(L, idx, path, LUA_MININTEGER, LUA_MAXINTEGER);
+    if (skip_zero && x == 0) return;
+    if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_64BIT);
+    memcpy(enc_need(e, 8), &x, 8);
+    e->used += 8;
+    return;
+  }
+  case PROTOBUF_C_TYPE_FLOAT: {
+    float x = (float)check_number(L, idx, path);
+    if (skip_zero && x == 0) return;
+    if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_32BIT);
+    memcpy(enc_need(e, 4), &x, 4);
+    e->used += 4;
+    return;
+  }
+  case PROTOBUF_C_TYPE_DOUBLE: {
+    double x = check_number(L, idx, path);
+    if (skip_zero && x == 0) return;
+    if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_64BIT);
+    memcpy(enc_need(e, 8), &x, 8);
+    e->used += 8;
+    return;
+  }
+  case PROTOBUF_C_TYPE_BOOL:
+    if (lua_type(L, idx) != LUA_TBOOLEAN) path_error(L, path, "expected a boolean, got %s", type_name_at(L, idx));
+    v = (uint64_t)lua_toboolean(L, idx);
+    break;
+  case PROTOBUF_C_TYPE_ENUM: {
+    const ProtobufCEnumDescriptor *ed = fd->descriptor;
+    int x = 0;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+      const ProtobufCEnumValue *ev = enum_by_name(ed, lua_tostring(L, idx));
+      if (!ev) path_error(L, path, "unknown %s value '%s'", ed->name, lua_tostring(L, idx));
+      x = ev->value;
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+      x = (int)check_integer(L, idx, path, INT32_MIN, INT32_MAX);
+    } else {
+      path_error(L, path, "expected a %s name, got %s", ed->name, type_name_at(L, idx));
+    }
+    v = (uint64_t)(int64_t)x;
+    break;
+  }
+  case PROTOBUF_C_TYPE_STRING: {
+    size_t len;
+    const char *s = check_string(L, idx, path, &len);
+    if (!ascii_without_nul(s, len)) {
+      if (memchr(s, 0, len)) path_error(L, path, "string contains a NUL byte");
+      if (!tl_utf8_valid(s, len)) path_error(L, path, "string is not valid UTF-8");
+    }
+    if (skip_zero && len == 0) return;
+    if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    enc_bytes(e, s, len);
+    return;
+  }
+  case PROTOBUF_C_TYPE_BYTES: {
+    size_t len;
+    const char *s = check_string(L, idx, path, &len);
+    if (skip_zero && len == 0) return;
+    if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    enc_bytes(e, s, len);
+    return;
+  }
+  case PROTOBUF_C_TYPE_MESSAGE: {
+    /* a message given is written, even with no field set (protobuf-c: a non-NULL pointer) */
+    if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    size_t at = enc_open(e);
+    enc_message(e, idx, fd->descriptor, path, depth + 1);
+    enc_close(e, at);
+    return;
+  }
+  default:
+    return;
+  }
+  if (skip_zero && v == 0) return;
+  if (tag) enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_VARINT);
+  enc_varint(e, v);
+}
+
+/* A repeated field (list or map) from the value at idx, checked as repeated_from_lua. */
+static void enc_repeated(pb_enc *e, int idx, const ProtobufCFieldDescriptor *fd, const path_frame *path, int depth) {
+  lua_State *L = e->L;
+  if (lua_type(L, idx) != LUA_TTABLE) path_error(L, path, "expected a table, got %s", type_name_at(L, idx));
+  idx = lua_absindex(L, idx);
+  if (is_map_entry(fd)) {
+    const ProtobufCMessageDescriptor *ed = fd->descriptor;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      char keybuf[64];
+      const char *keyname = keybuf;
+      if (lua_type(L, -2) == LUA_TSTRING) keyname = lua_tostring(L, -2);
+      else snprintf(keybuf, sizeof(keybuf), "%s", luaL_typename(L, -2));
+      path_frame kf = { path, keyname, 0 };
+      enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+      size_t at = enc_open(e);
+      enc_value(e, -2, &ed->fields[0], 1, 1, &kf, depth);
+      enc_value(e, -1, &ed->fields[1], 1, 1, &kf, depth);
+      enc_close(e, at);
+      lua_pop(L, 1);
+    }
+    return;
+  }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  lua_Integer keys = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING)
+        path_error(L, path, "expected a list, found key '%s'", lua_tostring(L, -1));
+      path_error(L, path, "expected a list (keys 1..n without holes)");
+    }
+    keys++;
+    lua_pop(L, 1);
+  }
+  if (keys != n) path_error(L, path, "expected a list (keys 1..n without holes)");
+  if (n == 0) return;
+  int packed = (fd->flags & PROTOBUF_C_FIELD_FLAG_PACKED) != 0;
+  size_t at = 0;
+  if (packed) {
+    enc_tag(e, fd, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    at = enc_open(e);
+  }
+  for (lua_Integer i = 1; i <= n; i++) {
+    path_frame f = { path, NULL, i };
+    lua_rawgeti(L, idx, i);
+    enc_value(e, -1, fd, !packed, 0, &f, depth);
+    lua_pop(L, 1);
+  }
+  if (packed) enc_close(e, at);
+}
+
+/* Well-known types (other than Timestamp/Duration) in a Lua shape of their own: Any,
+ * FieldMask, a wrapper given as its scalar. The protobuf-c path converts them. */
+static int wkt_needs_protobuf_c(lua_State *L, int idx, const ProtobufCMessageDescriptor *d) {
+  if (d == &google__protobuf__any__descriptor || d == &google__protobuf__field_mask__descriptor) return 1;
+  return d->n_fields == 1 && strcmp(d->fields[0].name, "value") == 0 && lua_type(L, idx) != LUA_TTABLE;
+}
+
+static void enc_via_protobuf_c(pb_enc *e, int idx, const ProtobufCMessageDescriptor *d, const path_frame *path, int depth) {
+  lua_State *L = e->L;
+  idx = lua_absindex(L, idx);
+  max_align_t abuf[512 / sizeof(max_align_t)];
+  tl_arena a;
+  tl_arena_scoped(L, &a, abuf, sizeof(abuf));
+  ProtobufCMessage *m = message_from_lua(L, idx, d, &a, path, depth);
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *p = enc_need(e, n);
+  e->used += protobuf_c_message_pack(m, p);
+  lua_pop(L, 1);  /* the arena's anchor */
+}
+
+/* Seconds (or { seconds =, nanos = }) as a Timestamp/Duration body. */
+static void enc_seconds(pb_enc *e, int idx, int duration, const path_frame *path) {
+  int64_t sec;
+  int32_t nanos;
+  seconds_from_lua(e->L, idx, path, &sec, &nanos);
+  if (duration && sec < 0 && nanos > 0) { sec++; nanos -= 1000000000; }
+  if (sec != 0) { enc_varint(e, 1 << 3); enc_varint(e, (uint64_t)sec); }
+  if (nanos != 0) { enc_varint(e, 2 << 3); enc_varint(e, (uint64_t)(int64_t)nanos); }
+}
+
+/* Field lookups by name, cached per thread: a slot holds (descriptor, the address of a
+ * Lua string's bytes) -> field index. A hit is checked against the field's own name, so
+ * a slot left by a string since collected (its address reused by another string) can
+ * only miss. The slot keyed (d, NULL) holds whether d goes the protobuf-c way. */
+typedef struct { const void *d; const char *name; int index; } enc_slot;
+#define ENC_SLOTS 256
+static __thread enc_slot enc_cache[ENC_SLOTS];
+
+static inline enc_slot *enc_slot_of(const void *d, const char *name) {
+  uintptr_t h = ((uintptr_t)d >> 3) * 0x9E3779B1u + ((uintptr_t)name >> 3);
+  return &enc_cache[(h ^ (h >> 11)) & (ENC_SLOTS - 1)];
+}
+
+static const ProtobufCFieldDescriptor *enc_field(const ProtobufCMessageDescriptor *d, const char *name) {
+  enc_slot *slot = enc_slot_of(d, name);
+  if (slot->d == d && slot->name == name && strcmp(d->fields[slot->index].name, name) == 0)
+    return &d->fields[slot->index];
+  const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, name);
+  if (fd) { slot->d = d; slot->name = name; slot->index = (int)(fd - d->fields); }
+  return fd;
+}
+
+/* Proto2 labels (descriptor.proto only, never a Temporal message: there an absent
+ * required field is packed as zero) or more fields than a segment index holds. */
+static int enc_needs_protobuf_c(const ProtobufCMessageDescriptor *d) {
+  enc_slot *slot = enc_slot_of(d, NULL);
+  if (slot->d == d && slot->name == NULL) return slot->index;
+  int other = d->n_fields > 255;
+  for (unsigned i = 0; i < d->n_fields; i++)
+    other |= d->fields[i].label == PROTOBUF_C_LABEL_REQUIRED || d->fields[i].label == PROTOBUF_C_LABEL_OPTIONAL;
+  slot->d = d; slot->name = NULL; slot->index = other;
+  return other;
+}
+
+/* One field of a message at idx, value on top of the stack. */
+static void enc_field_value(pb_enc *e, const ProtobufCFieldDescriptor *fd, const path_frame *path, int depth) {
+  path_frame f = { path, fd->name, 0 };
+  if (fd->label == PROTOBUF_C_LABEL_REPEATED) enc_repeated(e, -1, fd, &f, depth);
+  else enc_value(e, -1, fd, 1, !(fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF), &f, depth);
+}
+
+#define ENC_SEGMENTS 64
+
+static void enc_message(pb_enc *e, int idx, const ProtobufCMessageDescriptor *d, const path_frame *path, int depth) {
+  lua_State *L = e->L;
+  if (depth > TL_PB_MAX_DEPTH) path_error(L, path, "nesting deeper than %d", TL_PB_MAX_DEPTH);
+  luaL_checkstack(L, 8, "protobuf conversion");
+  idx = lua_absindex(L, idx);
+  if (d == &google__protobuf__timestamp__descriptor || d == &google__protobuf__duration__descriptor) {
+    enc_seconds(e, idx, d == &google__protobuf__duration__descriptor, path);
+    return;
+  }
+  if ((strncmp(d->name, "google.protobuf.", 16) == 0 && wkt_needs_protobuf_c(L, idx, d)) || enc_needs_protobuf_c(d)) {
+    enc_via_protobuf_c(e, idx, d, path, depth);
+    return;
+  }
+  if (lua_type(L, idx) != LUA_TTABLE)
+    path_error(L, path, "expected a table (%s), got %s", d->name, type_name_at(L, idx));
+  /* One walk in table order - the checks and errors of message_from_lua, in its order -
+   * writing each field as a segment; then the segments put in field order (the order
+   * protobuf-c packs in). */
+  size_t start = e->used;
+  uint8_t field[ENC_SEGMENTS];
+  size_t end[ENC_SEGMENTS];
+  unsigned n = 0;
+  int sorted = 1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      lua_pop(L, 1);
+      path_error(L, path, "unexpected %s key in %s (fields are named by strings)", luaL_typename(L, -1), d->name);
+    }
+    const char *name = lua_tostring(L, -2);
+    const ProtobufCFieldDescriptor *fd = enc_field(d, name);
+    if (!fd) path_error(L, path, "unknown field '%s' in %s", name, d->name);
+    unsigned fi = (unsigned)(fd - d->fields);
+    if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+      for (unsigned k = 0; k < n; k++) {
+        const ProtobufCFieldDescriptor *other = &d->fields[field[k]];
+        if ((other->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && other->quantifier_offset == fd->quantifier_offset)
+          path_error(L, path, "fields '%s' and '%s' are alternatives (oneof): set only one", other->name, fd->name);
+      }
+    }
+    if (n == ENC_SEGMENTS) {
+      /* More fields set than segments: this message again, field by field in field order. */
+      lua_pop(L, 2);
+      e->used = start;
+      for (unsigned k = 0; k < d->n_fields; k++) {
+        lua_pushstring(L, d->fields[k].name);
+        if (lua_rawget(L, idx) != LUA_TNIL) enc_field_value(e, &d->fields[k], path, depth);
+        lua_pop(L, 1);
+      }
+      return;
+    }
+    enc_field_value(e, fd, path, depth);
+    if (n > 0 && fi < field[n - 1]) sorted = 0;
+    field[n] = (uint8_t)fi;
+    end[n] = e->used;
+    n++;
+    lua_pop(L, 1);
+  }
+  if (sorted) return;
+  /* Reorder: the body is copied past its end in field order, then moved back. */
+  size_t len = e->used - start;
+  enc_need(e, len);
+  uint8_t *body = e->buf + start, *out = e->buf + e->used;
+  uint8_t order[ENC_SEGMENTS];
+  for (unsigned k = 0; k < n; k++) {
+    unsigned m = k;
+    while (m > 0 && field[order[m - 1]] > field[k]) { order[m] = order[m - 1]; m--; }
+    order[m] = (uint8_t)k;
+  }
+  size_t o = 0;
+  for (unsigned k = 0; k < n; k++) {
+    unsigned s = order[k];
+    size_t from = (s == 0 ? start : end[s - 1]) - start, to = end[s] - start;
+    memcpy(out + o, body + from, to - from);
+    o += to - from;
+  }
+  memcpy(body, out, len);
+}
+
+const uint8_t *tl_pb_encode(lua_State *L, int idx, const ProtobufCMessageDescriptor *d, void *buf, size_t size,
+                            size_t *len, const char *root_name) {
+  idx = lua_absindex(L, idx);
+  pb_enc e = { L, buf, size, 0, 0 };
+  lua_pushnil(L);
+  e.anchor = lua_gettop(L);
+  path_frame root = { NULL, root_name, 0 };
+  enc_message(&e, idx, d, &root, 0);
+  *len = e.used;
+  return e.buf;
+}
+
 /* ------------------------------------------------------------------ message -> Lua */
 
 static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags, int depth);
@@ -907,6 +1330,18 @@ static const ProtobufCMessageDescriptor *check_type(lua_State *L, int idx) {
 static int l_encode(lua_State *L) {
   const ProtobufCMessageDescriptor *d = check_type(L, 1);
   luaL_checkany(L, 2);
+  max_align_t buf[1024 / sizeof(max_align_t)];
+  size_t n;
+  const uint8_t *bytes = tl_pb_encode(L, 2, d, buf, sizeof(buf), &n, d->short_name);
+  lua_pushlstring(L, (const char *)bytes, n);
+  return 1;
+}
+
+/* core._encode_protobuf_c(type_name, table) -> bytes: the same through a protobuf-c
+ * message and protobuf_c_message_pack (what tl_pb_encode must equal; for the specs). */
+static int l_encode_protobuf_c(lua_State *L) {
+  const ProtobufCMessageDescriptor *d = check_type(L, 1);
+  luaL_checkany(L, 2);
   tl_arena *a = tl_arena_new(L);
   path_frame root = { NULL, d->short_name, 0 };
   ProtobufCMessage *m = message_from_lua(L, 2, d, a, &root, 0);
@@ -931,6 +1366,8 @@ static int l_decode(lua_State *L) {
 void tl_pb_open(lua_State *L) {
   lua_pushcfunction(L, l_encode);
   lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, l_encode_protobuf_c);
+  lua_setfield(L, -2, "_encode_protobuf_c");
   lua_pushcfunction(L, l_decode);
   lua_setfield(L, -2, "decode");
 }

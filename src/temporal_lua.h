@@ -55,6 +55,13 @@ void tl_registry_open(lua_State *L);     /* adds functions to the table on top *
 /* Converts the Lua value at idx into a message allocated in the arena; raises a Lua
  * error naming the field path on bad input. */
 ProtobufCMessage *tl_pb_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor *d, tl_arena *a);
+/* Encodes the Lua value at idx as message d straight to wire bytes: the bytes
+ * tl_pb_from_lua + protobuf_c_message_pack give, with the same errors (paths start at
+ * root_name). Writes into buf (size bytes, max_align_t aligned) and, when that is too
+ * small, into a block owned by the one stack slot it pushes: the bytes returned live
+ * until the caller pops that slot. *len receives their length. */
+const uint8_t *tl_pb_encode(lua_State *L, int idx, const ProtobufCMessageDescriptor *d, void *buf, size_t size,
+                            size_t *len, const char *root_name);
 /* Decoding flags. TL_PB_EXACT_TIMES: a Timestamp/Duration that a float cannot hold exactly
  * decodes to { seconds = s, nanos = n } (raw messages round-trip); without it, a float. */
 #define TL_PB_EXACT_TIMES 1

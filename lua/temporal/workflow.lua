@@ -175,14 +175,15 @@ end
 -- a request id made for a call stays the same on every attempt.
 -- Without a per-call rpc_timeout or rpc_metadata (most calls) the options are one shared
 -- table (_rpc only reads them; an empty rpc_metadata is no metadata there either).
+-- (methods._rpc is looked up per call, not through the client's __index function.)
 local RETRY_ONLY = { retry = true }
 local function rpc(client, method, request, rpc_opts)
   local timeout = rpc_opts and rpc_opts.rpc_timeout
   local md = rpc_opts and rpc_opts.rpc_metadata
   if timeout == nil and (md == nil or next(md) == nil) then
-    return client:_rpc(WS, method, request, RETRY_ONLY)
+    return methods._rpc(client, WS, method, request, RETRY_ONLY)
   end
-  return client:_rpc(WS, method, request, { rpc_timeout = timeout, rpc_metadata = md, retry = true })
+  return methods._rpc(client, WS, method, request, { rpc_timeout = timeout, rpc_metadata = md, retry = true })
 end
 M._rpc = rpc
 
@@ -451,7 +452,12 @@ end
 -- Sends a start request (StartWorkflowExecution or SignalWithStart): the new handle, or
 -- WorkflowAlreadyStartedError / RPCError.
 send_start = function(self, method, req, rpc_opts, workflow, signal)
-  local ok, resp = pcall(rpc, self, method, req, rpc_opts)
+  local ok, resp
+  if rpc_opts.rpc_timeout == nil and rpc_opts.rpc_metadata == nil then  -- rpc()'s common case, one call less
+    ok, resp = pcall(methods._rpc, self, WS, method, req, RETRY_ONLY)
+  else
+    ok, resp = pcall(rpc, self, method, req, rpc_opts)
+  end
   if not ok then
     if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
       error(already_started(resp, req.workflow_id, workflow) or resp, 0)
@@ -464,7 +470,7 @@ send_start = function(self, method, req, rpc_opts, workflow, signal)
   if first == nil or first == "" then
     first = (signal == nil or resp.started) and resp.run_id or nil
   end
-  return new_handle(self, req.workflow_id, nil, resp.run_id, first, resp)
+  return core.fields_handle(WorkflowHandle, self, req.workflow_id, nil, resp.run_id, first, resp)  -- new_handle's
 end
 
 -- The rpc() options of a call made without interceptors: the call's options themselves,
@@ -507,13 +513,29 @@ local FAST_START = {
   end,
 }
 
+-- Nearly every start gives id, task_queue and args only: one C call checks that shape
+-- (no metatable, no other key, those types), the rest of their checks follow inline.
+local SIMPLE_START = { id = "string", task_queue = "string", args = "table" }
+local keys_within = core.keys_within
 local function fast_start_ok(opts)
-  if type(opts) ~= "table" or getmetatable(opts) ~= nil or opts.id == nil or opts.task_queue == nil then
-    return false
+  if keys_within(opts, SIMPLE_START) then
+    local id, task_queue, args = opts.id, opts.task_queue, opts.args
+    if id == nil or id == "" or task_queue == nil or task_queue == "" then return false end
+    local n = args and args.n
+    return n == nil or (compat.math_type(n) == "integer" and n >= 0)
   end
-  for k, v in pairs(opts) do
-    local ok = FAST_START[k]
-    if ok == nil or not ok(v) then return false end
+  if type(opts) ~= "table" or getmetatable(opts) ~= nil then return false end
+  local id, task_queue = opts.id, opts.task_queue
+  if type(id) ~= "string" or id == "" or type(task_queue) ~= "string" or task_queue == "" then return false end
+  for k, v in next, opts do  -- no metatable: next is what pairs would call
+    if k == "args" then
+      if type(v) ~= "table" then return false end
+      local n = v.n
+      if n ~= nil and not (compat.math_type(n) == "integer" and n >= 0) then return false end
+    elseif k ~= "id" and k ~= "task_queue" then
+      local ok = FAST_START[k]
+      if ok == nil or not ok(v) then return false end
+    end
   end
   return true
 end
@@ -556,7 +578,7 @@ function methods:start_workflow(workflow, opts)
   local what = "start_workflow"
   local s = state(self)
   if #s.interceptors == 0 and type(workflow) == "string" and workflow ~= "" and fast_start_ok(opts) then
-    local rpc_opts = rpc_options(opts)
+    local rpc_opts = opts.rpc_metadata == nil and opts or rpc_options(opts)
     local req = fast_start_request(s, s.data_converter or converter_of(self), workflow, opts)
     return send_start(self, "StartWorkflowExecution", req, rpc_opts, workflow, nil)
   end
