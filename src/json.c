@@ -85,11 +85,15 @@ static locale_t json_c_locale;
 static pthread_once_t json_once = PTHREAD_ONCE_INIT;
 /* Which bytes go out unchanged: printable ASCII but '"' and '\\'. */
 static unsigned char json_plain_byte[256];
+/* Which bytes a string's text reads without a second look: ASCII from 0x20 but '"' and
+ * '\\' (DEL included, unlike json_plain_byte). */
+static unsigned char json_plain_in[256];
 
 static void json_once_init(void) {
   int c;
   json_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
   for (c = 0; c < 256; c++) json_plain_byte[c] = (c >= 0x20 && c < 0x7F && c != '"' && c != '\\');
+  for (c = 0; c < 256; c++) json_plain_in[c] = (c >= 0x20 && c < 0x80 && c != '"' && c != '\\');
 }
 
 /* ---------------------------------------------------------------- 8 bytes at a time */
@@ -117,6 +121,21 @@ static inline uint64_t json_special8(uint64_t w) {
 static inline uint64_t json_special8_del(uint64_t w) {
   uint64_t d = w ^ (JSON_ONES * 0x7F);
   return json_special8(w) | ((d - JSON_ONES) & ~d & JSON_HIGHS);
+}
+
+/* Offset in the 8 bytes at p of the first one json_special8 flags (m, its nonzero
+ * result). Exact on little-endian machines: a borrow of the tests only carries into later
+ * bytes, so the lowest flag is a real one. Elsewhere the bytes are looked at in turn. */
+static inline unsigned json_first_special(const char *p, uint64_t m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && (defined(__GNUC__) || defined(__clang__))
+  (void)p;
+  return (unsigned)__builtin_ctzll(m) >> 3;
+#else
+  unsigned k = 0;
+  (void)m;
+  while (json_plain_in[(unsigned char)p[k]]) k++;
+  return k;
+#endif
 }
 
 static inline uint32_t json_load4(const void *p) {
@@ -570,6 +589,14 @@ static void json_encode_string(json_encoder *e, const char *s, size_t len, int i
   const unsigned char *u = (const unsigned char *)s;
   size_t i = 0, run = 0;
   while (i + 8 <= len && !json_special8_del(json_load8(u + i))) i += 8;
+  if (i < len && len - i < 8) {
+    /* The last 1..7 bytes as one word (overlapping loads, or the first, middle and last
+     * byte padded with 'a'): one test instead of a test per byte. */
+    size_t n = len - i;
+    uint64_t w = n >= 4 ? (uint64_t)json_load4(u + i) | (uint64_t)json_load4(u + len - 4) << 32
+                        : 0x6161616161000000ULL | u[i] | (uint64_t)u[i + n / 2] << 8 | (uint64_t)u[len - 1] << 16;
+    if (!json_special8_del(w)) i = len;
+  }
   while (i < len && json_plain_byte[u[i]]) i++;
   json_buffer_reserve(L, b, len + 2);
   if (i == len) { /* nothing to escape: the common case */
@@ -787,6 +814,49 @@ static void json_encode_object(json_encoder *e, int idx, lua_Integer count, json
   e->out->data[e->out->len++] = '}';
 }
 
+/* The common array, a sequence whose traversal yields 1, 2, ..., n in order (the array
+ * part): written in the same pass that checks its keys, with no second pass of
+ * lua_rawgeti. The first key and value are on the stack (above base). Returns 1 when it
+ * wrote the table; 0 (output as it was, stack at base) when some key breaks the sequence: a string key (an object, the n of
+ * table.pack, a mixed table), a hole, an index out of order. The caller's general path
+ * then decides, and raises the error if there is one. An error in an item raised here
+ * names the item, as the general path would; a table that is both broken and holds a
+ * bad item before the break reports the item instead of the table's shape. */
+static int json_encode_sequence(json_encoder *e, int idx, int base) {
+  lua_State *L = e->L;
+  json_frame *f = &e->frames[e->depth];
+  size_t start = e->out->len;
+  lua_Integer i = 1;
+  int isnum;
+  if (lua_tointegerx(L, -2, &isnum) != 1 || !isnum) {
+    lua_settop(L, base);
+    return 0;
+  }
+  e->depth++;
+  json_buffer_reserve(L, e->out, 2);
+  e->out->data[e->out->len++] = '[';
+  f->child = JSON_CHILD_INDEX;
+  for (;;) {
+    f->index = i;
+    json_encode_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+    if (!lua_next(L, idx)) break;
+    if (lua_tointegerx(L, -2, &isnum) != ++i || !isnum) {
+      lua_settop(L, base);
+      e->out->len = start;
+      e->depth--;
+      f->child = JSON_CHILD_NONE;
+      return 0;
+    }
+    json_buffer_reserve(L, e->out, 1);
+    e->out->data[e->out->len++] = ',';
+  }
+  json_buffer_reserve(L, e->out, 1);
+  e->out->data[e->out->len++] = ']';
+  e->depth--;
+  return 1;
+}
+
 /* Pushes a short description of the key on top of the stack. */
 static const char *json_describe_key(lua_State *L) {
   switch (lua_type(L, -1)) {
@@ -801,7 +871,7 @@ static const char *json_describe_key(lua_State *L) {
 static void json_encode_table(json_encoder *e, int idx) {
   lua_State *L = e->L;
   const void *self = lua_topointer(L, idx);
-  int d, kind, base, nkeys = 0, overflow = 0;
+  int d, kind, base, more, nkeys = 0, overflow = 0;
   json_key keys[JSON_SMALL_OBJECT];
   lua_Integer count = 0, npos = 0, maxpos = 0, nstr = 0, nval = -1;
   json_frame *f;
@@ -815,14 +885,23 @@ static void json_encode_table(json_encoder *e, int idx) {
   if (e->depth >= e->max_depth) json_encode_error(e, "tables nested deeper than max_depth (%d)", e->max_depth);
   luaL_checkstack(L, 8, "JSON nesting");
   kind = json_marked_kind(e, idx);
+  base = lua_gettop(L);
+  f = &e->frames[e->depth];
+  f->table = self;
+  f->child = JSON_CHILD_NONE;
 
   /* One pass to learn the shape. The string keys of a small object are collected on the
    * way (key and value left on the stack, anchored), so it is written without a second
    * pass. */
-  base = lua_gettop(L);
   luaL_checkstack(L, 3 * JSON_SMALL_OBJECT + 8, "JSON object");
   lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  more = lua_next(L, idx);
+  if (more && kind != JSON_OBJECT && lua_type(L, -2) == LUA_TNUMBER) {
+    if (json_encode_sequence(e, idx, base)) return;
+    lua_pushnil(L); /* not a sequence: the general path, from the start */
+    more = lua_next(L, idx);
+  }
+  for (; more; more = lua_next(L, idx)) {
     count++;
     if (lua_type(L, -2) == LUA_TSTRING) {
       size_t kl;
@@ -852,10 +931,6 @@ static void json_encode_table(json_encoder *e, int idx) {
                         lua_tostring(L, -1));
     }
   }
-
-  f = &e->frames[e->depth];
-  f->table = self;
-  f->child = JSON_CHILD_NONE;
 
   if (kind == JSON_UNMARKED) {
     if (count == 0 || (nstr == 0 && maxpos == npos)) {
@@ -1081,6 +1156,14 @@ typedef struct {
   json_buffer *scratch; /* for strings with escapes */
   unsigned char *array_hint, *object_hint;
   json_decode_cache *cache;
+  /* This decode's own copy of the key cache, in JSON_KEY_CACHE stack slots from kbase: a
+   * hit is one lua_pushvalue (the shared cache needs a lua_rawgeti and a check). Slot i
+   * is loaded when bit i of kloaded is set; it then holds the string whose bytes are
+   * ks[i] (kl[i] long), anchored by the stack for the whole decode. */
+  int kbase;
+  uint64_t kloaded;
+  const char *ks[JSON_KEY_CACHE];
+  size_t kl[JSON_KEY_CACHE];
 } json_decoder;
 #define JSON_KEY_MAX 40 /* Lua's short strings */
 
@@ -1167,18 +1250,29 @@ static void json_decode_string(json_decoder *d) {
   const char *p = d->p, *end = d->end, *run;
   json_buffer *b = d->scratch;
   /* Fast path: no escapes, the string is a slice of the input. */
-  while (end - p >= 8 && !json_special8(json_load8(p))) p += 8;
-  while (p < end) {
-    unsigned char c = (unsigned char)*p;
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      p++;
-    } else if (c >= 0x80) {
+  for (;;) {
+    unsigned char c;
+    for (;;) {
+      uint64_t m;
+      if (end - p < 8) {
+        while (p < end && json_plain_in[(unsigned char)*p]) p++;
+        break;
+      }
+      m = json_special8(json_load8(p));
+      if (m) {
+        p += json_first_special(p, m);
+        break;
+      }
+      p += 8;
+    }
+    if (p >= end) break;
+    c = (unsigned char)*p;
+    if (c < 0x80) break; /* the closing quote, an escape or a control character */
+    {
       unsigned long cp;
       size_t n = json_utf8_decode((const unsigned char *)p, (size_t)(end - p), &cp);
       if (!n) json_decode_error(d, p, "invalid UTF-8 in string");
       p += n;
-    } else {
-      break;
     }
   }
   if (p >= end) json_decode_error(d, p, "unterminated string");
@@ -1413,11 +1507,34 @@ static inline int json_same_bytes(const char *a, const char *b, size_t n) {
   return 1;
 }
 
-/* Pushes the cached key in slot h if it is the len bytes at d->p. */
+/* Pushes the key in this decode's slot h if it is the len bytes at d->p. */
+static inline int json_key_local(json_decoder *d, unsigned h, size_t len) {
+  if (((d->kloaded >> h) & 1u) && d->kl[h] == len && json_same_bytes(d->ks[h], d->p, len)) {
+    lua_pushvalue(d->L, d->kbase + (int)h);
+    return 1;
+  }
+  return 0;
+}
+
+/* Makes the string on top of the stack (len bytes at s) this decode's key in slot h. */
+static inline void json_key_load(json_decoder *d, unsigned h, const char *s, size_t len) {
+  lua_pushvalue(d->L, -1);
+  lua_replace(d->L, d->kbase + (int)h);
+  d->ks[h] = s;
+  d->kl[h] = len;
+  d->kloaded |= (uint64_t)1 << h;
+}
+
+/* Pushes the key in the shared cache's slot h if it is the len bytes at d->p, and loads
+ * it into this decode's slot h. */
 static inline int json_key_cached(json_decoder *d, unsigned h, size_t len) {
-  if (d->cache->keys[h].len == len && d->cache->keys[h].s && json_same_bytes(d->cache->keys[h].s, d->p, len)) {
+  const char *s = d->cache->keys[h].s;
+  if (d->cache->keys[h].len == len && s && json_same_bytes(s, d->p, len)) {
     lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
-    if (lua_tostring(d->L, -1) == d->cache->keys[h].s) return 1;
+    if (lua_tostring(d->L, -1) == s) {
+      json_key_load(d, h, s, len);
+      return 1;
+    }
     lua_pop(d->L, 1); /* not the string the entry names (cannot happen; stay safe) */
   }
   return 0;
@@ -1430,7 +1547,19 @@ static void json_decode_key(json_decoder *d) {
   const char *p = d->p, *end = d->end;
   size_t len;
   unsigned h;
-  while (p < end && json_plain_byte[(unsigned char)*p]) p++;
+  for (;;) {
+    uint64_t m;
+    if (end - p < 8) {
+      while (p < end && json_plain_in[(unsigned char)*p]) p++;
+      break;
+    }
+    m = json_special8(json_load8(p));
+    if (m) {
+      p += json_first_special(p, m);
+      break;
+    }
+    p += 8;
+  }
   len = (size_t)(p - d->p);
   if (p >= end || *p != '"' || len == 0 || len > JSON_KEY_MAX) {
     json_decode_string(d); /* escapes, UTF-8, the empty key, long keys: the general path */
@@ -1438,7 +1567,8 @@ static void json_decode_key(json_decoder *d) {
   }
   h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
        (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
-  if (json_key_cached(d, h, len) || json_key_cached(d, h ^ 1u, len)) {
+  if (json_key_local(d, h, len) || json_key_local(d, h ^ 1u, len) || json_key_cached(d, h, len) ||
+      json_key_cached(d, h ^ 1u, len)) {
     d->p = p + 1;
     return;
   }
@@ -1454,6 +1584,7 @@ static void json_decode_key(json_decoder *d) {
   lua_rawseti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
   d->cache->keys[h].s = lua_tostring(d->L, -1);
   d->cache->keys[h].len = len;
+  json_key_load(d, h, d->cache->keys[h].s, len);
   d->p = p + 1;
 }
 
@@ -1535,6 +1666,10 @@ static void json_decode_value(json_decoder *d) {
 /* Decodes d's whole input and pushes the value. */
 static int json_decode_run(lua_State *L, json_decoder *d) {
   json_buffer scratch;
+  luaL_checkstack(L, JSON_KEY_CACHE + 8, "JSON keys");
+  d->kbase = lua_gettop(L) + 1;
+  d->kloaded = 0;
+  lua_settop(L, d->kbase + JSON_KEY_CACHE - 1);
   json_buffer_init(L, &scratch, NULL, 0);
   d->scratch = &scratch;
   json_decode_value(d);
