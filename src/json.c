@@ -164,6 +164,20 @@ static inline void json_copy(char *dst, const char *src, size_t n) {
   }
 }
 
+/* a[0..n) == b[0..n), inline for short keys (memcmp was a call per key). */
+static inline int json_same_bytes(const char *a, const char *b, size_t n) {
+  size_t i;
+  if (n >= 8) {
+    for (i = 0; i + 8 <= n; i += 8)
+      if (json_load8(a + i) != json_load8(b + i)) return 0;
+    return i == n || json_load8(a + n - 8) == json_load8(b + n - 8);
+  }
+  if (n >= 4) return json_load4(a) == json_load4(b) && json_load4(a + n - 4) == json_load4(b + n - 4);
+  for (i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
 /* ---------------------------------------------------------------- growable buffer */
 
 /* Heap memory of a buffer, freed by this userdata's finalizer if an error unwinds the
@@ -501,8 +515,21 @@ typedef struct {
   json_frame *frames;
   int depth, max_depth;
   int array_mt, object_mt; /* stack indices of opts.array_mt / opts.object_mt, or 0 */
+  int room;                /* stack slots up to this index are there (see json_room) */
   const char *root;        /* name of the value in error messages */
+  struct json_shape *shapes; /* JSON_SHAPE_DEPTH of them, see json_encode_collected */
 } json_encoder;
+
+/* Makes sure n stack slots above the top are there. lua_checkstack keeps them for the
+ * running C function (its frame's top is raised: the stack is never shrunk below it), so
+ * one call with some slack covers the next tables instead of two calls per table. */
+static inline void json_room(lua_State *L, int *room, int n, const char *what) {
+  int top = lua_gettop(L);
+  if (top + n > *room) {
+    luaL_checkstack(L, n + 64, what);
+    *room = top + n + 64;
+  }
+}
 
 static int json_is_identifier(const char *s, size_t n) {
   size_t i;
@@ -582,12 +609,10 @@ static void json_put_u_escape(json_buffer *b, unsigned long u) {
   json_buffer_put(b, esc, 6);
 }
 
-/* is_key: the string is a key of the open object (errors then name the object and key). */
-static void json_encode_string(json_encoder *e, const char *s, size_t len, int is_key) {
-  lua_State *L = e->L;
-  json_buffer *b = e->out;
+/* Length of the prefix of s (len bytes) that goes out unchanged (json_plain_byte). */
+static inline size_t json_plain_prefix(const char *s, size_t len) {
   const unsigned char *u = (const unsigned char *)s;
-  size_t i = 0, run = 0;
+  size_t i = 0;
   while (i + 8 <= len && !json_special8_del(json_load8(u + i))) i += 8;
   if (i < len && len - i < 8) {
     /* The last 1..7 bytes as one word (overlapping loads, or the first, middle and last
@@ -595,18 +620,38 @@ static void json_encode_string(json_encoder *e, const char *s, size_t len, int i
     size_t n = len - i;
     uint64_t w = n >= 4 ? (uint64_t)json_load4(u + i) | (uint64_t)json_load4(u + len - 4) << 32
                         : 0x6161616161000000ULL | u[i] | (uint64_t)u[i + n / 2] << 8 | (uint64_t)u[len - 1] << 16;
-    if (!json_special8_del(w)) i = len;
+    if (!json_special8_del(w)) return len;
   }
   while (i < len && json_plain_byte[u[i]]) i++;
-  json_buffer_reserve(L, b, len + 2);
-  if (i == len) { /* nothing to escape: the common case */
-    char *o = b->data + b->len;
-    o[0] = '"';
-    json_copy(o + 1, s, len);
-    o[len + 1] = '"';
-    b->len += len + 2;
+  return i;
+}
+
+static void json_encode_escaped(json_encoder *e, const char *s, size_t len, int is_key, size_t i);
+
+/* is_key: the string is a key of the open object (errors then name the object and key). */
+static inline void json_encode_string(json_encoder *e, const char *s, size_t len, int is_key) {
+  json_buffer *b = e->out;
+  size_t i = json_plain_prefix(s, len);
+  char *o;
+  if (i < len) {
+    json_encode_escaped(e, s, len, is_key, i);
     return;
   }
+  json_buffer_reserve(e->L, b, len + 2); /* nothing to escape: the common case */
+  o = b->data + b->len;
+  o[0] = '"';
+  json_copy(o + 1, s, len);
+  o[len + 1] = '"';
+  b->len += len + 2;
+}
+
+/* The string with something to escape from byte i on. */
+static void json_encode_escaped(json_encoder *e, const char *s, size_t len, int is_key, size_t i) {
+  lua_State *L = e->L;
+  json_buffer *b = e->out;
+  const unsigned char *u = (const unsigned char *)s;
+  size_t run = 0;
+  json_buffer_reserve(L, b, len + 2);
   b->data[b->len++] = '"';
   while (i < len) {
     unsigned char c = u[i];
@@ -675,6 +720,7 @@ typedef struct {
   const char *s;
   size_t len;
   lua_Integer slot; /* where the key is anchored in the key table */
+  int t;            /* its place in the table's traversal (small objects) */
 } json_key;
 
 static int json_key_compare(const void *a, const void *b) {
@@ -760,17 +806,82 @@ static inline int json_key_after(const json_key *a, const json_key *b) {
   return a->len > b->len;
 }
 
-/* keys[0..n) were collected by json_encode_table's pass over the table, their keys and
- * values anchored on the Lua stack (slot: the value's index). */
+/* The last small object's keys at each of the first JSON_SHAPE_DEPTH levels, for the
+ * next object there: the records of a list share their keys and their traversal order
+ * (tables built alike lay their keys out alike). An object whose keys, in traversal order,
+ * have the bytes of its level's shape is written without sorting its keys or looking at
+ * them again: the members' '"key":' come ready from the shape. Keys are compared by their
+ * bytes, never by pointer, so a shape cannot outlive its strings' meaning. One per
+ * json_encode call, on its C stack (a finalizer that encodes has its own). */
+#define JSON_SHAPE_DEPTH 8
+#define JSON_SHAPE_BYTES 200 /* every key's '"key":', in sorted order */
+
+typedef struct json_shape {
+  int n;                                  /* keys; 0: no shape */
+  unsigned char len[JSON_SMALL_OBJECT];   /* by traversal place: the key's length */
+  unsigned char kpos[JSON_SMALL_OBJECT];  /*   and where its bytes are in bytes[] */
+  unsigned char order[JSON_SMALL_OBJECT]; /* by sorted place: the traversal place */
+  unsigned char poff[JSON_SMALL_OBJECT];  /*   and where its '"key":' starts */
+  char bytes[JSON_SHAPE_BYTES];
+} json_shape;
+
+static inline int json_shape_match(const json_shape *sh, const json_key *keys, int n) {
+  int t;
+  if (sh->n != n) return 0;
+  for (t = 0; t < n; t++)
+    if (keys[t].len != sh->len[t] || !json_same_bytes(keys[t].s, sh->bytes + sh->kpos[t], keys[t].len)) return 0;
+  return 1;
+}
+
+/* Records sorted keys[0..n) as the shape, if they fit and need no escaping. */
+static void json_shape_build(json_shape *sh, const json_key *keys, int n) {
+  int i, pos = 0;
+  sh->n = 0;
+  for (i = 0; i < n; i++) {
+    size_t len = keys[i].len;
+    if (len > 255 || pos + (int)len + 3 > JSON_SHAPE_BYTES || json_plain_prefix(keys[i].s, len) != len) return;
+    sh->poff[i] = (unsigned char)pos;
+    sh->order[i] = (unsigned char)keys[i].t;
+    sh->bytes[pos++] = '"';
+    sh->kpos[keys[i].t] = (unsigned char)pos;
+    sh->len[keys[i].t] = (unsigned char)len;
+    memcpy(sh->bytes + pos, keys[i].s, len);
+    pos += (int)len;
+    sh->bytes[pos++] = '"';
+    sh->bytes[pos++] = ':';
+  }
+  sh->n = n;
+}
+
+/* keys[0..n) were collected by json_encode_table's pass over the table, in traversal
+ * order, their keys and values anchored on the Lua stack (slot: the value's index). */
 static void json_encode_collected(json_encoder *e, json_key *keys, int n) {
   json_frame *f = &e->frames[e->depth - 1];
+  json_shape *sh = e->depth <= JSON_SHAPE_DEPTH ? &e->shapes[e->depth - 1] : NULL;
   json_key k;
   int i, j;
+  if (sh && json_shape_match(sh, keys, n)) {
+    json_buffer *b = e->out;
+    for (i = 0; i < n; i++) {
+      const json_key *key = &keys[sh->order[i]];
+      size_t plen = key->len + 3;
+      json_buffer_reserve(e->L, b, plen + 1);
+      if (i > 0) b->data[b->len++] = ',';
+      json_copy(b->data + b->len, sh->bytes + sh->poff[i], plen);
+      b->len += plen;
+      f->child = JSON_CHILD_KEY;
+      f->key = key->s;
+      f->keylen = key->len;
+      json_encode_value(e, (int)key->slot);
+    }
+    return;
+  }
   for (i = 1; i < n; i++) { /* insertion sort: a handful of keys, mostly told apart early */
     k = keys[i];
     for (j = i - 1; j >= 0 && json_key_after(&keys[j], &k); j--) keys[j + 1] = keys[j];
     keys[j + 1] = k;
   }
+  if (sh) json_shape_build(sh, keys, n);
   for (i = 0; i < n; i++) json_encode_member(e, f, &keys[i], i == 0, (int)keys[i].slot);
 }
 
@@ -883,7 +994,7 @@ static void json_encode_table(json_encoder *e, int idx) {
     }
   }
   if (e->depth >= e->max_depth) json_encode_error(e, "tables nested deeper than max_depth (%d)", e->max_depth);
-  luaL_checkstack(L, 8, "JSON nesting");
+  json_room(L, &e->room, 3 * JSON_SMALL_OBJECT + 8, "JSON nesting");
   kind = json_marked_kind(e, idx);
   base = lua_gettop(L);
   f = &e->frames[e->depth];
@@ -893,7 +1004,6 @@ static void json_encode_table(json_encoder *e, int idx) {
   /* One pass to learn the shape. The string keys of a small object are collected on the
    * way (key and value left on the stack, anchored), so it is written without a second
    * pass. */
-  luaL_checkstack(L, 3 * JSON_SMALL_OBJECT + 8, "JSON object");
   lua_pushnil(L);
   more = lua_next(L, idx);
   if (more && kind != JSON_OBJECT && lua_type(L, -2) == LUA_TNUMBER) {
@@ -913,6 +1023,7 @@ static void json_encode_table(json_encoder *e, int idx) {
         keys[nkeys].s = k;
         keys[nkeys].len = kl;
         keys[nkeys].slot = lua_gettop(L) - 1;
+        keys[nkeys].t = nkeys;
         nkeys++;
         continue;
       }
@@ -1069,7 +1180,9 @@ static int json_encode(lua_State *L) {
   json_encoder e;
   json_buffer out;
   json_frame stack_frames[JSON_FRAMES_ON_STACK];
+  json_shape shapes[JSON_SHAPE_DEPTH];
   char first[JSON_FIRST_BLOCK];
+  int i;
 
   lua_settop(L, 2);
   json_check_options(L, 2, "json_encode", names);
@@ -1078,6 +1191,9 @@ static int json_encode(lua_State *L) {
   e.max_depth = json_option_max_depth(L, 2, "json_encode");
   e.root = "value";
   e.array_mt = e.object_mt = 0;
+  e.room = 0;
+  for (i = 0; i < JSON_SHAPE_DEPTH; i++) shapes[i].n = 0;
+  e.shapes = shapes;
   if (!lua_isnil(L, 2)) {
     if (lua_getfield(L, 2, "path") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "json_encode: option path must be a string");
@@ -1161,6 +1277,7 @@ typedef struct {
    * is loaded when bit i of kloaded is set; it then holds the string whose bytes are
    * ks[i] (kl[i] long), anchored by the stack for the whole decode. */
   int kbase;
+  int room; /* see json_room */
   uint64_t kloaded;
   const char *ks[JSON_KEY_CACHE];
   size_t kl[JSON_KEY_CACHE];
@@ -1197,9 +1314,12 @@ static const char *json_describe_char(lua_State *L, const char *p, const char *e
   return lua_pushfstring(L, "byte %s", hex);
 }
 
+/* The text is a Lua string: a '\0' follows its last byte. The hot paths test the next
+ * byte against what they expect without checking for the end first: at the end they read
+ * that '\0', which no test accepts, and the slow path then says what went wrong. */
 static inline void json_skip_space(json_decoder *d) {
   const char *p = d->p;
-  if (p < d->end && (unsigned char)*p > ' ') return; /* compact JSON: no space at all */
+  if ((unsigned char)*p > ' ') return; /* compact JSON: no space at all */
   while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
   d->p = p;
 }
@@ -1458,7 +1578,7 @@ static void json_expect_literal(json_decoder *d, const char *word, size_t n) {
 static void json_enter(json_decoder *d) {
   if (++d->depth > d->max_depth)
     json_decode_error(d, d->p, "arrays/objects nested deeper than max_depth (%d)", d->max_depth);
-  luaL_checkstack(d->L, 4, "JSON nesting");
+  json_room(d->L, &d->room, 4, "JSON nesting");
 }
 
 static void json_decode_array(json_decoder *d) {
@@ -1476,14 +1596,19 @@ static void json_decode_array(json_decoder *d) {
     return;
   }
   for (;;) {
+    char c;
     json_decode_value(d);
     lua_rawseti(L, -2, ++n);
-    json_skip_space(d);
-    if (d->p < d->end && *d->p == ',') {
+    c = *d->p;
+    if (c != ',' && c != ']') {
+      json_skip_space(d);
+      c = *d->p;
+    }
+    if (c == ',') {
       d->p++;
       continue;
     }
-    if (d->p < d->end && *d->p == ']') {
+    if (c == ']') {
       d->p++;
       break;
     }
@@ -1491,20 +1616,6 @@ static void json_decode_array(json_decoder *d) {
   }
   if (d->depth < JSON_HINT_DEPTH) d->array_hint[d->depth] = (unsigned char)(n < JSON_HINT_MAX ? n : JSON_HINT_MAX);
   d->depth--;
-}
-
-/* a[0..n) == b[0..n), inline for short keys (memcmp was a call per key). */
-static inline int json_same_bytes(const char *a, const char *b, size_t n) {
-  size_t i;
-  if (n >= 8) {
-    for (i = 0; i + 8 <= n; i += 8)
-      if (json_load8(a + i) != json_load8(b + i)) return 0;
-    return i == n || json_load8(a + n - 8) == json_load8(b + n - 8);
-  }
-  if (n >= 4) return json_load4(a) == json_load4(b) && json_load4(a + n - 4) == json_load4(b + n - 4);
-  for (i = 0; i < n; i++)
-    if (a[i] != b[i]) return 0;
-  return 1;
 }
 
 /* Pushes the key in this decode's slot h if it is the len bytes at d->p. */
@@ -1603,24 +1714,33 @@ static void json_decode_object(json_decoder *d) {
     return;
   }
   for (;;) {
-    json_skip_space(d);
-    if (d->p >= d->end || *d->p != '"')
-      json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
+    char c;
+    if (*d->p != '"') {
+      json_skip_space(d);
+      if (d->p >= d->end || *d->p != '"')
+        json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
+    }
     d->p++;
     json_decode_key(d);
-    json_skip_space(d);
-    if (d->p >= d->end || *d->p != ':')
-      json_decode_error(d, d->p, "expected ':' but found %s", json_describe_char(L, d->p, d->end));
+    if (*d->p != ':') {
+      json_skip_space(d);
+      if (d->p >= d->end || *d->p != ':')
+        json_decode_error(d, d->p, "expected ':' but found %s", json_describe_char(L, d->p, d->end));
+    }
     d->p++;
     json_decode_value(d);
     lua_rawset(L, -3); /* a duplicate key overwrites: the last one wins, as in Python */
     n++;
-    json_skip_space(d);
-    if (d->p < d->end && *d->p == ',') {
+    c = *d->p;
+    if (c != ',' && c != '}') {
+      json_skip_space(d);
+      c = *d->p;
+    }
+    if (c == ',') {
       d->p++;
       continue;
     }
-    if (d->p < d->end && *d->p == '}') {
+    if (c == '}') {
       d->p++;
       break;
     }
@@ -1631,8 +1751,10 @@ static void json_decode_object(json_decoder *d) {
 }
 
 static void json_decode_value(json_decoder *d) {
-  json_skip_space(d);
-  if (d->p >= d->end) json_decode_error(d, d->p, "unexpected end of input");
+  if ((unsigned char)*d->p <= ' ') {
+    json_skip_space(d);
+    if (d->p >= d->end) json_decode_error(d, d->p, "unexpected end of input");
+  }
   switch (*d->p) {
     case '{': json_decode_object(d); break;
     case '[': json_decode_array(d); break;
@@ -1669,6 +1791,7 @@ static int json_decode_run(lua_State *L, json_decoder *d) {
   luaL_checkstack(L, JSON_KEY_CACHE + 8, "JSON keys");
   d->kbase = lua_gettop(L) + 1;
   d->kloaded = 0;
+  d->room = 0;
   lua_settop(L, d->kbase + JSON_KEY_CACHE - 1);
   json_buffer_init(L, &scratch, NULL, 0);
   d->scratch = &scratch;
