@@ -1242,6 +1242,8 @@ static int json_encode(lua_State *L) {
  * cheap as the others. A finalizer that decodes while a decode runs shares them: a hint
  * is only a size, and a cached key is checked to be the string it names before use. */
 #define JSON_KEY_CACHE 64
+#define JSON_PRED_DEPTH 16
+#define JSON_PRED_KEYS 16
 
 /* A large input is decoded on credit (Lua 5.4): before it starts, the collector's debt
  * is lowered by about what the value will take (LUA_GCSTEP with a negative size), so no
@@ -1276,13 +1278,20 @@ typedef struct {
    * hit is one lua_pushvalue (the shared cache needs a lua_rawgeti and a check). Slot i
    * is loaded when bit i of kloaded is set; it then holds the string whose bytes are
    * ks[i] (kl[i] long), anchored by the stack for the whole decode. */
-  int kbase;
-  int room; /* see json_room */
+  int kbase; /* 0 for a text shorter than JSON_LOCAL_KEYS_MIN: no slots (kloaded stays 0) */
+  int room;  /* see json_room */
+  /* The slot of the key at each place of the last object at each depth: the next object
+   * there usually has the same keys in the same order, and a key that has the predicted
+   * bytes (then a quote) is pushed without a scan, a hash or a lookup. */
+  unsigned char kpred[JSON_PRED_DEPTH][JSON_PRED_KEYS];
   uint64_t kloaded;
   const char *ks[JSON_KEY_CACHE];
   size_t kl[JSON_KEY_CACHE];
 } json_decoder;
 #define JSON_KEY_MAX 40 /* Lua's short strings */
+/* Texts this long or longer get the decode's own key slots (below that, a few keys at most
+ * repeat, and making the slots costs more than it saves). */
+#define JSON_LOCAL_KEYS_MIN 256
 
 static int json_decode_error(json_decoder *d, const char *at, const char *fmt, ...) {
   lua_State *L = d->L;
@@ -1661,6 +1670,7 @@ static inline int json_key_local(json_decoder *d, unsigned h, size_t len) {
 
 /* Makes the string on top of the stack (len bytes at s) this decode's key in slot h. */
 static inline void json_key_load(json_decoder *d, unsigned h, const char *s, size_t len) {
+  if (!d->kbase) return; /* a short text: no slots */
   lua_pushvalue(d->L, -1);
   lua_replace(d->L, d->kbase + (int)h);
   d->ks[h] = s;
@@ -1686,7 +1696,7 @@ static inline int json_key_cached(json_decoder *d, unsigned h, size_t len) {
 /* d->p is just after a key's opening quote. Pushes the key. The cache is two-way: a key
  * is looked for in slot h and in its pair h ^ 1 (two keys of one shape that hash alike,
  * as "id" and "email" do, no longer evict each other on every record). */
-static void json_decode_key(json_decoder *d) {
+static int json_decode_key(json_decoder *d) {
   const char *p = d->p, *end = d->end;
   size_t len;
   unsigned h;
@@ -1706,14 +1716,17 @@ static void json_decode_key(json_decoder *d) {
   len = (size_t)(p - d->p);
   if (p >= end || *p != '"' || len == 0 || len > JSON_KEY_MAX) {
     json_decode_string(d); /* escapes, UTF-8, the empty key, long keys: the general path */
-    return;
+    return -1;
   }
   h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
        (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
-  if (json_key_local(d, h, len) || json_key_local(d, h ^ 1u, len) || json_key_cached(d, h, len) ||
-      json_key_cached(d, h ^ 1u, len)) {
+  if (json_key_local(d, h, len) || json_key_cached(d, h, len)) {
     d->p = p + 1;
-    return;
+    return (int)h;
+  }
+  if (json_key_local(d, h ^ 1u, len) || json_key_cached(d, h ^ 1u, len)) {
+    d->p = p + 1;
+    return (int)(h ^ 1u);
   }
   /* A miss: the entry in slot h moves to its pair (whose entry goes), the new key takes h.
    * An entry is cleared before its slot changes and set once the slot holds its string. */
@@ -1729,6 +1742,7 @@ static void json_decode_key(json_decoder *d) {
   d->cache->keys[h].len = len;
   json_key_load(d, h, d->cache->keys[h].s, len);
   d->p = p + 1;
+  return (int)h;
 }
 
 static void json_decode_object(json_decoder *d) {
@@ -1753,7 +1767,21 @@ static void json_decode_object(json_decoder *d) {
         json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
     }
     d->p++;
-    json_decode_key(d);
+    if (n < JSON_PRED_KEYS && d->depth < JSON_PRED_DEPTH && d->kbase) {
+      /* The key at this place in the last object at this depth, if these are its bytes. */
+      unsigned h = d->kpred[d->depth][n];
+      size_t len = d->kl[h];
+      if (((d->kloaded >> h) & 1u) && (size_t)(d->end - d->p) > len && d->p[len] == '"' &&
+          json_same_bytes(d->ks[h], d->p, len)) {
+        lua_pushvalue(L, d->kbase + (int)h);
+        d->p += len + 1;
+      } else {
+        int slot = json_decode_key(d);
+        if (slot >= 0) d->kpred[d->depth][n] = (unsigned char)slot;
+      }
+    } else {
+      json_decode_key(d);
+    }
     if (*d->p != ':') {
       json_skip_space(d);
       if (d->p >= d->end || *d->p != ':')
@@ -1821,11 +1849,15 @@ static inline __attribute__((always_inline)) void json_decode_value(json_decoder
 /* Decodes d's whole input and pushes the value. */
 static int json_decode_run(lua_State *L, json_decoder *d) {
   json_buffer scratch;
-  luaL_checkstack(L, JSON_KEY_CACHE + 8, "JSON keys");
-  d->kbase = lua_gettop(L) + 1;
+  d->kbase = 0;
   d->kloaded = 0;
   d->room = 0;
-  lua_settop(L, d->kbase + JSON_KEY_CACHE - 1);
+  if (d->end - d->start >= JSON_LOCAL_KEYS_MIN) {
+    luaL_checkstack(L, JSON_KEY_CACHE + 8, "JSON keys");
+    memset(d->kpred, 0, sizeof d->kpred); /* slot 0, not loaded yet: no prediction */
+    d->kbase = lua_gettop(L) + 1;
+    lua_settop(L, d->kbase + JSON_KEY_CACHE - 1);
+  }
   json_buffer_init(L, &scratch, NULL, 0);
   d->scratch = &scratch;
   json_decode_value(d);
