@@ -1376,9 +1376,38 @@ static void json_put_utf8(json_buffer *b, unsigned long cp) {
 }
 
 /* d->p is just after the opening quote. Pushes the string. */
-static void json_decode_string(json_decoder *d) {
+static void json_decode_string_rest(json_decoder *d, const char *p);
+
+/* Inline where strings are read: the common string, plain ASCII up to its closing quote,
+ * is scanned and pushed here; anything else (non-ASCII, escapes, errors) continues in
+ * json_decode_string_rest from the first such byte. */
+static inline void json_decode_string(json_decoder *d) {
+  const char *p = d->p, *end = d->end;
+  for (;;) {
+    uint64_t m;
+    if (end - p < 8) {
+      while (p < end && json_plain_in[(unsigned char)*p]) p++;
+      break;
+    }
+    m = json_special8(json_load8(p));
+    if (m) {
+      p += json_first_special(p, m);
+      break;
+    }
+    p += 8;
+  }
+  if (p < end && *p == '"') {
+    lua_pushlstring(d->L, d->p, (size_t)(p - d->p));
+    d->p = p + 1;
+    return;
+  }
+  json_decode_string_rest(d, p);
+}
+
+/* The string from d->p whose byte at p is not plain ASCII (or is the end). */
+static void json_decode_string_rest(json_decoder *d, const char *p) {
   lua_State *L = d->L;
-  const char *p = d->p, *end = d->end, *run;
+  const char *end = d->end, *run;
   json_buffer *b = d->scratch;
   /* Fast path: no escapes, the string is a slice of the input. */
   for (;;) {
