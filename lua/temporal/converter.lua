@@ -191,12 +191,14 @@ local function json_plain_to_payload(value, path)
   return json_plain_payload(value, path)
 end
 
+local function json_plain_from_payload(payload)
+  return json_decode(payload.data or "")
+end
+
 M.json_plain_converter = {
   encoding = "json/plain",
   to_payload = json_plain_to_payload,
-  from_payload = function(payload)
-    return json_decode(payload.data or "")
-  end,
+  from_payload = json_plain_from_payload,
 }
 
 -- The original to_payload of the four default converters before json/plain.
@@ -278,6 +280,8 @@ function M.composite_payload_converter(converters)
 end
 
 M.default_payload_converter = M.composite_payload_converter(M.default_encoding_converters())
+local default_payload_converter = M.default_payload_converter
+local default_from_payload = default_payload_converter.from_payload
 
 -- ------------------------------------------------------------------ DataConverter
 
@@ -409,12 +413,26 @@ end
 function DataConverter:from_payloads(payloads)
   if payloads == nil then return { n = 0 } end
   if type(payloads) ~= "table" then error("from_payloads: expected a list of payloads, got " .. type(payloads), 2) end
-  if type(payloads.payloads) == "table" then payloads = payloads.payloads end
+  local inner = payloads.payloads
+  if inner ~= nil and type(inner) == "table" then payloads = inner end
   if self.codec then payloads = self:_decode_list(payloads) end
   local n = #payloads
   local values
+  local pc = self.payload_converter
+  -- The default converter with its json/plain decoding as it came: a json/plain payload
+  -- goes straight to json_decode (what the composite converter would call after checking
+  -- the payload and looking its encoding up); anything else takes the converter's path.
+  local fast = pc == default_payload_converter and pc.from_payload == default_from_payload
+    and M.json_plain_converter.from_payload == json_plain_from_payload
   for i = 1, n do
-    local ok, v = pcall(self.payload_converter.from_payload, payloads[i])
+    local p = payloads[i]
+    local metadata = fast and type(p) == "table" and p.metadata
+    local ok, v
+    if metadata and type(metadata) == "table" and metadata.encoding == "json/plain" then
+      ok, v = pcall(json_decode, p.data or "")
+    else
+      ok, v = pcall(pc.from_payload, p)
+    end
     if not ok then
       local encoding = metadata_of(payloads[i]).encoding
       error(("payload %d%s: %s"):format(i, encoding and (" (" .. encoding .. ")") or "", tostring(v)), 0)
