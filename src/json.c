@@ -949,7 +949,7 @@ static int json_encode_sequence(json_encoder *e, int idx, int base) {
   f->child = JSON_CHILD_INDEX;
   for (;;) {
     f->index = i;
-    json_encode_value(e, lua_gettop(L));
+    json_encode_value(e, base + 2); /* lua_next leaves key and value at base + 1, + 2 */
     lua_pop(L, 1);
     if (!lua_next(L, idx)) break;
     if (lua_tointegerx(L, -2, &isnum) != ++i || !isnum) {
@@ -1022,7 +1022,7 @@ static void json_encode_table(json_encoder *e, int idx) {
         lua_pushvalue(L, -2); /* the key again, for lua_next; key and value stay below */
         keys[nkeys].s = k;
         keys[nkeys].len = kl;
-        keys[nkeys].slot = lua_gettop(L) - 1;
+        keys[nkeys].slot = base + 2 * (nkeys + 1); /* the value, under the key's copy */
         keys[nkeys].t = nkeys;
         nkeys++;
         continue;
