@@ -620,3 +620,85 @@ describe("object keys (decoded through a small cache of key strings)", function(
     end
   end)
 end)
+
+-- The encoder writes a small object whose keys (bytes, traversal order) are those of the
+-- last object at its level from that object's sorted keys; the decoder first tries, for
+-- each member, the key the last object at that depth had there. Both must give exactly
+-- what the general paths give, whatever the objects of a list have in common.
+describe("lists of objects sharing keys", function()
+  -- The same keys set in another order make another traversal of the same keys.
+  local function record(i, order)
+    local t = {}
+    local fields = {
+      { "id", i }, { "name", "user-" .. i }, { "email", "user" .. i .. "@example.com" },
+      { "active", i % 2 == 0 }, { "score", i * 1.5 }, { "tags", { "alpha", "beta" } },
+      { "address", { street = i .. " Main Street", city = "Springfield", zip = ("%05d"):format(i) } },
+    }
+    for _, j in ipairs(order) do t[fields[j][1]] = fields[j][2] end
+    return t
+  end
+
+  local function varied_list()
+    local list, orders = {}, { { 1, 2, 3, 4, 5, 6, 7 }, { 7, 6, 5, 4, 3, 2, 1 }, { 3, 1, 2, 7, 4, 6, 5 } }
+    for i = 1, 60 do
+      local r = record(i, orders[i % 3 + 1])
+      if i % 7 == 0 then r.extra = i end                           -- one key more
+      if i % 11 == 0 then r.name = nil end                         -- one key less
+      if i % 13 == 0 then r["na\"me"], r["\u{e9}"] = "q", "e" end  -- keys needing escapes
+      if i % 17 == 0 then r.emaik = "x" end                        -- a key one byte off another
+      if i % 5 == 0 then r.name, r.nbme = nil, r.name end          -- instead of one: same length
+      if i % 19 == 0 then r.n = 3 end                              -- n is just a key in an object
+      if i % 23 == 0 then                                          -- more than 8 keys
+        for k = 1, 6 do r["k" .. k] = k end
+      end
+      list[i] = r
+    end
+    return list
+  end
+
+  it("encode with every object's keys sorted, as json.dumps(sort_keys=True)", function()
+    if not has_python then
+      pending("python3 is not on PATH")
+      return
+    end
+    local list = varied_list()
+    -- keys of the same lengths, other bytes, in every order
+    local pairs_of = { { ab = 1, cd = 2 }, { ba = 1, dc = 2 }, { ab = 3, dc = 4 }, { cd = 5, ab = 6 }, { dc = 7, ba = 8 } }
+    local values = { list, { a = list, b = { list[1], list[2] } }, pairs_of }
+    local expected = python_dumps(values)
+    for i, v in ipairs(values) do assert.equal(expected[i], encode(v)) end
+  end)
+
+  it("decode each object with its own keys, however the keys of the last one looked", function()
+    local parts = {}
+    local keys = { '"id"', '"identity"', '"i\\u0064"', '"i"', '"idx"', '"n\\"m"', '"\\u00e9"', '"\u{e9}"',
+                   '"' .. ("k"):rep(40) .. '"', '"' .. ("k"):rep(41) .. '"', '""', '"ab"', '"ba"' }
+    local expected = {}
+    math.randomseed(7)
+    for r = 1, 300 do
+      local members, want = {}, {}
+      for m = 1, math.random(1, 6) do
+        local k = keys[math.random(#keys)]
+        members[#members + 1] = k .. ":" .. (r * 10 + m)
+        want[decode(k)] = r * 10 + m -- the key alone, decoded on its own
+      end
+      parts[r] = "{" .. table.concat(members, ",") .. "}"
+      expected[r] = want
+    end
+    local v = decode("[" .. table.concat(parts, ",") .. "]")
+    for r = 1, 300 do
+      local got = {}
+      for k, x in pairs(v[r]) do got[k] = x end
+      assert.same(expected[r], got, "object " .. r .. ": " .. parts[r])
+    end
+  end)
+
+  it("name the object and key of a bad value in any of them", function()
+    local list = varied_list()
+    list[41].email = "\255"
+    assert.matches("value[41].email: string is not valid UTF-8", encode_error(list), 1, true)
+    list[41].email = "ok"
+    list[42].address.zip = print
+    assert.matches("value[42].address.zip: cannot encode a value of type function", encode_error(list), 1, true)
+  end)
+end)

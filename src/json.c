@@ -85,11 +85,15 @@ static locale_t json_c_locale;
 static pthread_once_t json_once = PTHREAD_ONCE_INIT;
 /* Which bytes go out unchanged: printable ASCII but '"' and '\\'. */
 static unsigned char json_plain_byte[256];
+/* Which bytes a string's text reads without a second look: ASCII from 0x20 but '"' and
+ * '\\' (DEL included, unlike json_plain_byte). */
+static unsigned char json_plain_in[256];
 
 static void json_once_init(void) {
   int c;
   json_c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
   for (c = 0; c < 256; c++) json_plain_byte[c] = (c >= 0x20 && c < 0x7F && c != '"' && c != '\\');
+  for (c = 0; c < 256; c++) json_plain_in[c] = (c >= 0x20 && c < 0x80 && c != '"' && c != '\\');
 }
 
 /* ---------------------------------------------------------------- 8 bytes at a time */
@@ -119,6 +123,21 @@ static inline uint64_t json_special8_del(uint64_t w) {
   return json_special8(w) | ((d - JSON_ONES) & ~d & JSON_HIGHS);
 }
 
+/* Offset in the 8 bytes at p of the first one json_special8 flags (m, its nonzero
+ * result). Exact on little-endian machines: a borrow of the tests only carries into later
+ * bytes, so the lowest flag is a real one. Elsewhere the bytes are looked at in turn. */
+static inline unsigned json_first_special(const char *p, uint64_t m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && (defined(__GNUC__) || defined(__clang__))
+  (void)p;
+  return (unsigned)__builtin_ctzll(m) >> 3;
+#else
+  unsigned k = 0;
+  (void)m;
+  while (json_plain_in[(unsigned char)p[k]]) k++;
+  return k;
+#endif
+}
+
 static inline uint32_t json_load4(const void *p) {
   uint32_t w;
   memcpy(&w, p, 4);
@@ -143,6 +162,20 @@ static inline void json_copy(char *dst, const char *src, size_t n) {
     size_t i;
     for (i = 0; i < n; i++) dst[i] = src[i];
   }
+}
+
+/* a[0..n) == b[0..n), inline for short keys (memcmp was a call per key). */
+static inline int json_same_bytes(const char *a, const char *b, size_t n) {
+  size_t i;
+  if (n >= 8) {
+    for (i = 0; i + 8 <= n; i += 8)
+      if (json_load8(a + i) != json_load8(b + i)) return 0;
+    return i == n || json_load8(a + n - 8) == json_load8(b + n - 8);
+  }
+  if (n >= 4) return json_load4(a) == json_load4(b) && json_load4(a + n - 4) == json_load4(b + n - 4);
+  for (i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
 }
 
 /* ---------------------------------------------------------------- growable buffer */
@@ -482,8 +515,21 @@ typedef struct {
   json_frame *frames;
   int depth, max_depth;
   int array_mt, object_mt; /* stack indices of opts.array_mt / opts.object_mt, or 0 */
+  int room;                /* stack slots up to this index are there (see json_room) */
   const char *root;        /* name of the value in error messages */
+  struct json_shape *shapes; /* JSON_SHAPE_DEPTH of them, see json_encode_collected */
 } json_encoder;
+
+/* Makes sure n stack slots above the top are there. lua_checkstack keeps them for the
+ * running C function (its frame's top is raised: the stack is never shrunk below it), so
+ * one call with some slack covers the next tables instead of two calls per table. */
+static inline void json_room(lua_State *L, int *room, int n, const char *what) {
+  int top = lua_gettop(L);
+  if (top + n > *room) {
+    luaL_checkstack(L, n + 64, what);
+    *room = top + n + 64;
+  }
+}
 
 static int json_is_identifier(const char *s, size_t n) {
   size_t i;
@@ -563,23 +609,49 @@ static void json_put_u_escape(json_buffer *b, unsigned long u) {
   json_buffer_put(b, esc, 6);
 }
 
+/* Length of the prefix of s (len bytes) that goes out unchanged (json_plain_byte). */
+static inline size_t json_plain_prefix(const char *s, size_t len) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0;
+  while (i + 8 <= len && !json_special8_del(json_load8(u + i))) i += 8;
+  if (i < len && len - i < 8) {
+    /* The last 1..7 bytes as one word (overlapping loads, or the first, middle and last
+     * byte padded with 'a'): one test instead of a test per byte. */
+    size_t n = len - i;
+    uint64_t w = n >= 4 ? (uint64_t)json_load4(u + i) | (uint64_t)json_load4(u + len - 4) << 32
+                        : 0x6161616161000000ULL | u[i] | (uint64_t)u[i + n / 2] << 8 | (uint64_t)u[len - 1] << 16;
+    if (!json_special8_del(w)) return len;
+  }
+  while (i < len && json_plain_byte[u[i]]) i++;
+  return i;
+}
+
+static void json_encode_escaped(json_encoder *e, const char *s, size_t len, int is_key, size_t i);
+
 /* is_key: the string is a key of the open object (errors then name the object and key). */
-static void json_encode_string(json_encoder *e, const char *s, size_t len, int is_key) {
+static inline void json_encode_string(json_encoder *e, const char *s, size_t len, int is_key) {
+  json_buffer *b = e->out;
+  size_t i = json_plain_prefix(s, len);
+  char *o;
+  if (i < len) {
+    json_encode_escaped(e, s, len, is_key, i);
+    return;
+  }
+  json_buffer_reserve(e->L, b, len + 2); /* nothing to escape: the common case */
+  o = b->data + b->len;
+  o[0] = '"';
+  json_copy(o + 1, s, len);
+  o[len + 1] = '"';
+  b->len += len + 2;
+}
+
+/* The string with something to escape from byte i on. */
+static void json_encode_escaped(json_encoder *e, const char *s, size_t len, int is_key, size_t i) {
   lua_State *L = e->L;
   json_buffer *b = e->out;
   const unsigned char *u = (const unsigned char *)s;
-  size_t i = 0, run = 0;
-  while (i + 8 <= len && !json_special8_del(json_load8(u + i))) i += 8;
-  while (i < len && json_plain_byte[u[i]]) i++;
+  size_t run = 0;
   json_buffer_reserve(L, b, len + 2);
-  if (i == len) { /* nothing to escape: the common case */
-    char *o = b->data + b->len;
-    o[0] = '"';
-    json_copy(o + 1, s, len);
-    o[len + 1] = '"';
-    b->len += len + 2;
-    return;
-  }
   b->data[b->len++] = '"';
   while (i < len) {
     unsigned char c = u[i];
@@ -648,6 +720,7 @@ typedef struct {
   const char *s;
   size_t len;
   lua_Integer slot; /* where the key is anchored in the key table */
+  int t;            /* its place in the table's traversal (small objects) */
 } json_key;
 
 static int json_key_compare(const void *a, const void *b) {
@@ -733,17 +806,82 @@ static inline int json_key_after(const json_key *a, const json_key *b) {
   return a->len > b->len;
 }
 
-/* keys[0..n) were collected by json_encode_table's pass over the table, their keys and
- * values anchored on the Lua stack (slot: the value's index). */
+/* The last small object's keys at each of the first JSON_SHAPE_DEPTH levels, for the
+ * next object there: the records of a list share their keys and their traversal order
+ * (tables built alike lay their keys out alike). An object whose keys, in traversal order,
+ * have the bytes of its level's shape is written without sorting its keys or looking at
+ * them again: the members' '"key":' come ready from the shape. Keys are compared by their
+ * bytes, never by pointer, so a shape cannot outlive its strings' meaning. One per
+ * json_encode call, on its C stack (a finalizer that encodes has its own). */
+#define JSON_SHAPE_DEPTH 8
+#define JSON_SHAPE_BYTES 200 /* every key's '"key":', in sorted order */
+
+typedef struct json_shape {
+  int n;                                  /* keys; 0: no shape */
+  unsigned char len[JSON_SMALL_OBJECT];   /* by traversal place: the key's length */
+  unsigned char kpos[JSON_SMALL_OBJECT];  /*   and where its bytes are in bytes[] */
+  unsigned char order[JSON_SMALL_OBJECT]; /* by sorted place: the traversal place */
+  unsigned char poff[JSON_SMALL_OBJECT];  /*   and where its '"key":' starts */
+  char bytes[JSON_SHAPE_BYTES];
+} json_shape;
+
+static inline int json_shape_match(const json_shape *sh, const json_key *keys, int n) {
+  int t;
+  if (sh->n != n) return 0;
+  for (t = 0; t < n; t++)
+    if (keys[t].len != sh->len[t] || !json_same_bytes(keys[t].s, sh->bytes + sh->kpos[t], keys[t].len)) return 0;
+  return 1;
+}
+
+/* Records sorted keys[0..n) as the shape, if they fit and need no escaping. */
+static void json_shape_build(json_shape *sh, const json_key *keys, int n) {
+  int i, pos = 0;
+  sh->n = 0;
+  for (i = 0; i < n; i++) {
+    size_t len = keys[i].len;
+    if (len > 255 || pos + (int)len + 3 > JSON_SHAPE_BYTES || json_plain_prefix(keys[i].s, len) != len) return;
+    sh->poff[i] = (unsigned char)pos;
+    sh->order[i] = (unsigned char)keys[i].t;
+    sh->bytes[pos++] = '"';
+    sh->kpos[keys[i].t] = (unsigned char)pos;
+    sh->len[keys[i].t] = (unsigned char)len;
+    memcpy(sh->bytes + pos, keys[i].s, len);
+    pos += (int)len;
+    sh->bytes[pos++] = '"';
+    sh->bytes[pos++] = ':';
+  }
+  sh->n = n;
+}
+
+/* keys[0..n) were collected by json_encode_table's pass over the table, in traversal
+ * order, their keys and values anchored on the Lua stack (slot: the value's index). */
 static void json_encode_collected(json_encoder *e, json_key *keys, int n) {
   json_frame *f = &e->frames[e->depth - 1];
+  json_shape *sh = e->depth <= JSON_SHAPE_DEPTH ? &e->shapes[e->depth - 1] : NULL;
   json_key k;
   int i, j;
+  if (sh && json_shape_match(sh, keys, n)) {
+    json_buffer *b = e->out;
+    for (i = 0; i < n; i++) {
+      const json_key *key = &keys[sh->order[i]];
+      size_t plen = key->len + 3;
+      json_buffer_reserve(e->L, b, plen + 1);
+      if (i > 0) b->data[b->len++] = ',';
+      json_copy(b->data + b->len, sh->bytes + sh->poff[i], plen);
+      b->len += plen;
+      f->child = JSON_CHILD_KEY;
+      f->key = key->s;
+      f->keylen = key->len;
+      json_encode_value(e, (int)key->slot);
+    }
+    return;
+  }
   for (i = 1; i < n; i++) { /* insertion sort: a handful of keys, mostly told apart early */
     k = keys[i];
     for (j = i - 1; j >= 0 && json_key_after(&keys[j], &k); j--) keys[j + 1] = keys[j];
     keys[j + 1] = k;
   }
+  if (sh) json_shape_build(sh, keys, n);
   for (i = 0; i < n; i++) json_encode_member(e, f, &keys[i], i == 0, (int)keys[i].slot);
 }
 
@@ -787,6 +925,49 @@ static void json_encode_object(json_encoder *e, int idx, lua_Integer count, json
   e->out->data[e->out->len++] = '}';
 }
 
+/* The common array, a sequence whose traversal yields 1, 2, ..., n in order (the array
+ * part): written in the same pass that checks its keys, with no second pass of
+ * lua_rawgeti. The first key and value are on the stack (above base). Returns 1 when it
+ * wrote the table; 0 (output as it was, stack at base) when some key breaks the sequence: a string key (an object, the n of
+ * table.pack, a mixed table), a hole, an index out of order. The caller's general path
+ * then decides, and raises the error if there is one. An error in an item raised here
+ * names the item, as the general path would; a table that is both broken and holds a
+ * bad item before the break reports the item instead of the table's shape. */
+static int json_encode_sequence(json_encoder *e, int idx, int base) {
+  lua_State *L = e->L;
+  json_frame *f = &e->frames[e->depth];
+  size_t start = e->out->len;
+  lua_Integer i = 1;
+  int isnum;
+  if (lua_tointegerx(L, -2, &isnum) != 1 || !isnum) {
+    lua_settop(L, base);
+    return 0;
+  }
+  e->depth++;
+  json_buffer_reserve(L, e->out, 2);
+  e->out->data[e->out->len++] = '[';
+  f->child = JSON_CHILD_INDEX;
+  for (;;) {
+    f->index = i;
+    json_encode_value(e, base + 2); /* lua_next leaves key and value at base + 1, + 2 */
+    lua_pop(L, 1);
+    if (!lua_next(L, idx)) break;
+    if (lua_tointegerx(L, -2, &isnum) != ++i || !isnum) {
+      lua_settop(L, base);
+      e->out->len = start;
+      e->depth--;
+      f->child = JSON_CHILD_NONE;
+      return 0;
+    }
+    json_buffer_reserve(L, e->out, 1);
+    e->out->data[e->out->len++] = ',';
+  }
+  json_buffer_reserve(L, e->out, 1);
+  e->out->data[e->out->len++] = ']';
+  e->depth--;
+  return 1;
+}
+
 /* Pushes a short description of the key on top of the stack. */
 static const char *json_describe_key(lua_State *L) {
   switch (lua_type(L, -1)) {
@@ -801,7 +982,7 @@ static const char *json_describe_key(lua_State *L) {
 static void json_encode_table(json_encoder *e, int idx) {
   lua_State *L = e->L;
   const void *self = lua_topointer(L, idx);
-  int d, kind, base, nkeys = 0, overflow = 0;
+  int d, kind, base, more, nkeys = 0, overflow = 0;
   json_key keys[JSON_SMALL_OBJECT];
   lua_Integer count = 0, npos = 0, maxpos = 0, nstr = 0, nval = -1;
   json_frame *f;
@@ -813,16 +994,24 @@ static void json_encode_table(json_encoder *e, int idx) {
     }
   }
   if (e->depth >= e->max_depth) json_encode_error(e, "tables nested deeper than max_depth (%d)", e->max_depth);
-  luaL_checkstack(L, 8, "JSON nesting");
+  json_room(L, &e->room, 3 * JSON_SMALL_OBJECT + 8, "JSON nesting");
   kind = json_marked_kind(e, idx);
+  base = lua_gettop(L);
+  f = &e->frames[e->depth];
+  f->table = self;
+  f->child = JSON_CHILD_NONE;
 
   /* One pass to learn the shape. The string keys of a small object are collected on the
    * way (key and value left on the stack, anchored), so it is written without a second
    * pass. */
-  base = lua_gettop(L);
-  luaL_checkstack(L, 3 * JSON_SMALL_OBJECT + 8, "JSON object");
   lua_pushnil(L);
-  while (lua_next(L, idx)) {
+  more = lua_next(L, idx);
+  if (more && kind != JSON_OBJECT && lua_type(L, -2) == LUA_TNUMBER) {
+    if (json_encode_sequence(e, idx, base)) return;
+    lua_pushnil(L); /* not a sequence: the general path, from the start */
+    more = lua_next(L, idx);
+  }
+  for (; more; more = lua_next(L, idx)) {
     count++;
     if (lua_type(L, -2) == LUA_TSTRING) {
       size_t kl;
@@ -833,7 +1022,8 @@ static void json_encode_table(json_encoder *e, int idx) {
         lua_pushvalue(L, -2); /* the key again, for lua_next; key and value stay below */
         keys[nkeys].s = k;
         keys[nkeys].len = kl;
-        keys[nkeys].slot = lua_gettop(L) - 1;
+        keys[nkeys].slot = base + 2 * (nkeys + 1); /* the value, under the key's copy */
+        keys[nkeys].t = nkeys;
         nkeys++;
         continue;
       }
@@ -852,10 +1042,6 @@ static void json_encode_table(json_encoder *e, int idx) {
                         lua_tostring(L, -1));
     }
   }
-
-  f = &e->frames[e->depth];
-  f->table = self;
-  f->child = JSON_CHILD_NONE;
 
   if (kind == JSON_UNMARKED) {
     if (count == 0 || (nstr == 0 && maxpos == npos)) {
@@ -994,7 +1180,9 @@ static int json_encode(lua_State *L) {
   json_encoder e;
   json_buffer out;
   json_frame stack_frames[JSON_FRAMES_ON_STACK];
+  json_shape shapes[JSON_SHAPE_DEPTH];
   char first[JSON_FIRST_BLOCK];
+  int i;
 
   lua_settop(L, 2);
   json_check_options(L, 2, "json_encode", names);
@@ -1003,6 +1191,9 @@ static int json_encode(lua_State *L) {
   e.max_depth = json_option_max_depth(L, 2, "json_encode");
   e.root = "value";
   e.array_mt = e.object_mt = 0;
+  e.room = 0;
+  for (i = 0; i < JSON_SHAPE_DEPTH; i++) shapes[i].n = 0;
+  e.shapes = shapes;
   if (!lua_isnil(L, 2)) {
     if (lua_getfield(L, 2, "path") != LUA_TNIL) {
       if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "json_encode: option path must be a string");
@@ -1051,6 +1242,8 @@ static int json_encode(lua_State *L) {
  * cheap as the others. A finalizer that decodes while a decode runs shares them: a hint
  * is only a size, and a cached key is checked to be the string it names before use. */
 #define JSON_KEY_CACHE 64
+#define JSON_PRED_DEPTH 16
+#define JSON_PRED_KEYS 16
 
 /* A large input is decoded on credit (Lua 5.4): before it starts, the collector's debt
  * is lowered by about what the value will take (LUA_GCSTEP with a negative size), so no
@@ -1081,8 +1274,24 @@ typedef struct {
   json_buffer *scratch; /* for strings with escapes */
   unsigned char *array_hint, *object_hint;
   json_decode_cache *cache;
+  /* This decode's own copy of the key cache, in JSON_KEY_CACHE stack slots from kbase: a
+   * hit is one lua_pushvalue (the shared cache needs a lua_rawgeti and a check). Slot i
+   * is loaded when bit i of kloaded is set; it then holds the string whose bytes are
+   * ks[i] (kl[i] long), anchored by the stack for the whole decode. */
+  int kbase; /* 0 for a text shorter than JSON_LOCAL_KEYS_MIN: no slots (kloaded stays 0) */
+  int room;  /* see json_room */
+  /* The slot of the key at each place of the last object at each depth: the next object
+   * there usually has the same keys in the same order, and a key that has the predicted
+   * bytes (then a quote) is pushed without a scan, a hash or a lookup. */
+  unsigned char kpred[JSON_PRED_DEPTH][JSON_PRED_KEYS];
+  uint64_t kloaded;
+  const char *ks[JSON_KEY_CACHE];
+  size_t kl[JSON_KEY_CACHE];
 } json_decoder;
 #define JSON_KEY_MAX 40 /* Lua's short strings */
+/* Texts this long or longer get the decode's own key slots (below that, a few keys at most
+ * repeat, and making the slots costs more than it saves). */
+#define JSON_LOCAL_KEYS_MIN 256
 
 static int json_decode_error(json_decoder *d, const char *at, const char *fmt, ...) {
   lua_State *L = d->L;
@@ -1114,14 +1323,19 @@ static const char *json_describe_char(lua_State *L, const char *p, const char *e
   return lua_pushfstring(L, "byte %s", hex);
 }
 
+/* The text is a Lua string: a '\0' follows its last byte. The hot paths test the next
+ * byte against what they expect without checking for the end first: at the end they read
+ * that '\0', which no test accepts, and the slow path then says what went wrong. */
 static inline void json_skip_space(json_decoder *d) {
   const char *p = d->p;
-  if (p < d->end && (unsigned char)*p > ' ') return; /* compact JSON: no space at all */
+  if ((unsigned char)*p > ' ') return; /* compact JSON: no space at all */
   while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
   d->p = p;
 }
 
 static void json_decode_value(json_decoder *d);
+static void json_decode_object(json_decoder *d);
+static void json_decode_array(json_decoder *d);
 
 static int json_hex4(const char *p, unsigned long *out) {
   unsigned long v = 0;
@@ -1162,23 +1376,63 @@ static void json_put_utf8(json_buffer *b, unsigned long cp) {
 }
 
 /* d->p is just after the opening quote. Pushes the string. */
-static void json_decode_string(json_decoder *d) {
+static void json_decode_string_rest(json_decoder *d, const char *p);
+
+/* Inline where strings are read: the common string, plain ASCII up to its closing quote,
+ * is scanned and pushed here; anything else (non-ASCII, escapes, errors) continues in
+ * json_decode_string_rest from the first such byte. */
+static inline void json_decode_string(json_decoder *d) {
+  const char *p = d->p, *end = d->end;
+  for (;;) {
+    uint64_t m;
+    if (end - p < 8) {
+      while (p < end && json_plain_in[(unsigned char)*p]) p++;
+      break;
+    }
+    m = json_special8(json_load8(p));
+    if (m) {
+      p += json_first_special(p, m);
+      break;
+    }
+    p += 8;
+  }
+  if (p < end && *p == '"') {
+    lua_pushlstring(d->L, d->p, (size_t)(p - d->p));
+    d->p = p + 1;
+    return;
+  }
+  json_decode_string_rest(d, p);
+}
+
+/* The string from d->p whose byte at p is not plain ASCII (or is the end). */
+static void json_decode_string_rest(json_decoder *d, const char *p) {
   lua_State *L = d->L;
-  const char *p = d->p, *end = d->end, *run;
+  const char *end = d->end, *run;
   json_buffer *b = d->scratch;
   /* Fast path: no escapes, the string is a slice of the input. */
-  while (end - p >= 8 && !json_special8(json_load8(p))) p += 8;
-  while (p < end) {
-    unsigned char c = (unsigned char)*p;
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      p++;
-    } else if (c >= 0x80) {
+  for (;;) {
+    unsigned char c;
+    for (;;) {
+      uint64_t m;
+      if (end - p < 8) {
+        while (p < end && json_plain_in[(unsigned char)*p]) p++;
+        break;
+      }
+      m = json_special8(json_load8(p));
+      if (m) {
+        p += json_first_special(p, m);
+        break;
+      }
+      p += 8;
+    }
+    if (p >= end) break;
+    c = (unsigned char)*p;
+    if (c < 0x80) break; /* the closing quote, an escape or a control character */
+    {
       unsigned long cp;
       size_t n = json_utf8_decode((const unsigned char *)p, (size_t)(end - p), &cp);
       if (!n) json_decode_error(d, p, "invalid UTF-8 in string");
       p += n;
-    } else {
-      break;
     }
   }
   if (p >= end) json_decode_error(d, p, "unterminated string");
@@ -1257,6 +1511,36 @@ static void json_decode_number(json_decoder *d) {
     p++;
   }
   digits = p;
+  if ((unsigned)(*p - '1') < 9) {
+    /* Fast path, one pass: an integer of up to 18 digits (no overflow possible), or a
+     * decimal of up to 15 digits without exponent (Clinger's exact case, as below). The
+     * '\0' after the text stops the loops at its end. */
+    uint64_t v = (uint64_t)(*p++ - '0');
+    int nd = 1, fd = 0;
+    while ((unsigned)(*p - '0') < 10 && nd < 18) {
+      v = v * 10 + (uint64_t)(*p++ - '0');
+      nd++;
+    }
+    if (*p == '.' && (unsigned)(p[1] - '0') < 10) {
+      p++;
+      while ((unsigned)(*p - '0') < 10 && nd < 16) {
+        v = v * 10 + (uint64_t)(*p++ - '0');
+        nd++;
+        fd++;
+      }
+      if (nd <= 15 && (unsigned)(*p - '0') >= 10 && *p != 'e' && *p != 'E') {
+        double x = (double)v / json_pow10[fd];
+        lua_pushnumber(L, (lua_Number)(negative ? -x : x));
+        d->p = p;
+        return;
+      }
+    } else if ((unsigned)(*p - '0') >= 10 && *p != '.' && *p != 'e' && *p != 'E') {
+      lua_pushinteger(L, negative ? (lua_Integer)((lua_Unsigned)0 - v) : (lua_Integer)v);
+      d->p = p;
+      return;
+    }
+    p = digits; /* longer, or with an exponent: the general path */
+  }
   if (p >= end || *p < '0' || *p > '9') json_decode_error(d, start, "invalid number");
   if (*p == '0') {
     p++;
@@ -1364,7 +1648,7 @@ static void json_expect_literal(json_decoder *d, const char *word, size_t n) {
 static void json_enter(json_decoder *d) {
   if (++d->depth > d->max_depth)
     json_decode_error(d, d->p, "arrays/objects nested deeper than max_depth (%d)", d->max_depth);
-  luaL_checkstack(d->L, 4, "JSON nesting");
+  json_room(d->L, &d->room, 4, "JSON nesting");
 }
 
 static void json_decode_array(json_decoder *d) {
@@ -1382,14 +1666,19 @@ static void json_decode_array(json_decoder *d) {
     return;
   }
   for (;;) {
+    char c;
     json_decode_value(d);
     lua_rawseti(L, -2, ++n);
-    json_skip_space(d);
-    if (d->p < d->end && *d->p == ',') {
+    c = *d->p;
+    if (c != ',' && c != ']') {
+      json_skip_space(d);
+      c = *d->p;
+    }
+    if (c == ',') {
       d->p++;
       continue;
     }
-    if (d->p < d->end && *d->p == ']') {
+    if (c == ']') {
       d->p++;
       break;
     }
@@ -1399,25 +1688,35 @@ static void json_decode_array(json_decoder *d) {
   d->depth--;
 }
 
-/* a[0..n) == b[0..n), inline for short keys (memcmp was a call per key). */
-static inline int json_same_bytes(const char *a, const char *b, size_t n) {
-  size_t i;
-  if (n >= 8) {
-    for (i = 0; i + 8 <= n; i += 8)
-      if (json_load8(a + i) != json_load8(b + i)) return 0;
-    return i == n || json_load8(a + n - 8) == json_load8(b + n - 8);
+/* Pushes the key in this decode's slot h if it is the len bytes at d->p. */
+static inline int json_key_local(json_decoder *d, unsigned h, size_t len) {
+  if (((d->kloaded >> h) & 1u) && d->kl[h] == len && json_same_bytes(d->ks[h], d->p, len)) {
+    lua_pushvalue(d->L, d->kbase + (int)h);
+    return 1;
   }
-  if (n >= 4) return json_load4(a) == json_load4(b) && json_load4(a + n - 4) == json_load4(b + n - 4);
-  for (i = 0; i < n; i++)
-    if (a[i] != b[i]) return 0;
-  return 1;
+  return 0;
 }
 
-/* Pushes the cached key in slot h if it is the len bytes at d->p. */
+/* Makes the string on top of the stack (len bytes at s) this decode's key in slot h. */
+static inline void json_key_load(json_decoder *d, unsigned h, const char *s, size_t len) {
+  if (!d->kbase) return; /* a short text: no slots */
+  lua_pushvalue(d->L, -1);
+  lua_replace(d->L, d->kbase + (int)h);
+  d->ks[h] = s;
+  d->kl[h] = len;
+  d->kloaded |= (uint64_t)1 << h;
+}
+
+/* Pushes the key in the shared cache's slot h if it is the len bytes at d->p, and loads
+ * it into this decode's slot h. */
 static inline int json_key_cached(json_decoder *d, unsigned h, size_t len) {
-  if (d->cache->keys[h].len == len && d->cache->keys[h].s && json_same_bytes(d->cache->keys[h].s, d->p, len)) {
+  const char *s = d->cache->keys[h].s;
+  if (d->cache->keys[h].len == len && s && json_same_bytes(s, d->p, len)) {
     lua_rawgeti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
-    if (lua_tostring(d->L, -1) == d->cache->keys[h].s) return 1;
+    if (lua_tostring(d->L, -1) == s) {
+      json_key_load(d, h, s, len);
+      return 1;
+    }
     lua_pop(d->L, 1); /* not the string the entry names (cannot happen; stay safe) */
   }
   return 0;
@@ -1426,21 +1725,37 @@ static inline int json_key_cached(json_decoder *d, unsigned h, size_t len) {
 /* d->p is just after a key's opening quote. Pushes the key. The cache is two-way: a key
  * is looked for in slot h and in its pair h ^ 1 (two keys of one shape that hash alike,
  * as "id" and "email" do, no longer evict each other on every record). */
-static void json_decode_key(json_decoder *d) {
+static int json_decode_key(json_decoder *d) {
   const char *p = d->p, *end = d->end;
   size_t len;
   unsigned h;
-  while (p < end && json_plain_byte[(unsigned char)*p]) p++;
+  for (;;) {
+    uint64_t m;
+    if (end - p < 8) {
+      while (p < end && json_plain_in[(unsigned char)*p]) p++;
+      break;
+    }
+    m = json_special8(json_load8(p));
+    if (m) {
+      p += json_first_special(p, m);
+      break;
+    }
+    p += 8;
+  }
   len = (size_t)(p - d->p);
   if (p >= end || *p != '"' || len == 0 || len > JSON_KEY_MAX) {
     json_decode_string(d); /* escapes, UTF-8, the empty key, long keys: the general path */
-    return;
+    return -1;
   }
   h = ((unsigned)len * 31u + (unsigned char)d->p[0] * 7u + (unsigned char)d->p[len - 1] +
        (unsigned char)d->p[len / 2] * 3u) & (JSON_KEY_CACHE - 1);
-  if (json_key_cached(d, h, len) || json_key_cached(d, h ^ 1u, len)) {
+  if (json_key_local(d, h, len) || json_key_cached(d, h, len)) {
     d->p = p + 1;
-    return;
+    return (int)h;
+  }
+  if (json_key_local(d, h ^ 1u, len) || json_key_cached(d, h ^ 1u, len)) {
+    d->p = p + 1;
+    return (int)(h ^ 1u);
   }
   /* A miss: the entry in slot h moves to its pair (whose entry goes), the new key takes h.
    * An entry is cleared before its slot changes and set once the slot holds its string. */
@@ -1454,7 +1769,9 @@ static void json_decode_key(json_decoder *d) {
   lua_rawseti(d->L, JSON_UV_KEY_TABLE, (lua_Integer)h + 1);
   d->cache->keys[h].s = lua_tostring(d->L, -1);
   d->cache->keys[h].len = len;
+  json_key_load(d, h, d->cache->keys[h].s, len);
   d->p = p + 1;
+  return (int)h;
 }
 
 static void json_decode_object(json_decoder *d) {
@@ -1472,24 +1789,47 @@ static void json_decode_object(json_decoder *d) {
     return;
   }
   for (;;) {
-    json_skip_space(d);
-    if (d->p >= d->end || *d->p != '"')
-      json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
+    char c;
+    if (*d->p != '"') {
+      json_skip_space(d);
+      if (d->p >= d->end || *d->p != '"')
+        json_decode_error(d, d->p, "expected a string key but found %s", json_describe_char(L, d->p, d->end));
+    }
     d->p++;
-    json_decode_key(d);
-    json_skip_space(d);
-    if (d->p >= d->end || *d->p != ':')
-      json_decode_error(d, d->p, "expected ':' but found %s", json_describe_char(L, d->p, d->end));
+    if (n < JSON_PRED_KEYS && d->depth < JSON_PRED_DEPTH && d->kbase) {
+      /* The key at this place in the last object at this depth, if these are its bytes. */
+      unsigned h = d->kpred[d->depth][n];
+      size_t len = d->kl[h];
+      if (((d->kloaded >> h) & 1u) && (size_t)(d->end - d->p) > len && d->p[len] == '"' &&
+          json_same_bytes(d->ks[h], d->p, len)) {
+        lua_pushvalue(L, d->kbase + (int)h);
+        d->p += len + 1;
+      } else {
+        int slot = json_decode_key(d);
+        if (slot >= 0) d->kpred[d->depth][n] = (unsigned char)slot;
+      }
+    } else {
+      json_decode_key(d);
+    }
+    if (*d->p != ':') {
+      json_skip_space(d);
+      if (d->p >= d->end || *d->p != ':')
+        json_decode_error(d, d->p, "expected ':' but found %s", json_describe_char(L, d->p, d->end));
+    }
     d->p++;
     json_decode_value(d);
     lua_rawset(L, -3); /* a duplicate key overwrites: the last one wins, as in Python */
     n++;
-    json_skip_space(d);
-    if (d->p < d->end && *d->p == ',') {
+    c = *d->p;
+    if (c != ',' && c != '}') {
+      json_skip_space(d);
+      c = *d->p;
+    }
+    if (c == ',') {
       d->p++;
       continue;
     }
-    if (d->p < d->end && *d->p == '}') {
+    if (c == '}') {
       d->p++;
       break;
     }
@@ -1499,9 +1839,12 @@ static void json_decode_object(json_decoder *d) {
   d->depth--;
 }
 
-static void json_decode_value(json_decoder *d) {
-  json_skip_space(d);
-  if (d->p >= d->end) json_decode_error(d, d->p, "unexpected end of input");
+/* Inline in the loops of arrays and objects: a scalar costs no call of its own. */
+static inline __attribute__((always_inline)) void json_decode_value(json_decoder *d) {
+  if ((unsigned char)*d->p <= ' ') {
+    json_skip_space(d);
+    if (d->p >= d->end) json_decode_error(d, d->p, "unexpected end of input");
+  }
   switch (*d->p) {
     case '{': json_decode_object(d); break;
     case '[': json_decode_array(d); break;
@@ -1535,6 +1878,15 @@ static void json_decode_value(json_decoder *d) {
 /* Decodes d's whole input and pushes the value. */
 static int json_decode_run(lua_State *L, json_decoder *d) {
   json_buffer scratch;
+  d->kbase = 0;
+  d->kloaded = 0;
+  d->room = 0;
+  if (d->end - d->start >= JSON_LOCAL_KEYS_MIN) {
+    luaL_checkstack(L, JSON_KEY_CACHE + 8, "JSON keys");
+    memset(d->kpred, 0, sizeof d->kpred); /* slot 0, not loaded yet: no prediction */
+    d->kbase = lua_gettop(L) + 1;
+    lua_settop(L, d->kbase + JSON_KEY_CACHE - 1);
+  }
   json_buffer_init(L, &scratch, NULL, 0);
   d->scratch = &scratch;
   json_decode_value(d);

@@ -161,35 +161,44 @@ M.binary_protobuf_converter = {
 
 local JSON_TYPES = { boolean = true, number = true, string = true, table = true }
 
+-- The json/plain payload of a value json/plain accepts.
+local function json_plain_payload(value, path)
+  -- No options table per call: errors are rare, so a failed encode is redone with the
+  -- path for its message (encoding is deterministic: it fails the same way).
+  local ok, data = pcall(json_encode, value)
+  if not ok then
+    path = path or "value"
+    if path ~= "value" then
+      local ok2, data2 = pcall(json_encode, value, { path = path })
+      if not ok2 then data = data2 end
+    end
+    if type(data) == "string" and data:find("__jsontype", 1, true) then
+      local at = find_binary(value, path, {})
+      if at then
+        error(at .. ": temporal.binary cannot be nested inside JSON; pass bytes as a"
+          .. " top-level value or encode them (e.g. base64) yourself", 0)
+      end
+    end
+    error(data, 0)
+  end
+  return { metadata = { encoding = "json/plain" }, data = data }
+end
+
+local function json_plain_to_payload(value, path)
+  if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or getmetatable(value) == binary_mt then
+    return nil  -- (a string's metatable is the string library's, never binary_mt)
+  end
+  return json_plain_payload(value, path)
+end
+
+local function json_plain_from_payload(payload)
+  return json_decode(payload.data or "")
+end
+
 M.json_plain_converter = {
   encoding = "json/plain",
-  to_payload = function(value, path)
-    if not (JSON_TYPES[type(value)] or compat.is_boxed_integer(value)) or getmetatable(value) == binary_mt then
-      return nil  -- (a string's metatable is the string library's, never binary_mt)
-    end
-    -- No options table per call: errors are rare, so a failed encode is redone with the
-    -- path for its message (encoding is deterministic: it fails the same way).
-    local ok, data = pcall(json_encode, value)
-    if not ok then
-      path = path or "value"
-      if path ~= "value" then
-        local ok2, data2 = pcall(json_encode, value, { path = path })
-        if not ok2 then data = data2 end
-      end
-      if type(data) == "string" and data:find("__jsontype", 1, true) then
-        local at = find_binary(value, path, {})
-        if at then
-          error(at .. ": temporal.binary cannot be nested inside JSON; pass bytes as a"
-            .. " top-level value or encode them (e.g. base64) yourself", 0)
-        end
-      end
-      error(data, 0)
-    end
-    return { metadata = { encoding = "json/plain" }, data = data }
-  end,
-  from_payload = function(payload)
-    return json_decode(payload.data or "")
-  end,
+  to_payload = json_plain_to_payload,
+  from_payload = json_plain_from_payload,
 }
 
 -- The original to_payload of the four default converters before json/plain.
@@ -239,10 +248,14 @@ function M.composite_payload_converter(converters)
   return {
     encoding_converters = list,
     to_payload = function(value, path)
-      if is_default and JSON_TYPES[type(value)] and getmetatable(value) ~= binary_mt
+      local t = type(value)
+      if is_default and JSON_TYPES[t] and (t ~= "table" or getmetatable(value) ~= binary_mt)
         and list[1].to_payload == declines[1] and list[2].to_payload == declines[2]
         and list[3].to_payload == declines[3] and list[4].to_payload == declines[4] then
-        local p = list[5].to_payload(value, path)
+        local to_payload = list[5].to_payload
+        -- json/plain's own to_payload would check the type again: straight to the encoding
+        if to_payload == json_plain_to_payload then return json_plain_payload(value, path) end
+        local p = to_payload(value, path)
         if p ~= nil then return p end
         error(("%s: no payload converter accepts a value of type %s"):format(path or "value", type_name(value)), 0)
       end
@@ -267,6 +280,8 @@ function M.composite_payload_converter(converters)
 end
 
 M.default_payload_converter = M.composite_payload_converter(M.default_encoding_converters())
+local default_payload_converter = M.default_payload_converter
+local default_from_payload = default_payload_converter.from_payload
 
 -- ------------------------------------------------------------------ DataConverter
 
@@ -356,12 +371,30 @@ local arg_paths = setmetatable({}, { __index = function(t, i)
   return s
 end })
 
+-- The count of a list of no value or one (keys 1 and n at most), the usual arguments and
+-- results, read with a few raw lookups; nil for anything else (failure.count_values then
+-- counts it, or says what is wrong with it).
+local function small_count(args)
+  local n, k = args.n, next(args)
+  if n == nil then
+    if k == nil then return 0 end
+    if k == 1 and next(args, 1) == nil then return 1 end
+    return nil
+  end
+  if n ~= 0 and n ~= 1 then return nil end
+  while k ~= nil do
+    if k ~= "n" and not (k == 1 and n == 1) then return nil end
+    k = next(args, k)
+  end
+  return n == 1 and 1 or 0
+end
+
 --- Values -> list of payloads (codec applied). args is a sequence; args.n (table.pack)
 -- counts nil holes. Errors name the argument: "args[2].name: ...".
 function DataConverter:to_payloads(args)
   if args == nil then return {} end
   if type(args) ~= "table" then error("to_payloads: expected a list of values, got " .. type(args), 2) end
-  local n = failure.count_values(args, "args", 2)
+  local n = small_count(args) or failure.count_values(args, "args", 2)
   local to_payload = self.payload_converter.to_payload
   local payloads
   if n == 1 then -- the usual single argument: a list made at its size (no rehash)
@@ -380,12 +413,26 @@ end
 function DataConverter:from_payloads(payloads)
   if payloads == nil then return { n = 0 } end
   if type(payloads) ~= "table" then error("from_payloads: expected a list of payloads, got " .. type(payloads), 2) end
-  if type(payloads.payloads) == "table" then payloads = payloads.payloads end
+  local inner = payloads.payloads
+  if inner ~= nil and type(inner) == "table" then payloads = inner end
   if self.codec then payloads = self:_decode_list(payloads) end
   local n = #payloads
   local values
+  local pc = self.payload_converter
+  -- The default converter with its json/plain decoding as it came: a json/plain payload
+  -- goes straight to json_decode (what the composite converter would call after checking
+  -- the payload and looking its encoding up); anything else takes the converter's path.
+  local fast = pc == default_payload_converter and pc.from_payload == default_from_payload
+    and M.json_plain_converter.from_payload == json_plain_from_payload
   for i = 1, n do
-    local ok, v = pcall(self.payload_converter.from_payload, payloads[i])
+    local p = payloads[i]
+    local metadata = fast and type(p) == "table" and p.metadata
+    local ok, v
+    if metadata and type(metadata) == "table" and metadata.encoding == "json/plain" then
+      ok, v = pcall(json_decode, p.data or "")
+    else
+      ok, v = pcall(pc.from_payload, p)
+    end
     if not ok then
       local encoding = metadata_of(payloads[i]).encoding
       error(("payload %d%s: %s"):format(i, encoding and (" (" .. encoding .. ")") or "", tostring(v)), 0)
