@@ -199,12 +199,14 @@ local function check_budget(budget)
   return budget
 end
 
+-- (runs inside a step: schedule's poke is never due, so the waiters go straight in line)
 local function deliver(calls)
-  for _, call in ipairs(calls) do
+  for i = 1, #calls do
+    local call = calls[i]
     local w = waiting[call]
     if w then
       waiting[call] = nil
-      schedule(w)
+      ready[#ready + 1] = w
     end
   end
 end
