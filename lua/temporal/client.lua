@@ -249,7 +249,7 @@ function methods:_rpc(service, method, request, opts)
   local s = state(self)
   -- the connection's fields (channel, metrics, rpc_metadata, api_key) read from it
   -- directly, not through the client state's __index
-  local conn = rawget(s, "_conn") or s
+  local conn = s._conn or s
   local timeout = opts and opts.rpc_timeout
   if timeout ~= nil then
     check_timeout(timeout, "rpc_timeout", 2)

@@ -89,7 +89,7 @@ local function resume_task(task)
 end
 
 local function run_one(waiter)
-  if waiter.is_host_waiter then  -- (a task's lookup ends in Task, which has no such field)
+  if waiter.is_host_waiter then
     if waiter.abandoned then return end  -- its wait raised: nobody is parked there now
     -- counted out now, not when it runs again: the driver may stop once none is parked
     waiter.woken = true
@@ -360,7 +360,8 @@ function M.spawn(fn, ...)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     error("spawn: expected a function, got " .. type(fn), 2)
   end
-  local task = setmetatable({ status = "running", waiters = {} }, Task)
+  -- is_host_waiter: a field of its own, so run_one's test does not go through __index
+  local task = setmetatable({ status = "running", waiters = {}, is_host_waiter = false }, Task)
   local args = compat.pack(...)
   if host then
     task.host = host
