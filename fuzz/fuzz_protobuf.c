@@ -1,7 +1,9 @@
 /* Protobuf decode/encode: the first byte picks a message type the client reads (every
  * WorkflowService/OperatorService response, history, failures, status details, payloads);
- * decoding the rest never crashes, and whatever decodes re-encodes and decodes to the same
- * table (raw messages round-trip exactly). When the second byte is 0xff, the rest instead
+ * decoding the rest never crashes, gives what the reference decoder gives (the same table or
+ * the same error: core._decode_reference, the path the one-pass decoder leaves what it does
+ * not handle to), and whatever decodes re-encodes and decodes to the same table (raw
+ * messages round-trip exactly). When the second byte is 0xff, the rest instead
  * builds a Lua value (tables keyed by the type's field names, numbers, strings, booleans,
  * nesting) to encode as that type: errors are fine, and what encodes must decode. Every
  * encode is also done the protobuf-c way (core._encode_protobuf_c): the same outcome, the
@@ -69,6 +71,10 @@ FUZZ_TARGET(
   "    return\n"
   "  end\n"
   "  local ok, m = pcall(core.decode, t, s:sub(2))\n"
+  "  local ok_ref, m_ref = pcall(core._decode_reference, t, s:sub(2))\n"
+  "  if ok ~= ok_ref or (ok and not deep_equal(m, m_ref)) or (not ok and m ~= m_ref) then\n"
+  "    error('BUG: ' .. t .. ': the one-pass decoder and the reference decoder differ: ' .. tostring(m) .. ' / ' .. tostring(m_ref))\n"
+  "  end\n"
   "  if not ok then return end\n"
   "  local ok2, b = pcall(core.encode, t, m)\n"
   "  if not ok2 then error('BUG: ' .. t .. ': decoded message does not encode: ' .. tostring(b)) end\n"

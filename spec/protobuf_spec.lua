@@ -257,6 +257,91 @@ describe("protobuf converter", function()
     end)
   end)
 
+  -- Responses decode in one pass from the wire bytes (fast_message in src/pb.c), which gives
+  -- up on what it does not handle simply and leaves it to the reference decoder
+  -- (scan + protobuf-c unpack + walk, core._decode_reference): both must give the same
+  -- table for the same bytes. The expected values are what Python's protobuf decodes from
+  -- these bytes (json_format.MessageToDict, checked when this test was written).
+  describe("one-pass decoding", function()
+    local SW = "temporal.api.workflowservice.v1.ShutdownWorkerRequest"
+    local HE = "temporal.api.history.v1.HistoryEvent"
+    local function both(type_name, bytes, expected)
+      local fast = core.decode(type_name, bytes)
+      assert.same(expected, fast)
+      assert.same(expected, core._decode_reference(type_name, bytes))
+      return fast
+    end
+
+    it("appends packed and unpacked occurrences of a repeated field in wire order", function()
+      local packed = core.encode(SW, { task_queue_types = { "WORKFLOW", "ACTIVITY" } })
+      assert.equal("\66\2\1\2", packed)
+      both(SW, packed .. "\64\3" .. packed .. "\66\0",
+        { task_queue_types = { "WORKFLOW", "ACTIVITY", "NEXUS", "WORKFLOW", "ACTIVITY" } })
+      both(SW, "\66\0", {})                                  -- an empty packed run: no list
+    end)
+
+    it("keeps the last occurrence of a singular field, down to a default that leaves it out", function()
+      both(START, "\10\1a\10\1b", { namespace = "b" })
+      both(START, "\10\1a\10\0", {})
+    end)
+
+    it("merges a submessage sent in two occurrences", function()
+      both(START, "\34\3\10\1a\18\1w\34\2\16\2",
+        { workflow_id = "w", task_queue = { name = "a", kind = "STICKY" } })
+    end)
+
+    it("keeps the last member of a oneof", function()
+      both(HE, "\8\1\210\1\3\10\1s\130\1\2\32\2",
+        { event_id = 1, activity_task_started_event_attributes = { attempt = 2 } })
+    end)
+
+    it("leaves unknown fields out", function()
+      both(START, "\18\1w\184\62\5\186\62\2hi", { workflow_id = "w" })
+    end)
+
+    it("fails exactly as the reference decoder on bad bytes", function()
+      local cases = {
+        { START, "\10\2a" },                 -- truncated string
+        { START, "\10\2\0a" },              -- NUL in a string
+        { START, "\10\1\255" },             -- not UTF-8
+        { START, "\8\1" },                   -- a varint where a string belongs
+        { START, "\11" },                     -- a group
+        { SW, "\66\1\128" },                -- a packed run cut in a varint
+        { HE, "\130\1\5\32\2" },          -- a submessage longer than its message
+      }
+      for _, c in ipairs(cases) do
+        local ok1, e1 = pcall(core.decode, c[1], c[2])
+        local ok2, e2 = pcall(core._decode_reference, c[1], c[2])
+        assert.is_false(ok1)
+        assert.is_false(ok2)
+        assert.equal(e2, e1)
+      end
+    end)
+
+    it("decodes what the converter encodes the same way as the reference decoder", function()
+      local t = {
+        namespace = "ns", workflow_id = "wf", workflow_type = { name = "T" },
+        task_queue = { name = "tq", kind = "NORMAL" },
+        input = { payloads = { { metadata = { encoding = "json/plain", x = "\0\255" }, data = "\1\2\0\3" },
+                               { data = "" } } },
+        memo = { fields = { k = { data = "v" } } },
+        workflow_execution_timeout = 1.5, workflow_run_timeout = 7,
+        retry_policy = { backoff_coefficient = 2.5, maximum_attempts = -1, non_retryable_error_types = { "a", "" } },
+        header = { fields = { h = {} } },
+        links = { { workflow_event = { namespace = "n", event_ref = { event_id = 5, event_type = "WORKFLOW_EXECUTION_STARTED" } } } },
+      }
+      local b = core.encode(START, t)
+      assert.same(core._decode_reference(START, b), core.decode(START, b))
+      local failure = core.encode("google.rpc.Status", { code = 6, message = "m", details = {
+        { ["@type"] = "temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure", run_id = "r" },
+        { type_url = "type.googleapis.com/no.such.Type", value = "\1\2" } } })
+      local d = both("google.rpc.Status", failure, { code = 6, message = "m", details = {
+        { ["@type"] = "temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure", run_id = "r" },
+        { type_url = "type.googleapis.com/no.such.Type", value = "\1\2" } } })
+      assert.equal("r", d.details[1].run_id)
+    end)
+  end)
+
   it("lists every WorkflowService, OperatorService and Health method", function()
     local s = core.services()
     local n = 0

@@ -13,7 +13,8 @@
 #include "rpc.h"
 
 #define TL_CALL_MT "temporal.Call"
-#define TL_ANCHORS_KEY "temporal.call_anchors"
+/* the registry slot of the anchor table (a light userdata key) */
+static const char anchors_key = 0;
 
 typedef struct { tl_call *c; } call_ud;
 
@@ -48,7 +49,7 @@ void tl_call_free(tl_call *c) {
     grpc_slice_unref(c->send_md[i].key);
     grpc_slice_unref(c->send_md[i].value);
   }
-  free(c->send_md);
+  if (c->send_md != c->send_md_inline) free(c->send_md);
   grpc_metadata_array_destroy(&c->recv_initial_md);
   grpc_metadata_array_destroy(&c->recv_trailing_md);
   if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
@@ -57,7 +58,17 @@ void tl_call_free(tl_call *c) {
   free(c);
 }
 
-static call_ud *check_call(lua_State *L, int idx) { return luaL_checkudata(L, idx, TL_CALL_MT); }
+/* A Call object at idx, checked against the metatable every Call function keeps as its
+ * first upvalue (no registry lookup by name); luaL_checkudata for the error. */
+static call_ud *check_call(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  return luaL_checkudata(L, idx, TL_CALL_MT);
+}
 
 static int call_gc(lua_State *L) {
   call_ud *u = check_call(L, 1);
@@ -75,14 +86,13 @@ static int call_gc(lua_State *L) {
   return 0;
 }
 
-void tl_call_push_completed(lua_State *L, tl_call *c) {
-  lua_getfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY);
-  lua_pushlightuserdata(L, c);
-  lua_rawget(L, -2);
-  lua_pushlightuserdata(L, c);
-  lua_pushnil(L);
-  lua_rawset(L, -4);
-  lua_remove(L, -2);
+void tl_call_push_anchors(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key); }
+
+void tl_call_push_completed(lua_State *L, tl_call *c, int anchors) {
+  anchors = lua_absindex(L, anchors);
+  lua_rawgeti(L, anchors, c->anchor);
+  luaL_unref(L, anchors, c->anchor);
+  c->anchor = LUA_NOREF;
 }
 
 static int valid_md_key(const char *k, size_t len) {
@@ -110,9 +120,12 @@ static void add_md(lua_State *L, tl_call *c, size_t *cap, int kidx, int vidx) {
   if (!bin && !valid_md_value(v, vlen))
     luaL_error(L, "rpc_metadata['%s']: value must be printable ASCII (use a '-bin' key for bytes)", k);
   if (c->n_send_md == *cap) {
-    size_t ncap = *cap ? *cap * 2 : 8;
-    grpc_metadata *m = realloc(c->send_md, ncap * sizeof(*m));
+    /* the first few in the call itself, more in a malloc'd array */
+    size_t ncap = *cap * 2;
+    grpc_metadata *m = malloc(ncap * sizeof(*m));
     if (!m) luaL_error(L, "out of memory");
+    memcpy(m, c->send_md, c->n_send_md * sizeof(*m));
+    if (c->send_md != c->send_md_inline) free(c->send_md);
     c->send_md = m;
     *cap = ncap;
   }
@@ -124,7 +137,7 @@ static void add_md(lua_State *L, tl_call *c, size_t *cap, int kidx, int vidx) {
 
 /* metadata: { key = "value" | { "v1", "v2" } }; keys lowercase, "-bin" keys carry bytes. */
 static void collect_metadata(lua_State *L, int idx, tl_call *c) {
-  size_t cap = 0;
+  size_t cap = sizeof(c->send_md_inline) / sizeof(c->send_md_inline[0]);
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
   lua_pushnil(L);
@@ -148,12 +161,45 @@ static void collect_metadata(lua_State *L, int idx, tl_call *c) {
   }
 }
 
+/* The service and method named by two Lua strings, and the method's path, from a small
+ * per-thread cache keyed by the strings' addresses (interned: the same name comes back at
+ * the same address while it lives; a hit is confirmed by comparing the names, so an
+ * address reused by another string only misses). 0: unknown service; -1: unknown method. */
+typedef struct {
+  const char *service, *method;     /* the Lua strings' addresses */
+  const ProtobufCServiceDescriptor *sd;
+  const ProtobufCMethodDescriptor *md;
+  const char *path;
+} method_cache_entry;
+
+static int find_method(const char *service, const char *method, const ProtobufCServiceDescriptor **sd,
+                       const ProtobufCMethodDescriptor **md, const char **path) {
+  static __thread method_cache_entry cache[8];
+  method_cache_entry *e = &cache[((uintptr_t)method >> 4) & 7];
+  if (e->method == method && e->service == service && strcmp(e->md->name, method) == 0 &&
+      strcmp(e->sd->name, service) == 0) {
+    *sd = e->sd; *md = e->md; *path = e->path;
+    return 1;
+  }
+  if (!(*sd = tl_service_by_name(service))) return 0;
+  if (!(*md = protobuf_c_service_descriptor_get_method_by_name(*sd, method))) return -1;
+  *path = tl_method_path(*sd, *md);
+  if (*path) {
+    e->service = service; e->method = method; e->sd = *sd; e->md = *md; e->path = *path;
+  }
+  return 1;
+}
+
 /* core.unary(channel, service, method, request, timeout_seconds|nil, metadata|nil, exact|nil) -> Call
  * exact: decode Timestamps/Durations losslessly (TL_PB_EXACT_TIMES), for raw calls. */
 static int l_unary(lua_State *L) {
   /* Fewer arguments must not let the objects pushed below stand in for the metadata. */
   lua_settop(L, 7);
-  tl_channel *ch = tl_channel_check(L, 1);
+  tl_channel *ch = lua_touserdata(L, 1);
+  /* the Channel metatable is the third upvalue: no registry lookup by name */
+  if (!ch || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(3))) ch = NULL;
+  lua_settop(L, 7);
+  if (!ch || !ch->channel) ch = tl_channel_check(L, 1);  /* raises the error */
   const char *service = luaL_checkstring(L, 2);
   const char *method = luaL_checkstring(L, 3);
   luaL_checktype(L, 4, LUA_TTABLE);
@@ -165,25 +211,30 @@ static int l_unary(lua_State *L) {
     return luaL_argerror(L, 5, "timeout must be a non-negative number of seconds (or nil)");
   int decode_flags = lua_toboolean(L, 7) ? TL_PB_EXACT_TIMES : 0;
   tl_runtime *rt = tl_runtime_get(L);
-  const ProtobufCServiceDescriptor *sd = tl_service_by_name(service);
-  if (!sd) return luaL_error(L, "unknown service '%s'", service);
-  const ProtobufCMethodDescriptor *md = protobuf_c_service_descriptor_get_method_by_name(sd, method);
-  if (!md) return luaL_error(L, "%s has no method '%s'", service, method);
+  const ProtobufCServiceDescriptor *sd;
+  const ProtobufCMethodDescriptor *md;
+  const char *method_path;
+  int found = find_method(service, method, &sd, &md, &method_path);
+  if (found == 0) return luaL_error(L, "unknown service '%s'", service);
+  if (found < 0) return luaL_error(L, "%s has no method '%s'", service, method);
 
   /* The object owns the heap call from here on, so any error below frees it. */
   call_ud *u = lua_newuserdatauv(L, sizeof(*u), 0);
   u->c = NULL;
-  luaL_setmetatable(L, TL_CALL_MT);
+  lua_pushvalue(L, lua_upvalueindex(1));  /* the Call metatable */
+  lua_setmetatable(L, -2);
   int ud_idx = lua_gettop(L);
   tl_call *c = calloc(1, sizeof(*c));
   if (!c) return luaL_error(L, "out of memory");
   u->c = c;
+  c->anchor = LUA_NOREF;
+  c->send_md = c->send_md_inline;
   c->output = md->output;
   c->decode_flags = decode_flags;
   c->status_details = grpc_empty_slice();
   grpc_metadata_array_init(&c->recv_initial_md);
   grpc_metadata_array_init(&c->recv_trailing_md);
-  c->method = tl_method_path(sd, md);
+  c->method = method_path;
   if (!c->method) return luaL_error(L, "out of memory");
   collect_metadata(L, 6, c);
 
@@ -232,11 +283,8 @@ static int l_unary(lua_State *L) {
   c->owner = ch;
   tl_runtime_add(rt, c);
   /* Anchor the object while in flight: the completion must find it. */
-  lua_getfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY);
-  lua_pushlightuserdata(L, c);
   lua_pushvalue(L, ud_idx);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
+  c->anchor = luaL_ref(L, lua_upvalueindex(2));
   lua_pushvalue(L, ud_idx);
   return 1;
 }
@@ -362,22 +410,24 @@ static int call_tostring(lua_State *L) {
 void tl_call_open(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"result", call_result}, {"done", call_done}, {"cancel", call_cancel}, {NULL, NULL}};
+  static const luaL_Reg metamethods[] = {{"__gc", call_gc}, {"__tostring", call_tostring}, {NULL, NULL}};
+  /* Every Call function has the metatable as its first upvalue (check_call). */
   if (luaL_newmetatable(L, TL_CALL_MT)) {
-    luaL_newlib(L, methods);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, call_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, call_tostring);
-    lua_setfield(L, -2, "__tostring");
+    lua_pushvalue(L, -1);
+    luaL_setfuncs(L, metamethods, 1);
   }
-  lua_pop(L, 1);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY) == LUA_TNIL) {
+  /* the anchor table: the Lua objects of the calls in flight, by luaL_ref */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &anchors_key) == LUA_TNIL) {
     lua_pop(L, 1);
     lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, TL_ANCHORS_KEY);
-  } else {
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &anchors_key);
   }
-  lua_pushcfunction(L, l_unary);
+  luaL_getmetatable(L, TL_CHANNEL_MT);
+  lua_pushcclosure(L, l_unary, 3);  /* Call metatable, anchor table, Channel metatable */
   lua_setfield(L, -2, "unary");
 }

@@ -84,7 +84,8 @@ static int l_hostname(lua_State *L) {
 static int l_handle(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
-  lua_newuserdatauv(L, 0, 1);
+  /* one byte: what tells it from a fields handle (size 0) in handle_state, cheaply */
+  *(char *)lua_newuserdatauv(L, 1, 1) = 0;
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, 1);
@@ -192,6 +193,10 @@ static int l_fields_index(lua_State *L) {
  * handle, a new table of its fields (a read-only view: the REPL and the JSON dumps read
  * it). */
 static int l_handle_state(lua_State *L) {
+  lua_settop(L, 1);
+  /* a plain handle (core.handle, one byte): its state table, no metatable lookups - every
+   * RPC reads the client's this way */
+  if (lua_type(L, 1) == LUA_TUSERDATA && lua_rawlen(L, 1) == 1 && lua_getiuservalue(L, 1, 1) == LUA_TTABLE) return 1;
   lua_settop(L, 1);
   if (lua_type(L, 1) == LUA_TUSERDATA && luaL_getmetafield(L, 1, "__fields") && !lua_istable(L, -1)) lua_pop(L, 1);
   if (lua_gettop(L) == 2 && lua_istable(L, 2)) { /* the metatable's __fields */

@@ -1306,7 +1306,490 @@ static void message_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags,
 
 void tl_pb_to_lua(lua_State *L, const ProtobufCMessage *msg, int flags) { message_to_lua(L, msg, flags, 0); }
 
-void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int flags) {
+/* ------------------------------------------------------------------ bytes -> Lua in one pass */
+
+/* The decoder every response takes: straight from the wire bytes to Lua tables, driven by
+ * the descriptors, with no pre-scan, no unpacked copy and no second walk. It produces
+ * exactly what the reference path below it (scan_or_raise, protobuf_c_message_unpack,
+ * message_to_lua) does, and only handles what is common and simple; on anything else it
+ * gives up (returns 0, its partial tables dropped) and the reference path decodes the
+ * whole message again, with its exact results and errors:
+ *  - bytes protobuf-c would refuse or our scan would flag: malformed wire data, a wire
+ *    type that does not fit the field, tags or length prefixes longer than protobuf-c
+ *    reads, strings that are not valid UTF-8 or hold a NUL, nesting beyond the limit;
+ *  - a singular field that occurs twice in one message (last one wins, submessages merge)
+ *    or two members of one oneof; map entries without their key or value;
+ *  - proto2 labels (required/optional), messages with more than 256 fields, an Any that
+ *    packs a well-known type.
+ * Repeated fields may occur any number of times, packed and unpacked, interleaved. */
+
+#define FAST_MAX_FIELDS 256
+#define FAST_MAX_ONEOFS 8
+
+typedef struct {
+  uint64_t v;          /* varint value, or the fixed32/fixed64 bits */
+  const uint8_t *p;    /* length-delimited: the bytes; varint: its first byte */
+  size_t len;          /* their length (varint: its byte count) */
+} fast_val;
+
+/* One field of the message at *pp: its number, wire type and value; 0 when protobuf-c or
+ * the scan would not take it as it is. */
+static int fast_field_slow(const uint8_t **pp, const uint8_t *end, uint32_t *number, unsigned *wire, fast_val *val);
+
+static inline int fast_field(const uint8_t **pp, const uint8_t *end, uint32_t *number, unsigned *wire, fast_val *val) {
+  const uint8_t *p = *pp;
+  /* the common shapes first: a one-byte tag, then a one-byte varint or length */
+  if (*p >= 8 && *p < 0x80 && end - p >= 2 && p[1] < 0x80) {
+    unsigned w = *p & 7;
+    if (w == 0) {
+      *number = *p >> 3; *wire = 0;
+      val->v = p[1]; val->p = p + 1; val->len = 1;
+      *pp = p + 2;
+      return 1;
+    }
+    if (w == 2 && (size_t)(end - p - 2) >= p[1]) {
+      *number = *p >> 3; *wire = 2;
+      val->p = p + 2; val->len = p[1];
+      *pp = p + 2 + p[1];
+      return 1;
+    }
+  }
+  return fast_field_slow(pp, end, number, wire, val);
+}
+
+static int fast_field_slow(const uint8_t **pp, const uint8_t *end, uint32_t *number, unsigned *wire, fast_val *val) {
+  const uint8_t *p = *pp;
+  /* the tag: at most 5 bytes (protobuf-c's limit), a number in 1..2^29-1 */
+  if ((*p & 0xf8) == 0) return 0;
+  uint64_t tag = 0;
+  int i = 0;
+  for (;; i++) {
+    if (i == 5 || p + i >= end) return 0;
+    tag |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80)) break;
+  }
+  p += i + 1;
+  if ((tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return 0;
+  *number = (uint32_t)(tag >> 3);
+  *wire = (unsigned)(tag & 7);
+  switch (*wire) {
+  case 0: {
+    uint64_t v = 0;
+    const uint8_t *s = p;
+    for (i = 0;; i++) {
+      if (i == 10 || p >= end) return 0;
+      uint8_t b = *p++;
+      v |= (uint64_t)(b & 0x7f) << (7 * i);
+      if (!(b & 0x80)) break;
+    }
+    val->v = v; val->p = s; val->len = (size_t)(p - s);
+    break;
+  }
+  case 1:
+    if (end - p < 8) return 0;
+    memcpy(&val->v, p, 8);  /* little-endian host (x86-64, aarch64) */
+    p += 8;
+    break;
+  case 5: {
+    uint32_t w;
+    if (end - p < 4) return 0;
+    memcpy(&w, p, 4);
+    val->v = w;
+    p += 4;
+    break;
+  }
+  case 2: {
+    uint64_t n = 0;
+    for (i = 0;; i++) {
+      if (i == 5 || p >= end) return 0;  /* protobuf-c reads at most 5 length bytes */
+      uint8_t b = *p++;
+      n |= (uint64_t)(b & 0x7f) << (7 * i);
+      if (!(b & 0x80)) break;
+    }
+    if (n > (uint64_t)(end - p) || n > 0x7fffffff) return 0;
+    val->p = p; val->len = (size_t)n;
+    p += n;
+    break;
+  }
+  default: return 0;  /* groups and invalid wire types */
+  }
+  *pp = p;
+  return 1;
+}
+
+/* The wire type a value of this type comes in (unpacked). */
+static unsigned fast_wire_of(ProtobufCType t) {
+  switch (t) {
+  case PROTOBUF_C_TYPE_SFIXED32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_FLOAT: return 5;
+  case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE: return 1;
+  case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_BYTES: case PROTOBUF_C_TYPE_MESSAGE: return 2;
+  default: return 0;
+  }
+}
+
+/* Valid UTF-8 without NUL bytes (the scan's rule for strings), ASCII words at a time. */
+static int fast_string_ok(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, s + i, 8);
+    if ((w & 0x8080808080808080ULL) || ((w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL)) break;
+  }
+  for (; i < n; i++) {
+    if (s[i] == 0) return 0;
+    if (s[i] & 0x80) break;
+  }
+  if (i == n) return 1;
+  return !memchr(s + i, 0, n - i) && tl_utf8_valid((const char *)s + i, n - i);
+}
+
+/* The scalar value of type t (not a message) as protobuf-c would store it, in storage
+ * shaped as value_to_lua reads it. */
+typedef union { int32_t i32; uint32_t u32; int64_t i64; uint64_t u64; float f; double d; protobuf_c_boolean b; } fast_scalar;
+
+static void fast_scalar_of(ProtobufCType t, const fast_val *v, fast_scalar *out) {
+  switch (t) {
+  case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SFIXED32: case PROTOBUF_C_TYPE_ENUM:
+  case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+    out->u32 = (uint32_t)v->v; break;
+  case PROTOBUF_C_TYPE_SINT32: {
+    uint32_t u = (uint32_t)v->v;
+    out->i32 = (int32_t)((u >> 1) ^ (0u - (u & 1)));
+    break;
+  }
+  case PROTOBUF_C_TYPE_SINT64:
+    out->i64 = (int64_t)((v->v >> 1) ^ (0ull - (v->v & 1)));
+    break;
+  case PROTOBUF_C_TYPE_FLOAT: { uint32_t w = (uint32_t)v->v; memcpy(&out->f, &w, 4); break; }
+  case PROTOBUF_C_TYPE_DOUBLE: memcpy(&out->d, &v->v, 8); break;
+  case PROTOBUF_C_TYPE_BOOL: {
+    /* protobuf-c: true when any of the varint's payload bits is set */
+    int b = 0;
+    for (size_t i = 0; i < v->len; i++) b |= v->p[i] & 0x7f;
+    out->b = b != 0;
+    break;
+  }
+  default: out->u64 = v->v; break;
+  }
+}
+
+/* Pushes a scalar, string or bytes value (no message); 0: give up (a bad string). */
+static int fast_push_value(lua_State *L, const ProtobufCFieldDescriptor *fd, const fast_val *v, int flags) {
+  if (fd->type == PROTOBUF_C_TYPE_STRING) {
+    if (!fast_string_ok(v->p, v->len)) return 0;
+    lua_pushlstring(L, (const char *)v->p, v->len);
+    return 1;
+  }
+  if (fd->type == PROTOBUF_C_TYPE_BYTES) { lua_pushlstring(L, (const char *)v->p, v->len); return 1; }
+  fast_scalar s;
+  fast_scalar_of(fd->type, v, &s);
+  value_to_lua(L, fd, &s, flags, 0);
+  return 1;
+}
+
+/* Whether a singular value holds its field's default (is_default's rule). */
+static int fast_is_default(const ProtobufCFieldDescriptor *fd, const fast_val *v) {
+  if (fd->type == PROTOBUF_C_TYPE_STRING || fd->type == PROTOBUF_C_TYPE_BYTES) return v->len == 0;
+  fast_scalar s;
+  memset(&s, 0, sizeof(s));
+  fast_scalar_of(fd->type, v, &s);
+  return is_default(fd, &s);
+}
+
+/* Field names as Lua strings, cached by field number (tl_field_base) in a registry table
+ * (passed down as the stack index `keys`): a key costs an integer lookup, not hashing its
+ * name. */
+static char fast_keys_anchor;
+
+static void fast_push_key(lua_State *L, int keys, int base, const ProtobufCFieldDescriptor *fd, unsigned i) {
+  if (base && lua_rawgeti(L, keys, base + (lua_Integer)i) == LUA_TSTRING) return;
+  if (base) lua_pop(L, 1);
+  lua_pushstring(L, fd->name);
+  if (base) {
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, keys, base + (lua_Integer)i);
+  }
+}
+
+typedef enum { FAST_PLAIN, FAST_SECONDS, FAST_WRAPPER, FAST_FIELD_MASK, FAST_ANY } fast_kind;
+
+/* How message_to_lua shows messages of type d (wkt_to_lua's cases). */
+static fast_kind fast_kind_of(const ProtobufCMessageDescriptor *d) {
+  if (d->n_fields == 2) {
+    if (d == &google__protobuf__timestamp__descriptor || d == &google__protobuf__duration__descriptor) return FAST_SECONDS;
+    if (d == &google__protobuf__any__descriptor) return FAST_ANY;
+  } else if (d->n_fields == 1) {
+    if (d == &google__protobuf__field_mask__descriptor) return FAST_FIELD_MASK;
+    if (strncmp(d->name, "google.protobuf.", 16) == 0 && strcmp(d->fields[0].name, "value") == 0) return FAST_WRAPPER;
+  }
+  return FAST_PLAIN;
+}
+
+static int fast_message(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+                        int flags, int depth, int keys);
+
+/* A well-known type, shown as wkt_to_lua shows it. */
+static int fast_wkt(lua_State *L, fast_kind kind, const ProtobufCMessageDescriptor *d, const uint8_t *p,
+                    const uint8_t *end, int flags, int depth, int keys) {
+  fast_val vals[2];
+  unsigned seen = 0;
+  if (kind == FAST_FIELD_MASK) lua_createtable(L, 0, 0);
+  lua_Integer n = 0;
+  while (p < end) {
+    uint32_t number; unsigned wire; fast_val v;
+    if (!fast_field(&p, end, &number, &wire, &v)) return 0;
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, number);
+    if (!fd) continue;
+    unsigned i = (unsigned)(fd - d->fields);
+    if (wire != fast_wire_of(fd->type)) return 0;
+    if (kind == FAST_FIELD_MASK) {  /* repeated string paths */
+      if (!fast_string_ok(v.p, v.len)) return 0;
+      lua_pushlstring(L, (const char *)v.p, v.len);
+      lua_rawseti(L, -2, ++n);
+      continue;
+    }
+    if (seen & (1u << i)) return 0;
+    seen |= 1u << i;
+    vals[i] = v;
+  }
+  switch (kind) {
+  case FAST_FIELD_MASK: return 1;
+  case FAST_SECONDS: {
+    int64_t sec = (seen & 1) ? (int64_t)vals[0].v : 0;
+    int32_t nanos = (seen & 2) ? (int32_t)(uint32_t)vals[1].v : 0;
+    push_seconds(L, sec, nanos, d == &google__protobuf__duration__descriptor, flags);
+    return 1;
+  }
+  case FAST_WRAPPER:
+    if (seen) return fast_push_value(L, &d->fields[0], &vals[0], flags);
+    {
+      fast_scalar zero;
+      memset(&zero, 0, sizeof(zero));
+      if (d->fields[0].type == PROTOBUF_C_TYPE_STRING || d->fields[0].type == PROTOBUF_C_TYPE_BYTES) lua_pushliteral(L, "");
+      else value_to_lua(L, &d->fields[0], &zero, flags, depth);
+    }
+    return 1;
+  case FAST_ANY: {
+    /* type_url (1) and value (2): the packed message by name, or the raw parts (the
+     * reference raises past the depth limit even for those) */
+    if (depth + 1 > TL_PB_MAX_DEPTH) return 0;
+    const uint8_t *url = (seen & 1) ? vals[0].p : NULL, *val = (seen & 2) ? vals[1].p : NULL;
+    size_t url_len = (seen & 1) ? vals[0].len : 0, val_len = (seen & 2) ? vals[1].len : 0;
+    if (url && !fast_string_ok(url, url_len)) return 0;
+    const ProtobufCMessageDescriptor *inner = NULL;
+    if (url) {
+      const uint8_t *slash = url + url_len;
+      while (slash > url && slash[-1] != '/') slash--;
+      size_t nlen = (size_t)(url + url_len - slash);
+      char name[256];
+      if (nlen < sizeof(name)) {
+        memcpy(name, slash, nlen);
+        name[nlen] = '\0';
+        inner = tl_message_by_name(name);
+      }
+    }
+    if (!inner) {
+      lua_createtable(L, 0, 2);
+      lua_pushlstring(L, url ? (const char *)url : "", url_len);
+      lua_setfield(L, -2, "type_url");
+      lua_pushlstring(L, val ? (const char *)val : "", val_len);
+      lua_setfield(L, -2, "value");
+      return 1;
+    }
+    if (fast_kind_of(inner) != FAST_PLAIN) return 0;  /* message_to_lua's result is no table */
+    if (!val) val = (const uint8_t *)"";
+    if (!fast_message(L, inner, val, val + val_len, flags, depth + 1, keys)) return 0;
+    lua_pushstring(L, inner->name);
+    lua_setfield(L, -2, "@type");
+    return 1;
+  }
+  default: return 0;
+  }
+}
+
+/* A map entry: pushes its key and value; 0: give up (either missing, or bad). */
+static int fast_map_entry(lua_State *L, const ProtobufCMessageDescriptor *ed, const uint8_t *p, const uint8_t *end,
+                          int flags, int depth, int keys) {
+  if (depth > TL_PB_MAX_DEPTH) return 0;
+  const uint8_t *at[2] = { NULL, NULL };
+  fast_val vals[2];
+  while (p < end) {
+    uint32_t number; unsigned wire; fast_val v;
+    if (!fast_field(&p, end, &number, &wire, &v)) return 0;
+    unsigned i;
+    if (number == ed->fields[0].id) i = 0;
+    else if (number == ed->fields[1].id) i = 1;
+    else continue;
+    if (at[i] || wire != fast_wire_of(ed->fields[i].type)) return 0;
+    at[i] = p;
+    vals[i] = v;
+  }
+  if (!at[0] || !at[1]) return 0;
+  for (int i = 0; i < 2; i++) {
+    const ProtobufCFieldDescriptor *fd = &ed->fields[i];
+    if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+      if (!fast_message(L, fd->descriptor, vals[i].p, vals[i].p + vals[i].len, flags, depth + 1, keys)) return 0;
+    } else if (!fast_push_value(L, fd, &vals[i], flags)) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* How many table keys the fields at [p, end) make at most (runs of one number count once):
+ * sizes the table so that no rehash happens while they go in. */
+static int fast_count_keys(const uint8_t *p, const uint8_t *end, unsigned max) {
+  unsigned n = 0;
+  uint32_t last = 0;
+  while (p < end && n < max) {
+    uint32_t number; unsigned wire; fast_val v;
+    if (!fast_field(&p, end, &number, &wire, &v)) break;
+    if (number != last) n++;
+    last = number;
+  }
+  return (int)n;
+}
+
+/* Elements in a packed run of type t; -1: protobuf-c would refuse it. */
+static long fast_packed_count(ProtobufCType t, const uint8_t *p, size_t len) {
+  switch (fast_wire_of(t)) {
+  case 5: return len % 4 ? -1 : (long)(len / 4);
+  case 1: return len % 8 ? -1 : (long)(len / 8);
+  default: {
+    if (t == PROTOBUF_C_TYPE_BOOL) {
+      for (size_t i = 0; i < len; i++) if (p[i] > 1) return -1;
+      return (long)len;
+    }
+    long n = 0;
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+      if (++run > 10) return -1;
+      if (!(p[i] & 0x80)) { n++; run = 0; }
+    }
+    return run ? -1 : n;
+  }
+  }
+}
+
+static int fast_message(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+                        int flags, int depth, int keys) {
+  if (depth > TL_PB_MAX_DEPTH) return 0;
+  luaL_checkstack(L, 8, "protobuf conversion");
+  fast_kind kind = fast_kind_of(d);
+  if (kind != FAST_PLAIN) return fast_wkt(L, kind, d, p, end, flags, depth, keys);
+  if (d->n_fields > FAST_MAX_FIELDS) return 0;
+  int base = tl_field_base(d);
+  lua_createtable(L, 0, fast_count_keys(p, end, d->n_fields));
+  int tbl = lua_gettop(L);
+  uint64_t seen[FAST_MAX_FIELDS / 64];
+  memset(seen, 0, ((d->n_fields + 63) / 64) * sizeof(seen[0]));
+  unsigned oneofs[FAST_MAX_ONEOFS];
+  int n_oneofs = 0;
+  const ProtobufCFieldDescriptor *open = NULL;  /* the repeated field whose table is at tbl + 1 */
+  int open_map = 0;
+  lua_Integer open_n = 0;
+  unsigned hint = 0;
+  while (p < end) {
+    uint32_t number; unsigned wire; fast_val v;
+    if (!fast_field(&p, end, &number, &wire, &v)) return 0;
+    const ProtobufCFieldDescriptor *fd;
+    if (hint < d->n_fields && d->fields[hint].id == number) fd = &d->fields[hint];
+    else if (hint + 1 < d->n_fields && d->fields[hint + 1].id == number) fd = &d->fields[++hint];
+    else {
+      fd = protobuf_c_message_descriptor_get_field(d, number);
+      if (!fd) continue;  /* unknown: left out */
+      hint = (unsigned)(fd - d->fields);
+    }
+    unsigned bit = hint;
+    int was_seen = (seen[bit >> 6] >> (bit & 63)) & 1;
+    seen[bit >> 6] |= 1ull << (bit & 63);
+    unsigned want = fast_wire_of(fd->type);
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+      long packed = -1;
+      if (wire != want) {
+        if (wire != 2 || want == 2) return 0;
+        packed = fast_packed_count(fd->type, v.p, v.len);
+        if (packed < 0) return 0;
+        if (packed == 0) { if (!was_seen) seen[bit >> 6] &= ~(1ull << (bit & 63)); continue; }
+      }
+      if (open != fd) {
+        lua_settop(L, tbl);
+        open = fd;
+        open_map = fd->type == PROTOBUF_C_TYPE_MESSAGE && is_map_entry(fd);
+        fast_push_key(L, keys, base, fd, hint);
+        if (was_seen) {
+          lua_rawget(L, tbl);
+          open_n = open_map ? 0 : (lua_Integer)lua_rawlen(L, -1);
+        } else {
+          lua_createtable(L, open_map ? 0 : (packed > 0 ? (int)packed : 1), open_map ? 1 : 0);
+          lua_pushvalue(L, -1);
+          lua_insert(L, -3);
+          lua_rawset(L, tbl);
+          open_n = 0;
+        }
+      }
+      if (open_map) {
+        if (!fast_map_entry(L, fd->descriptor, v.p, v.p + v.len, flags, depth + 1, keys)) return 0;
+        lua_rawset(L, tbl + 1);
+      } else if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+        if (!fast_message(L, fd->descriptor, v.p, v.p + v.len, flags, depth + 1, keys)) return 0;
+        lua_rawseti(L, tbl + 1, ++open_n);
+      } else if (packed < 0) {
+        if (!fast_push_value(L, fd, &v, flags)) return 0;
+        lua_rawseti(L, tbl + 1, ++open_n);
+      } else {
+        const uint8_t *q = v.p, *qend = v.p + v.len;
+        unsigned ew = want;
+        while (q < qend) {
+          fast_val e;
+          if (ew == 5) { uint32_t w; memcpy(&w, q, 4); e.v = w; q += 4; }
+          else if (ew == 1) { memcpy(&e.v, q, 8); q += 8; }
+          else {
+            uint64_t x = 0;
+            int i = 0;
+            e.p = q;
+            for (;; i++) {
+              uint8_t b = *q++;
+              if (i < 10) x |= (uint64_t)(b & 0x7f) << (7 * i);
+              if (!(b & 0x80)) break;
+            }
+            e.v = x;
+            e.len = (size_t)(q - e.p);
+          }
+          fast_push_value(L, fd, &e, flags);
+          lua_rawseti(L, tbl + 1, ++open_n);
+        }
+      }
+      continue;
+    }
+    /* singular */
+    if (fd->label != PROTOBUF_C_LABEL_NONE || was_seen || wire != want) return 0;
+    int oneof = (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0;
+    if (oneof) {
+      for (int i = 0; i < n_oneofs; i++) if (oneofs[i] == fd->quantifier_offset) return 0;
+      if (n_oneofs == FAST_MAX_ONEOFS) return 0;
+      oneofs[n_oneofs++] = fd->quantifier_offset;
+    }
+    if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+      fast_push_key(L, keys, base, fd, hint);
+      if (!fast_message(L, fd->descriptor, v.p, v.p + v.len, flags, depth + 1, keys)) return 0;
+    } else {
+      if (fd->type == PROTOBUF_C_TYPE_STRING && !fast_string_ok(v.p, v.len)) return 0;
+      if (!oneof && fast_is_default(fd, &v)) continue;
+      fast_push_key(L, keys, base, fd, hint);
+      if (!fast_push_value(L, fd, &v, flags)) return 0;
+    }
+    lua_rawset(L, tbl);
+  }
+  lua_settop(L, tbl);
+  return 1;
+}
+
+
+/* The reference decoder: what fast_message must match, and what decodes whatever it gives
+ * up on. */
+static void decode_push_reference(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                                  int flags) {
   scan_or_raise(L, d, data, len, 0, 1, "");
   max_align_t buf[2048 / sizeof(max_align_t)];
   tl_arena a;
@@ -1315,6 +1798,22 @@ void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const 
   if (!m) luaL_error(L, "malformed %s message (%I bytes)", d->name, (lua_Integer)len);
   message_to_lua(L, m, flags, 0);
   lua_remove(L, -2);  /* the anchor: m's memory is not used any more */
+}
+
+void tl_pb_decode_push(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int flags) {
+  int top = lua_gettop(L);
+  if (!data) data = (const uint8_t *)"";
+  luaL_checkstack(L, 4, "protobuf conversion");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &fast_keys_anchor) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &fast_keys_anchor);
+  }
+  int keys = top + 1;
+  if (fast_message(L, d, data, data + len, flags, 0, keys)) { lua_remove(L, keys); return; }
+  lua_settop(L, top);
+  decode_push_reference(L, d, data, len, flags);
 }
 
 /* ------------------------------------------------------------------ Lua functions */
@@ -1354,6 +1853,16 @@ static int l_encode_protobuf_c(lua_State *L) {
   return 1;
 }
 
+/* core._decode_reference(type_name, bytes[, exact]) -> table: the reference decoder alone,
+ * for the specs and the fuzzer that hold the one-pass decoder to it. */
+static int l_decode_reference(lua_State *L) {
+  const ProtobufCMessageDescriptor *d = check_type(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  decode_push_reference(L, d, (const uint8_t *)s, len, lua_isnoneornil(L, 3) || lua_toboolean(L, 3) ? TL_PB_EXACT_TIMES : 0);
+  return 1;
+}
+
 /* core.decode(type_name, bytes) -> table */
 static int l_decode(lua_State *L) {
   const ProtobufCMessageDescriptor *d = check_type(L, 1);
@@ -1370,4 +1879,6 @@ void tl_pb_open(lua_State *L) {
   lua_setfield(L, -2, "_encode_protobuf_c");
   lua_pushcfunction(L, l_decode);
   lua_setfield(L, -2, "decode");
+  lua_pushcfunction(L, l_decode_reference);
+  lua_setfield(L, -2, "_decode_reference");
 }

@@ -30,6 +30,7 @@ static const ProtobufCServiceDescriptor *services[] = {
 
 #define N_MESSAGES (sizeof(messages) / sizeof(messages[0]))
 #define N_SERVICES (sizeof(services) / sizeof(services[0]))
+_Static_assert(N_MESSAGES * 2 <= 2048, "FIELD_BASE_SLOTS too small");
 
 static int sorted;
 
@@ -55,6 +56,36 @@ const ProtobufCMessageDescriptor *tl_message_by_name(const char *name) {
     if (c < 0) hi = mid; else lo = mid + 1;
   }
   return NULL;
+}
+
+/* Every field of every message numbered 1..n (the message's fields after the previous
+ * message's), found by descriptor pointer in an open-addressing table built once: the
+ * decoder's cache of field names as Lua strings is indexed by these numbers. */
+#define FIELD_BASE_SLOTS 2048   /* a power of two, over twice the number of messages */
+static struct { const ProtobufCMessageDescriptor *d; int base; } field_bases[FIELD_BASE_SLOTS];
+static pthread_once_t field_bases_once = PTHREAD_ONCE_INIT;
+
+static size_t field_base_slot(const ProtobufCMessageDescriptor *d) {
+  return (size_t)(((uintptr_t)d >> 3) * 0x9E3779B97F4A7C15ull >> 53) & (FIELD_BASE_SLOTS - 1);
+}
+
+static void build_field_bases(void) {
+  int next = 1;
+  for (size_t i = 0; i < N_MESSAGES; i++) {
+    size_t slot = field_base_slot(messages[i]);
+    while (field_bases[slot].d) slot = (slot + 1) & (FIELD_BASE_SLOTS - 1);
+    field_bases[slot].d = messages[i];
+    field_bases[slot].base = next;
+    next += (int)messages[i]->n_fields;
+  }
+}
+
+int tl_field_base(const ProtobufCMessageDescriptor *d) {
+  pthread_once(&field_bases_once, build_field_bases);
+  for (size_t slot = field_base_slot(d);; slot = (slot + 1) & (FIELD_BASE_SLOTS - 1)) {
+    if (field_bases[slot].d == d) return field_bases[slot].base;
+    if (!field_bases[slot].d) return 0;
+  }
 }
 
 const ProtobufCServiceDescriptor *tl_service_by_name(const char *name) {

@@ -43,8 +43,10 @@ struct tl_call {
   tl_call *next_done;               /* runtime done list */
   grpc_call *call;
   const ProtobufCMessageDescriptor *output;
-  grpc_metadata *send_md;
+  grpc_metadata *send_md;           /* send_md_inline, or malloc'd when there are more */
   size_t n_send_md;
+  grpc_metadata send_md_inline[4];
+  int anchor;                       /* luaL_ref of its Lua object in the anchor table, in flight */
   grpc_metadata_array recv_initial_md, recv_trailing_md;
   grpc_byte_buffer *send_buf, *recv_buf;
   grpc_status_code status;
@@ -68,8 +70,11 @@ void tl_call_free(tl_call *c);
 /* At the completion, before the grpc_call is released: keeps what call:result() reads
  * of the call object's own memory (the trailing metadata of a failure). */
 void tl_call_completed(tl_call *c);
-/* Pushes the Lua object of a drained call (from the anchor table) and unanchors it. */
-void tl_call_push_completed(lua_State *L, tl_call *c);
+/* Pushes the table that anchors the Lua objects of the calls in flight. */
+void tl_call_push_anchors(lua_State *L);
+/* Pushes the Lua object of a drained call (from the anchor table at `anchors`) and
+ * unanchors it. */
+void tl_call_push_completed(lua_State *L, tl_call *c, int anchors);
 
 #define TL_CHANNEL_MT "temporal.Channel"
 typedef struct {

@@ -32,7 +32,10 @@
 #include "rpc.h"
 
 #define TL_RUNTIME_MT "temporal.Runtime"
-#define TL_RUNTIME_KEY "temporal.runtime"
+/* the registry slot of the state's runtime userdata (a light userdata key: no string
+ * hashing on the path of every call) */
+static const char runtime_key = 0;
+#define PUSH_RUNTIME(L) lua_rawgetp((L), LUA_REGISTRYINDEX, &runtime_key)
 /* set by core.relay_mode() before the state has a runtime: it is made relayed */
 #define TL_RELAY_WANTED_KEY "temporal.relay_wanted"
 
@@ -235,7 +238,7 @@ static tl_runtime *runtime_create(lua_State *L);
  * loads: a process that loads temporal and then forks (nginx's master runs init_by_lua*
  * before forking its workers) has started no thread. */
 tl_runtime *tl_runtime_get(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  PUSH_RUNTIME(L);
   tl_runtime *rt = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (!rt) rt = runtime_create(L);
@@ -322,7 +325,7 @@ static void runtime_shutdown(tl_runtime *rt) {
 }
 
 void tl_runtime_cancel_owner(lua_State *L, const void *owner, const char *why) {
-  lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  PUSH_RUNTIME(L);
   tl_runtime *rt = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (!rt || rt->closed || rt->pid != getpid()) return;
@@ -358,13 +361,15 @@ static int l_wait(lua_State *L) {
     list = take_done(rt);
   }
   lua_newtable(L);
+  tl_call_push_anchors(L);
   lua_Integer n = 0;
   while (list) {
     tl_call *next = list->next_done;
     if (list->orphaned) tl_call_free(list);
-    else { tl_call_push_completed(L, list); lua_rawseti(L, -2, ++n); }
+    else { tl_call_push_completed(L, list, -1); lua_rawseti(L, -3, ++n); }
     list = next;
   }
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -388,7 +393,7 @@ static int l_wake(lua_State *L) {
  * process-wide runtime (its poller runs once a state is relayed) and this state's mode */
 static int l_runtime_info(lua_State *L) {
   /* no runtime yet (nothing used): reported, not created */
-  lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  PUSH_RUNTIME(L);
   tl_runtime *rt = lua_isnil(L, -1) ? NULL : tl_runtime_get(L);
   lua_pop(L, 1);
   pthread_mutex_lock(&shared.mu);
@@ -425,7 +430,7 @@ static int l_dup_pollfd(lua_State *L) {
  * from its creation on (a host installed where no runtime may be made yet: nginx's
  * init_by_lua*). */
 static int l_relay_mode(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  PUSH_RUNTIME(L);
   int exists = !lua_isnil(L, -1);
   lua_pop(L, 1);
   if (exists) {
@@ -497,7 +502,7 @@ static tl_runtime *runtime_create(lua_State *L) {
   if (err) luaL_error(L, "%s", err);
   rt->acquired = 1;
   rt->own = rt->cq = grpc_completion_queue_create_for_next(NULL);
-  lua_setfield(L, LUA_REGISTRYINDEX, TL_RUNTIME_KEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &runtime_key);
   if (lua_getfield(L, LUA_REGISTRYINDEX, TL_RELAY_WANTED_KEY) != LUA_TNIL) runtime_relay(L, rt);
   lua_pop(L, 1);
   return rt;

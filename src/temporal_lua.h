@@ -47,6 +47,9 @@ void tl_arena_reset(tl_arena *a);
 /* --- registry of generated descriptors (src/registry.c) --- */
 const ProtobufCMessageDescriptor *tl_message_by_name(const char *full_name);
 const ProtobufCServiceDescriptor *tl_service_by_name(const char *full_name);
+/* A number for the message's fields: its field i (0-based) is base + i, unique across
+ * messages; 0 for a descriptor not in the registry. */
+int tl_field_base(const ProtobufCMessageDescriptor *d);
 /* "/pkg.Service/Method" for a method of sd (kept for the process); NULL: out of memory */
 const char *tl_method_path(const ProtobufCServiceDescriptor *sd, const ProtobufCMethodDescriptor *md);
 void tl_registry_open(lua_State *L);     /* adds functions to the table on top */

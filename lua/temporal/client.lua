@@ -226,9 +226,9 @@ end
 
 -- The metadata of one attempt: namespace, then the client's rpc_metadata, then the
 -- call's; `authorization: Bearer <api_key>` unless one of those set authorization.
-local function call_metadata(s, call_md)
+local function call_metadata(s, conn, call_md)
   local md = s.base_metadata
-  local user_md, key = s.rpc_metadata, s.api_key
+  local user_md, key = conn.rpc_metadata, conn.api_key
   if next(user_md) or (call_md and next(call_md)) or key then
     md = {}
     for k, v in pairs(s.base_metadata) do md[k] = v end
@@ -247,28 +247,35 @@ end
 -- activity worker cancels its open polls at shutdown this way).
 function methods:_rpc(service, method, request, opts)
   local s = state(self)
-  local timeout = check_timeout(opts and opts.rpc_timeout, "rpc_timeout", 2)
-  if timeout == nil then
+  -- the connection's fields (channel, metrics, rpc_metadata, api_key) read from it
+  -- directly, not through the client state's __index
+  local conn = s._conn or s
+  local timeout = opts and opts.rpc_timeout
+  if timeout ~= nil then
+    check_timeout(timeout, "rpc_timeout", 2)
+  else
     -- a history read that waits for new events is a long poll too
     local long = LONG_POLL[method] or (type(request) == "table" and request.wait_new_event == true)
     timeout = long and M.LONG_POLL_RPC_TIMEOUT or M.DEFAULT_RPC_TIMEOUT
+    if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then  -- the module's defaults, set wrong
+      error(("rpc_timeout: expected a non-negative number of seconds (math.huge: none), got %s")
+        :format(tostring(timeout)), 0)
+    end
   end
   -- metrics: every attempt counts, as in sdk-core (see temporal.metrics)
-  local recorder = s.metrics and s.metrics:recorder(method, request, LONG_POLL)
+  local recorder = conn.metrics and conn.metrics:recorder(method, request, LONG_POLL)
   local policy  -- the retry policy, made at the first failure (none on the success path)
-  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
-    error(("rpc_timeout: expected a non-negative number of seconds (math.huge: none), got %s")
-      :format(tostring(timeout)), 0)
-  end
-  scheduler.check_can_wait(method)  -- before anything is sent: nothing left half-sent
-  local attempt, started = 0, core.now()
+  -- how this caller waits, checked before anything is sent: nothing left half-sent
+  local mode, waiter = scheduler.wait_mode(method)
+  -- the start time only matters to retries (their deadline, the error's "gave up after")
+  local attempt, started = 0, opts and opts.retry and core.now()
   while true do
     attempt = attempt + 1
     local sent = recorder and recorder:begin()
-    local md = call_metadata(s, opts and opts.rpc_metadata)
-    local call = core.unary(s.channel, service, method, request, timeout, md, opts and opts.raw)
+    local md = call_metadata(s, conn, opts and opts.rpc_metadata)
+    local call = core.unary(conn.channel, service, method, request, timeout, md, opts and opts.raw)
     if opts and opts.track then opts.track.call = call end
-    local resp, failure = scheduler.await(call)
+    local resp, failure = scheduler.await(call, mode, waiter)
     if recorder then recorder:finish(sent, failure) end
     if resp then return resp end
     if policy == nil then

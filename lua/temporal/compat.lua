@@ -107,7 +107,7 @@ else
     return function(a, b) return a // b end, function(a, b) return a & b end,
       function(a, b) return a | b end, function(a, b) return a >> b end]])()
   M.pack, M.unpack = table.pack, table.unpack
-  function M.isyieldable() return coroutine.isyieldable() end
+  M.isyieldable = coroutine.isyieldable  -- (called without arguments: the running coroutine)
   M.utf8_char = utf8.char
   M.utf8_len = function(s) return (utf8.len(s)) end
 end

@@ -42,7 +42,7 @@ function Task:__tostring()
 end
 
 -- A host waiter: one parked host coroutine. `host.wait` may keep its own fields in it.
-local HostWaiter = { __name = "temporal.HostWaiter" }
+local HostWaiter = { __name = "temporal.HostWaiter", is_host_waiter = true }
 HostWaiter.__index = HostWaiter
 
 local poke  -- set below: wakes the host's driver when work appears outside a step
@@ -69,6 +69,7 @@ end
 -- What coroutine.resume of a task returned (taken as arguments: no table per resume).
 local function resumed(task, previous, ok, ...)
   current = previous
+  if ok and (...) == SUSPEND then return end  -- parked by a wait of ours (the common case)
   if coroutine.status(task.co) == "dead" then
     if ok then finish(task, true, ...)
     else
@@ -76,7 +77,7 @@ local function resumed(task, previous, ok, ...)
       if type(err) == "string" then err = debug.traceback(task.co, err) end
       finish(task, false, err)
     end
-  elseif ok and (...) ~= SUSPEND then
+  elseif ok then
     schedule(task)  -- a plain coroutine.yield() inside a task: let others run, then go on
   end
 end
@@ -88,7 +89,7 @@ local function resume_task(task)
 end
 
 local function run_one(waiter)
-  if getmetatable(waiter) == HostWaiter then
+  if waiter.is_host_waiter then
     if waiter.abandoned then return end  -- its wait raised: nobody is parked there now
     -- counted out now, not when it runs again: the driver may stop once none is parked
     waiter.woken = true
@@ -120,9 +121,15 @@ local function run_ready(count, max, deadline)
   ready = spare or {}
   spare = nil
   local ok, err = true, nil
-  while ok and i <= n and quota_left(count, max, deadline) do
+  local limited = max or deadline
+  while ok and i <= n and (not limited or quota_left(count, max, deadline)) do
     count = count + 1
-    ok, err = pcall(run_one, batch[i])   -- a host's wakeup may raise (luv resumes at once)
+    local w = batch[i]
+    if host or w.is_host_waiter then
+      ok, err = pcall(run_one, w)   -- a host's wakeup may raise (luv resumes at once)
+    else
+      resume_task(w)                -- a task, no host: nothing in there raises
+    end
     i = i + 1
   end
   if i <= n then
@@ -192,12 +199,14 @@ local function check_budget(budget)
   return budget
 end
 
+-- (runs inside a step: schedule's poke is never due, so the waiters go straight in line)
 local function deliver(calls)
-  for _, call in ipairs(calls) do
+  for i = 1, #calls do
+    local call = calls[i]
     local w = waiting[call]
     if w then
       waiting[call] = nil
-      schedule(w)
+      ready[#ready + 1] = w
     end
   end
 end
@@ -309,10 +318,12 @@ function M.check_can_wait(what)
   wait_mode(what)
 end
 
---- Waits for a call object from core.unary; returns what call:result() returns.
-function M.await(call)
-  if not call:done() then
-    local mode, task = wait_mode("call")
+--- Waits for a call object from core.unary; returns what call:result() returns. `mode` and
+-- `task`: what wait_mode returned for the caller before it started the call (the call is
+-- then known to be in flight: a call is only marked done while completions are taken).
+function M.await(call, mode, task)
+  if mode ~= nil or not call:done() then
+    if mode == nil then mode, task = wait_mode("call") end
     if mode == "task" then
       waiting[call] = task
       coroutine.yield(SUSPEND)
@@ -349,7 +360,8 @@ function M.spawn(fn, ...)
   if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
     error("spawn: expected a function, got " .. type(fn), 2)
   end
-  local task = setmetatable({ status = "running", waiters = {} }, Task)
+  -- is_host_waiter: a field of its own, so run_one's test does not go through __index
+  local task = setmetatable({ status = "running", waiters = {}, is_host_waiter = false }, Task)
   local args = compat.pack(...)
   if host then
     task.host = host
