@@ -11,8 +11,12 @@ raw C program are optional (--go, --raw): without them their columns stay empty.
 A sample that fails (non-zero exit, a signal such as the Python SDK's teardown SIGSEGV, a
 timeout, unreadable output) is recorded and retried up to MAX_ATTEMPTS times; a sample still
 failing is recorded as missing and the run goes on, so it always ends with a report (which
-marks what is missing). Writes <out-dir>/<timestamp>.json, then bench/report.py makes the
-Markdown table and the chart from it.
+marks what is missing). With --manage-server (bench/run.sh) the dev server and the worker are
+this process's children: a dead or hung server is recorded, restarted and the sample it took
+down runs again, and each phase (and each start-throughput round) gets a fresh server so its
+in-memory store stays small (bench/devserver.py). The callgrind phase's profiles are split by
+component (bench/callgrind.py). Writes <out-dir>/<timestamp>.json, then bench/report.py makes
+the Markdown table, the chart and the profile tables from it.
 
 Nothing here asserts timing: it measures and reports.
 """
@@ -28,14 +32,15 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import callgrind  # noqa: E402
 import report  # noqa: E402
+from devserver import DevServer, exit_reason  # noqa: E402
 from workload import make_value  # noqa: E402
 
 CLIENTS = ("lua", "python", "go", "raw")
@@ -45,13 +50,16 @@ RAW_WORKLOADS = {"throughput", "rpc_throughput", "cold_start"}  # and request_te
 NOT_GO = {"activity_worker"}  # bench/go has no activity worker workload
 MAX_ATTEMPTS = 3  # per sample: the first try and two retries
 SAMPLE_TIMEOUT = 600  # seconds
-SERVER_RSS_LIMIT = 0.5  # of the machine's memory: above it, samples are skipped (missing)
+SERVER_RSS_LIMIT = 0.5  # of the machine's memory: above it, a sample restarts the server first (or, unmanaged, is skipped)
+SERVER_RSS_RESTART_MIB = 1024  # between rounds, a managed server above this RSS is replaced
+PHASES = ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency", "scaling",
+          "activity_worker", "callgrind")
 RAW_ID_DIGITS = 18  # the raw program's workflow ids end in this many digits it rewrites
 
 # The full run (make bench) and the smoke run (spec/bench_smoke_spec.lua).
 FULL = {
     "reps": 3,  # with four clients each repetition starts 32,000 workflows the in-memory server keeps
-    "throughput": {"count": 2000, "concurrency": [1, 16, 64, 256], "warmup": 200},
+    "throughput": {"count": 2000, "concurrency": [1, 16, 64, 256], "warmup": 200},  # warmup: a new server's first starts
     "rpc_throughput": {"count": 10000, "concurrency": 64},
     "memory": {"count": 10000},
     "cold_start": {"reps": 10},
@@ -91,25 +99,17 @@ class SampleFailed(Exception):
         self.stderr = stderr[-2000:]
 
 
-def exit_reason(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit status {returncode}"
-
-
 class Bench:
     def __init__(self, args, config):
         self.args = args
         self.config = config
         self.nonce = time.strftime("%Y%m%d%H%M%S") + f"-{os.getpid()}"
-        self.base = {
-            "address": args.address, "namespace": args.namespace,
-            "server_pid": args.server_pid, "worker_pid": args.worker_pid,
-            "clk_tck": os.sysconf("SC_CLK_TCK"),
-        }
+        self.base = {"address": args.address, "namespace": args.namespace, "clk_tck": os.sysconf("SC_CLK_TCK")}
+        self.srv = DevServer(args.server_pid, args.worker_pid, args.address, args.manage_server,
+                             args.server_rss_restart_mib * 1024, log)
+        self.srv.on_restart = self.prime
+        self.phase = "start"
+        self.kill_before = tuple(args.kill_server_before.split("/")) if args.kill_server_before else None
         self.runs: list[dict] = []
         self.failures: list[dict] = []  # every failed attempt, retried or not
         self.missing: list[dict] = []  # samples that failed MAX_ATTEMPTS times
@@ -117,11 +117,13 @@ class Bench:
         self.template: dict | None = None  # the raw program's requests (request_template)
         self.raw_seq = 0
         self.children_cpu = 0.0
+        self.epoch = 0  # the server (its index in srv.epochs) the last sample ran against
         with open("/proc/meminfo") as f:
             self.mem_kib = int(re.search(r"MemTotal:\s+(\d+)", f.read()).group(1))
 
     def command(self, client: str, workload: str, params: dict) -> list[str]:
-        p = json.dumps({**self.base, **params})
+        p = json.dumps({**self.base, "server_pid": self.srv.server_pid, "worker_pid": self.srv.worker_pid,
+                        **params})
         if client == "lua":
             return [self.args.temporal_lua, str(HERE / "workload.lua"), workload, p]
         if client == "go":
@@ -153,9 +155,9 @@ class Bench:
             self.raw_ids = [f"{stem}{base + i:0{RAW_ID_DIGITS}d}" for i in (1, params["count"])]
         if workload != "cold_start":
             cmd += ["--count", str(params["count"]), "--concurrency", str(params["concurrency"]),
-                    "--server-pid", str(self.args.server_pid)]
-            if self.args.worker_pid:
-                cmd += ["--worker-pid", str(self.args.worker_pid)]
+                    "--server-pid", str(self.srv.server_pid)]
+            if self.srv.worker_pid:
+                cmd += ["--worker-pid", str(self.srv.worker_pid)]
         return cmd
 
     def run(self, client: str, workload: str, params: dict, prefix: list[str] | None = None) -> tuple[dict, str]:
@@ -174,36 +176,78 @@ class Bench:
             raise SampleFailed("no JSON result on stdout", proc.stderr)
 
     def server_rss_kib(self) -> int:
-        try:
-            with open(f"/proc/{self.args.server_pid}/status") as f:
-                return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-        except (OSError, AttributeError):
-            return 0
+        return self.srv.rss_kib()
 
     def sample(self, client: str, workload: str, rep, fn, **where):
         """fn(attempt) -> result, retried on SampleFailed; None when every attempt failed.
-        Skipped (missing) while the dev server's memory is above SERVER_RSS_LIMIT of the
-        machine's: its in-memory store grows with every workflow the run starts, and a run
-        must not take the machine down with it."""
+
+        Before each attempt the dev server (and the worker) must be there: one found dead is
+        recorded and restarted (when this run manages it). After a failed attempt the server
+        is checked again, and asked whether it answers: a server that died or hung during the
+        attempt is recorded and restarted, and the sample runs again (within MAX_ATTEMPTS).
+        A server above SERVER_RSS_LIMIT of the machine's memory is replaced first (unmanaged:
+        the sample is skipped): a run must not take the machine down with it."""
         limit = SERVER_RSS_LIMIT * self.mem_kib
+        what = {"client": client, "workload": workload, "rep": rep, **where}
+
+        def fail(attempt: int, reason: str, stderr: str = "", event: dict | None = None) -> None:
+            f = {**what, "attempt": attempt, "reason": reason, "stderr": stderr}
+            if event is not None:
+                f["server_event"] = len(self.srv.events) - 1
+                f["reason"] = f"{reason} ({event['kind']}: {event['status']})"
+            self.failures.append(f)
+            log(f"{workload} {client} rep {rep}: attempt {attempt} of {MAX_ATTEMPTS} failed: {f['reason']}"
+                + (f"\n{stderr[-600:]}" if stderr else ""))
+
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.srv.check(self.phase, {**what, "attempt": attempt}, during=False)
+            if self.srv.gone:
+                fail(attempt, "skipped: the dev server is gone" + ("" if self.srv.managed else
+                                                                   " (not managed by this run: no restart)"))
+                break
             rss = self.server_rss_kib()
             if rss > limit:
-                reason = (f"skipped: the dev server holds {rss / 1048576:.1f} GiB, above "
+                reason = (f"the dev server holds {rss / 1048576:.1f} GiB, above "
                           f"{SERVER_RSS_LIMIT:.0%} of the machine's memory")
-                self.failures.append({"client": client, "workload": workload, "rep": rep, "attempt": attempt,
-                                      "reason": reason, "stderr": "", **where})
-                log(f"{workload} {client} rep {rep}: {reason}")
-                break
+                if not self.srv.managed:
+                    fail(attempt, "skipped: " + reason)
+                    break
+                self.srv.planned(self.phase, reason)
+            if self.kill_before and self.kill_before[:3] == (workload, client, str(rep)) and attempt == 1:
+                sig = signal.Signals["SIG" + (self.kill_before[3:] or ("KILL",))[0]]
+                log(f"test hook: {sig.name} to the dev server (pid {self.srv.server_pid}) before {workload} {client} rep {rep}")
+                self.srv.kill_for_test(sig)
+            self.srv.dirty = True
+            self.srv.epochs[-1]["samples"] += 1
+            self.epoch = self.srv.epochs[-1]["n"]
             try:
-                return fn(attempt)
+                result = fn(attempt)
             except SampleFailed as e:
-                self.failures.append({"client": client, "workload": workload, "rep": rep, "attempt": attempt,
-                                      "reason": e.reason, "stderr": e.stderr, **where})
-                log(f"{workload} {client} rep {rep}: attempt {attempt} of {MAX_ATTEMPTS} failed: {e.reason}"
-                    + (f"\n{e.stderr[-600:]}" if e.stderr else ""))
-        self.missing.append({"client": client, "workload": workload, "rep": rep, **where})
+                event = self.srv.check(self.phase, {**what, "attempt": attempt}, during=True, probe=True)
+                fail(attempt, e.reason, e.stderr, event)
+                continue
+            # A server that died after the sample's last measurement: the result stands.
+            self.srv.check(self.phase, {**what, "attempt": attempt}, during=True)
+            return result
+        self.missing.append(what)
         return None
+
+    def prime(self) -> None:
+        """A new server's first requests (task queue creation, caches): not measured. Starts
+        by temporal-lua to the unpolled task queue; a failure is only logged."""
+        self.srv.epochs[-1]["primed"] = True
+        n = self.config["throughput"]["warmup"]
+        try:
+            self.run("lua", "throughput", self.throughput_params("lua", 16, n, f"prime{len(self.srv.epochs)}"))
+        except SampleFailed as e:
+            log(f"priming the dev server failed: {e.reason}\n{e.stderr[-600:]}")
+
+    def round_start(self, fresh: bool = False) -> None:
+        """A round: every client's turn at one configuration. The server is replaced before
+        it when the phase wants a fresh one for each round, or its RSS passed the limit."""
+        self.srv.maybe_restart(self.phase, fresh)
+        if not self.srv.epochs[-1].get("primed") and not self.srv.gone:
+            self.prime()
 
     def order(self, rep: int, workload: str) -> list[str]:
         """The clients taking part in a workload, rotated by repetition."""
@@ -220,12 +264,13 @@ class Bench:
                 "id_prefix": f"bench-raw-{self.nonce}-", "id_digits": RAW_ID_DIGITS})
             return r
         self.template = self.sample("raw", "request_template", 0, get)
+        self.srv.dirty = False  # it only connected: the server holds nothing new
         if self.template is None:
             self.clients.remove("raw")
 
     def record(self, workload: str, client: str, rep: int, result: dict, **extra) -> None:
         self.runs.append({"workload": workload, "client": client, "rep": rep, **extra, **result,
-                          "server_rss_kib_after": self.server_rss_kib()})
+                          "server_rss_kib_after": self.server_rss_kib(), "server_epoch": self.epoch})
 
     # ------------------------------------------------------------ workloads
 
@@ -238,11 +283,9 @@ class Bench:
 
     def throughput(self) -> None:
         cfg = self.config["throughput"]
-        for client in self.order(0, "throughput"):  # first connections, task queue creation: not measured
-            self.sample(client, "throughput_warmup", 0, lambda a, client=client: self.run(
-                client, "throughput", self.throughput_params(client, 16, cfg["warmup"], f"warmup-a{a}")))
         for rep in range(self.config["reps"]):
             for c in cfg["concurrency"]:
+                self.round_start(fresh=True)  # every round against an empty store, primed
                 for client in self.order(rep, "throughput"):
                     got = self.sample(client, "throughput", rep, lambda a, client=client, c=c: self.run(
                         client, "throughput", self.throughput_params(client, c, cfg["count"], f"r{rep}-a{a}")),
@@ -266,6 +309,7 @@ class Bench:
     def rpc_throughput(self) -> None:
         cfg = self.config["rpc_throughput"]
         for rep in range(self.config["reps"]):
+            self.round_start()
             for client in self.order(rep, "rpc_throughput"):
                 got = self.sample(client, "rpc_throughput", rep, lambda a, client=client: self.run(
                     client, "rpc_throughput", cfg))
@@ -281,6 +325,7 @@ class Bench:
     def memory(self) -> None:
         cfg = self.config["memory"]
         for rep in range(self.config["reps"]):
+            self.round_start()
             for client in self.order(rep, "memory"):
                 got = self.sample(client, "memory", rep, lambda a, client=client: self.run(
                     client, "memory", {"count": cfg["count"], "id_prefix": f"bench-handle-{rep}-"}))
@@ -300,9 +345,12 @@ class Bench:
         if client == "lua":
             return [self.args.temporal_lua, "-e",
                     f'local t = require("temporal"); t.connect("{a}"); io.write(("%.6f"):format(t.core.now()))']
+        # os._exit once the time is out, as bench/workload.py ends: the SDK's teardown crash
+        # (temporalio/sdk-python#300) took 6 of 30 cold starts in a run, and a whole sample.
         return [self.args.python, "-c",
-                "import asyncio, time\nfrom temporalio.client import Client\n"
-                f'asyncio.run(Client.connect("{a}"))\nprint("%.6f" % time.monotonic(), end="")']
+                "import asyncio, os, sys, time\nfrom temporalio.client import Client\n"
+                f'asyncio.run(Client.connect("{a}"))\nprint("%.6f" % time.monotonic(), end="")\n'
+                "sys.stdout.flush()\nos._exit(0)"]
 
     def cold_start_once(self, client: str) -> dict:
         self.last_child_cpu()
@@ -337,6 +385,7 @@ class Bench:
     def cold_start(self) -> None:
         self.last_child_cpu()
         for rep in range(self.config["cold_start"]["reps"]):
+            self.round_start()
             for client in self.order(rep, "cold_start"):
                 r = self.sample(client, "cold_start", rep, lambda a, client=client: self.cold_start_once(client))
                 if r is None:
@@ -348,6 +397,7 @@ class Bench:
         cfg = self.config["payload"]
         sizes = [{"label": label, "records": records_for(target)} for label, target in cfg["sizes"]]
         for rep in range(self.config["reps"]):
+            self.round_start()
             for client in self.order(rep, "payload"):
                 got = self.sample(client, "payload", rep, lambda a, client=client: self.run(
                     client, "payload", {"sizes": sizes, "min_seconds": cfg["min_seconds"]}))
@@ -361,6 +411,7 @@ class Bench:
     def latency(self) -> None:
         cfg = self.config["latency"]
         for rep in range(self.config["reps"]):
+            self.round_start()
             for client in self.order(rep, "latency"):
                 got = self.sample(client, "latency", rep, lambda a, client=client: self.run(client, "latency", {
                     "count": cfg["count"], "execute_count": cfg["execute_count"],
@@ -382,6 +433,7 @@ class Bench:
     def scaling(self) -> None:
         cfg = self.config["scaling"]
         for rep in range(cfg["reps"]):
+            self.round_start()
             for client in self.order(rep, "scaling"):
                 got = self.sample(client, "scaling", rep, lambda a, client=client: self.run(client, "scaling", {
                     "count": cfg["count"], "settle_seconds": cfg["settle_seconds"],
@@ -398,6 +450,7 @@ class Bench:
     def activity_worker(self) -> None:
         cfg = self.config["activity_worker"]
         for rep in range(self.config["reps"]):
+            self.round_start()
             for client in self.order(rep, "activity_worker"):
                 got = self.sample(client, "activity_worker", rep, lambda a, client=client: self.run(
                     client, "activity_worker", {
@@ -417,32 +470,42 @@ class Bench:
         time is not. Starts and GetSystemInfo, by temporal-lua and by the raw C program."""
         cfg = self.config["callgrind"]
         out: dict = {"concurrency": cfg["concurrency"]}
+        cg_dir = Path(self.args.work_dir or self.args.out_dir) / "callgrind"
+        cg_dir.mkdir(parents=True, exist_ok=True)
         for what, workload, counts in (("start", "throughput", cfg["counts"]),
                                        ("get_system_info", "rpc_throughput", cfg["gsi_counts"])):
+            self.round_start()
             for client in [c for c in ("lua", "raw") if c in self.clients]:
                 totals = []
-                with tempfile.TemporaryDirectory() as tmp:
-                    for i, n in enumerate(counts):
-                        def once(a, i=i, n=n):
-                            t0 = time.monotonic()
-                            params = (self.throughput_params(client, cfg["concurrency"], n, f"callgrind{i}-a{a}")
-                                      if workload == "throughput" else {"count": n, "concurrency": cfg["concurrency"]})
-                            _, err = self.run(client, workload, params, prefix=[
-                                "valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.{i}"])
-                            m = re.search(r"Collected : (\d+)", err)
-                            if not m:
-                                raise SampleFailed("no callgrind total", err)
-                            log(f"callgrind {client} {n} {what}: {m.group(1)} instructions "
-                                f"({time.monotonic() - t0:.0f} s)")
-                            return int(m.group(1))
-                        total = self.sample(client, f"callgrind_{what}", 0, once, count=n)
-                        if total is None:
-                            break
-                        totals.append(total)
+                files = [str(cg_dir / f"{what}-{client}-{n}.out") for n in counts]
+                for i, n in enumerate(counts):
+                    def once(a, i=i, n=n):
+                        t0 = time.monotonic()
+                        params = (self.throughput_params(client, cfg["concurrency"], n, f"callgrind{i}-a{a}")
+                                  if workload == "throughput" else {"count": n, "concurrency": cfg["concurrency"]})
+                        _, err = self.run(client, workload, params, prefix=[
+                            "valgrind", "--tool=callgrind", f"--callgrind-out-file={files[i]}"])
+                        m = re.search(r"Collected : (\d+)", err)
+                        if not m:
+                            raise SampleFailed("no callgrind total", err)
+                        log(f"callgrind {client} {n} {what}: {m.group(1)} instructions "
+                            f"({time.monotonic() - t0:.0f} s)")
+                        return int(m.group(1))
+                    total = self.sample(client, f"callgrind_{what}", 0, once, count=n)
+                    if total is None:
+                        break
+                    totals.append(total)
                 if len(totals) == len(counts):
                     per = (totals[1] - totals[0]) / (counts[1] - counts[0])
-                    out.setdefault(what, {})[client] = {"counts": counts, "instructions": totals,
-                                                        "instructions_per_call": per}
+                    entry = {"counts": counts, "instructions": totals, "instructions_per_call": per}
+                    # Where they go: components and functions, the same difference per call.
+                    exe = os.path.realpath(self.args.temporal_lua if client == "lua" else self.args.raw)
+                    try:
+                        entry["profile"] = callgrind.per_call(files[0], files[1], counts[0], counts[1],
+                                                              exe, str(HERE.parent))
+                    except (OSError, ValueError) as e:
+                        log(f"callgrind {client} {what}: the profile could not be read: {e!r}")
+                    out.setdefault(what, {})[client] = entry
                     log(f"callgrind {client}: {per:.0f} instructions per {what}")
         return out
 
@@ -512,24 +575,59 @@ def main() -> None:
     ap.add_argument("--readme", help="copy the table into this README between its bench markers")
     ap.add_argument("--smoke", action="store_true", help="tiny counts, one repetition")
     ap.add_argument("--reps", type=int, help="repetitions (default 3)")
+    ap.add_argument("--phases", help=f"comma-separated subset of {','.join(PHASES)} (default: all)")
+    ap.add_argument("--work-dir", help="where the callgrind profiles are kept (default: --out-dir)")
+    ap.add_argument("--manage-server", action="store_true",
+                    help="the server and worker are this process's children (bench/run.sh execs this "
+                         "script): restart them when they die, and for each phase (bench/devserver.py)")
+    ap.add_argument("--server-rss-restart-mib", type=int, default=SERVER_RSS_RESTART_MIB,
+                    help="a managed server above this RSS is replaced between rounds (0: never)")
+    ap.add_argument("--kill-server-before", metavar="WORKLOAD/CLIENT/REP[/SIGNAL]",
+                    help="test hook (spec/bench_smoke_spec.lua): send the managed server SIGNAL (default "
+                         "KILL) just before the first attempt of this sample, e.g. latency/lua/0/SEGV")
     args = ap.parse_args()
+    if args.kill_server_before and not args.manage_server:
+        ap.error("--kill-server-before needs --manage-server (never kill a server this run does not own)")
+    if args.kill_server_before:
+        k = args.kill_server_before.split("/")
+        if len(k) not in (3, 4) or (len(k) == 4 and "SIG" + k[3] not in signal.Signals.__members__):
+            ap.error(f"--kill-server-before: {args.kill_server_before!r} is not WORKLOAD/CLIENT/REP[/SIGNAL]")
+    phases_wanted = args.phases.split(",") if args.phases else list(PHASES)
+    for p in phases_wanted:
+        if p not in PHASES:
+            ap.error(f"--phases: unknown phase {p!r} (phases: {', '.join(PHASES)})")
 
     config = json.loads(json.dumps(SMOKE if args.smoke else FULL))
     if args.reps:
         config["reps"] = args.reps
+    # SIGTERM (and Ctrl-C) end the run through the finally below: a managed server and worker
+    # are stopped with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args, config)
+    try:
+        run_all(bench, args, config, phases_wanted)
+    finally:
+        bench.srv.close()
+
+
+def run_all(bench: Bench, args, config: dict, phases_wanted: list[str]) -> None:
     started = time.monotonic()
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "smoke": args.smoke,
-                     "machine": machine(), "versions": versions(args), "config": config}
+                     "machine": machine(), "versions": versions(args), "config": config,
+                     "phases": phases_wanted}
     log(f"{results['machine']['nproc']} CPUs ({results['machine']['cpu_model']}), "
-        f"{results['machine']['ram_gib']} GiB; server {args.address} (pid {args.server_pid})")
+        f"{results['machine']['ram_gib']} GiB; server {args.address} (pid {args.server_pid}"
+        f"{', managed: restarted when it dies and for each phase' if args.manage_server else ''})")
     phases = {}
     if "raw" in bench.clients:
+        bench.phase = "request_template"
         bench.request_template()
     results["clients"] = list(bench.clients)
-    for name in ("throughput", "rpc_throughput", "memory", "cold_start", "payload", "latency", "scaling",
-                 "activity_worker", "callgrind"):
+    for name in phases_wanted:
         t0 = time.monotonic()
+        bench.phase = name
+        if bench.srv.dirty:
+            bench.srv.planned(name, "a fresh server for the phase")
         try:
             r = getattr(bench, name)()
         except Exception as e:  # a bug in one phase: record it, keep the others and the report
@@ -544,6 +642,8 @@ def main() -> None:
         phases[name] = time.monotonic() - t0
     results["failures"] = bench.failures
     results["missing"] = bench.missing
+    results["server"] = {"managed": bench.srv.managed, "rss_restart_mib": args.server_rss_restart_mib,
+                         "epochs": bench.srv.epochs, "events": bench.srv.events}
     results["lua_api"] = sorted({r["api"] for r in bench.runs if r["client"] == "lua" and "api" in r})
     results["runs"] = bench.runs
     results["summary"] = report.summarize(bench.runs)

@@ -4,20 +4,11 @@
 # bench/metrics_cost.lua against it.   bench/metrics_cost.sh [calls] [rounds]
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
 TB=$ROOT/.testbed/bench-metrics
 TESTBED_NAME=bench-metrics
-. "$ROOT/spec/testbed/testbed.sh"
-cleanup() { local rc=$?; trap - EXIT INT TERM; stop_group "$SERVER_PID" 2>/dev/null; exit "$rc"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-mkdir -p "$TB"
+. "$ROOT/bench/lib.sh"
 [ -x build/temporal-lua ] || die "build/temporal-lua missing: run make"
-testbed_venv
-testbed_start_server "" \
-  --dynamic-config-value frontend.rps=1000000 \
-  --dynamic-config-value frontend.namespaceRPS=1000000
+bench_testbed --lifted
 unset LUA_INIT LUA_INIT_5_4
 build/temporal-lua bench/metrics_cost.lua "$ADDRESS" "$@"
 

@@ -11,32 +11,20 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-
 TB=$ROOT/.testbed/bench-nginx
 TESTBED_NAME=bench-nginx
-. "$ROOT/spec/testbed/testbed.sh"
+. "$ROOT/bench/lib.sh"
 # The ASGI server of the Python column, pinned; installed into the test bed's venv here only
 # (make test does not need it).
 ASGI_PKGS="uvicorn==0.54.0 httptools==0.9.0 uvloop==0.23.0 click==8.5.1 h11==0.16.0"
 
 NGINX_PID= ASGI_PID=
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  {
-    [ -z "$NGINX_PID" ] || { kill -QUIT "$NGINX_PID"; for _ in $(seq 50); do kill -0 "$NGINX_PID" || break; sleep 0.1; done; }
-    stop_group "$NGINX_PID"
-    stop_group "$ASGI_PID"
-    stop_group "$SERVER_PID"
-  } 2>/dev/null
-  exit "$rc"
+bench_stop_more() {  # run by bench/lib.sh's cleanup before the server goes
+  [ -z "$NGINX_PID" ] || { kill -QUIT "$NGINX_PID"; for _ in $(seq 50); do kill -0 "$NGINX_PID" || break; sleep 0.1; done; }
+  stop_group "$NGINX_PID"
+  stop_group "$ASGI_PID"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-mkdir -p "$TB"
 command -v wrk >/dev/null || die "wrk not found (make deps installs it)"
 command -v nginx >/dev/null || die "nginx not found (make deps installs nginx and libnginx-mod-http-lua)"
 [ -f "$ROOT/build/luajit/temporal/core.so" ] || die "build/luajit/temporal/core.so missing: make LUA=luajit"
@@ -47,10 +35,7 @@ if ! "$PY" -c 'import sys, importlib.metadata as m; sys.exit(0 if all(m.version(
 fi
 
 # In memory, rate limits lifted (as bench/run.sh): the services' own costs show.
-testbed_start_server "" \
-  --dynamic-config-value frontend.rps=1000000 \
-  --dynamic-config-value frontend.namespaceRPS=1000000 \
-  --dynamic-config-value frontend.namespaceCount=1000000
+bench_testbed --lifted
 
 wait_http() {  # url, pid: until the service answers
   local i

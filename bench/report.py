@@ -276,6 +276,100 @@ def missing_lines(results: dict) -> list[str]:
     return lines
 
 
+def mib(kib: float) -> str:
+    return f"{kib / 1048576:.2f} GiB" if kib >= 1048576 else f"{kib / 1024:,.0f} MiB"
+
+
+def server_lines(results: dict) -> list[str]:
+    """The dev servers of the run: how many, why each was started, their peak RSS, and every
+    unplanned event (a death, a server that stopped answering) with what it took down."""
+    srv = results.get("server")
+    if not srv:
+        return []
+    epochs, events = srv.get("epochs") or [], srv.get("events") or []
+    peak = max((e.get("peak_rss_kib", 0) for e in epochs), default=0)
+    planned = sum(1 for e in epochs[1:] if not str(e.get("reason", "")).startswith("unplanned"))
+    if srv.get("managed"):
+        what = (f"Dev server: {len(epochs)} in this run ({planned} planned restart{'s' if planned != 1 else ''}: "
+                f"a fresh server for each "
+                f"phase and each round of the start-throughput phase"
+                + (f", and between rounds above {srv['rss_restart_mib']:,} MiB of RSS" if srv.get("rss_restart_mib") else "")
+                + f"); the largest reached {mib(peak)} of RSS.")
+    else:
+        what = f"Dev server: not managed by this run (no restarts); it reached {mib(peak)} of RSS."
+    lines = ["", what]
+    if not events:
+        return lines + ["No server or worker died or stopped answering."]
+    missing = results.get("missing") or []
+    lines += ["", "Unplanned events (the server or the worker died or stopped answering):", ""]
+    for ev in events:
+        who = " ".join(str(x) for x in (NAMES.get(ev.get("client"), ev.get("client")), ev.get("workload"),
+                                         f"rep {ev.get('rep')}" if "rep" in ev else None) if x)
+        lost = any(m.get("client") == ev.get("client") and m.get("workload") == ev.get("workload")
+                   and m.get("rep") == ev.get("rep") for m in missing)
+        crash = [ln.strip() for ln in (ev.get("log_crash") or "").splitlines() if ln.strip()]
+        tail = [ln.strip() for ln in (ev.get("log_tail") or "").splitlines() if ln.strip()]
+        line = (f"- {ev['time']}, phase {ev['phase']}, {who} attempt {ev.get('attempt')} ({ev.get('found')}): "
+                f"{ev['kind']} ({ev['status']}, RSS last seen {mib(ev.get('rss_kib_before', 0))})")
+        if ev.get("restarted"):
+            line += f"; restarted in {ev.get('restart_seconds', 0):.1f} s (pid {ev['pid']} -> {ev.get('new_pid')})"
+        elif "restarted" in ev:
+            line += "; not restarted"
+        line += "; the sample " + ("is missing" if lost else "was run again and has its result")
+        if crash or tail:
+            text = " / ".join(crash[:2]) if crash else tail[-1]
+            line += (f"; its log{' (the crash report)' if crash else ', last line'}: "
+                     f"`{text[:200].replace('`', chr(39))}`")
+        lines.append(line)
+    return lines
+
+
+# Components shown in the profile table, in this order when present; the rest by size.
+PROFILE_CLIENTS = (("lua", "temporal-lua"), ("raw", "raw C"))
+
+
+def profile_lines(results: dict, top: int = 12) -> list[str]:
+    """Where the client's CPU goes, from the callgrind phase's profiles: instructions per call
+    by component, and temporal-lua's top functions."""
+    cg = results.get("callgrind") or {}
+    cols = [(what, c, label) for what, label in (("start", "start"), ("get_system_info", "GetSystemInfo"))
+            for c, _ in PROFILE_CLIENTS if (get(cg, what, c, "profile"))]
+    if not cols:
+        return []
+    prof = {(w, c): cg[w][c]["profile"] for w, c, _ in cols}
+    totals = {k: p["total_per_call"] for k, p in prof.items()}
+    comps: dict[str, float] = {}
+    for p in prof.values():
+        for comp, v in p["components"].items():
+            comps[comp] = max(comps.get(comp, 0), v)
+    shown = [c for c, v in sorted(comps.items(), key=lambda kv: -kv[1])
+             if v >= 0.005 * max(totals.values())]
+    names = {"lua": "temporal-lua", "raw": "raw C"}
+    head = "| component | " + " | ".join(f"{names[c]} per {label}" for _, c, label in cols) + " |"
+    lines = ["", f"**Where the client's CPU goes** (callgrind, every thread, concurrency {cg.get('concurrency')}; "
+             "instructions per call: the bigger run minus the smaller one, over the difference of their calls; "
+             "liblua5.4 is stripped, so the Lua VM is one row and its functions are addresses):", "",
+             head, "|---|" + "---|" * len(cols)]
+    for comp in shown:
+        lines.append(f"| {comp} | " + " | ".join(fmt(prof[(w, c)]["components"].get(comp, 0)) for w, c, _ in cols)
+                     + " |")
+    rest = {k: totals[k] - sum(prof[k]["components"].get(comp, 0) for comp in shown) for k in prof}
+    if any(abs(v) >= 1 for v in rest.values()):
+        lines.append("| everything else | " + " | ".join(fmt(rest[(w, c)]) for w, c, _ in cols) + " |")
+    lines.append("| **total** | " + " | ".join(f"**{fmt(totals[(w, c)])}**" for w, c, _ in cols) + " |")
+    for what, label in (("start", "start"), ("get_system_info", "GetSystemInfo")):
+        p = get(cg, what, "lua", "profile")
+        if not p:
+            continue
+        lines += ["", f"temporal-lua's top functions per {label} (self instructions per call):", "",
+                  "| instructions | function | component |", "|---|---|---|"]
+        for t in p["top_functions"][:top]:
+            fn = t["function"]
+            fn = fn if len(fn) <= 90 else fn[:87] + "..."
+            lines.append(f"| {fmt(t['per_call'])} | `{fn.replace('|', '/').replace('`', chr(39))}` | {t['component']} |")
+    return lines
+
+
 def machine_line(results: dict) -> str:
     m, v = results["machine"], results["versions"]
     dirty = " (with uncommitted changes)" if v.get("git_dirty") else ""
@@ -304,6 +398,8 @@ def markdown(results: dict) -> str:
     for r in rows(results):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     lines += missing_lines(results)
+    lines += server_lines(results)
+    lines += profile_lines(results)
     lines += ["", f"![start throughput against concurrency]({CHART})", ""]
     return "\n".join(lines)
 

@@ -10,57 +10,30 @@
 #   bench/run.sh ARGS...      any other ARGS go to bench/bench.py (e.g. --reps 5)
 #
 # It starts its own dev server (in-memory SQLite) and Python worker from the test bed's pinned
-# venv (spec/testbed/testbed.sh) and stops them on exit.
+# venv (spec/testbed/testbed.sh), then execs bench/bench.py, which owns them from there: it
+# restarts them when they die and for each phase (bench/devserver.py) and stops them at exit.
+# BENCH_TB: the log directory (default .testbed/bench); BENCH_GO=0: no Go column.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-
-TB=$ROOT/.testbed/bench
+TB=${BENCH_TB:-$ROOT/.testbed/bench}
 TESTBED_NAME=bench
 WORKER_TASK_QUEUE=bench-worker-tq
-. "$ROOT/spec/testbed/testbed.sh"
+. "$ROOT/bench/lib.sh"
 
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  {
-    stop_group "$WORKER_PID"
-    stop_group "$SERVER_PID"
-  } 2>/dev/null
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-mkdir -p "$TB"
 TEMPORAL_LUA=$ROOT/build/temporal-lua
 [ -x "$TEMPORAL_LUA" ] || die "$TEMPORAL_LUA missing: run make (make bench builds it)"
 command -v gnuplot >/dev/null || die "gnuplot not found (make deps installs gnuplot-nox)"
 command -v valgrind >/dev/null || die "valgrind not found (make deps installs it)"
-testbed_venv
-
-# In memory: the server's own disk writes would be measured as much as the clients. The
-# frontend's rate limits (2,400 RPCs/s by default) go up so the GetSystemInfo workload can
-# show the clients' own ceiling instead of RESOURCE_EXHAUSTED; so does its limit of 1,200
-# long polls per namespace, or the 10,000 held calls of the scaling workload would be
-# refused and retried by every client (CPU while they "wait" would be the retries').
-testbed_start_server "" \
-  --dynamic-config-value frontend.rps=1000000 \
-  --dynamic-config-value frontend.namespaceRPS=1000000 \
-  --dynamic-config-value frontend.namespaceCount=1000000
-testbed_start_worker "$WORKER_TASK_QUEUE"
-
-# temporal-lua carries this checkout's modules (make bench rebuilds it); no user init code.
-unset LUA_INIT LUA_INIT_5_4
 
 # The anchors. bench-raw is built by make bench; the Go client is built here (Go's build
 # cache makes later builds quick). Either missing: the run goes on without its column.
 anchors=()
 if [ -x "$ROOT/build/bench-raw" ]; then anchors+=(--raw "$ROOT/build/bench-raw")
 else say "build/bench-raw missing (make build/bench-raw): no raw C column"; fi
-if command -v go >/dev/null; then
+if [ "${BENCH_GO:-1}" = 0 ]; then
+  say "BENCH_GO=0: no Go column"
+elif command -v go >/dev/null; then
   say "building the Go SDK client workload (bench/go)"
   if (cd "$ROOT/bench/go" && go build -o "$TB/bench-go" .) >"$TB/go-build.log" 2>&1; then
     anchors+=(--go "$TB/bench-go")
@@ -71,9 +44,17 @@ else
   say "go not found: no Go column"
 fi
 
+bench_testbed --lifted --worker "$WORKER_TASK_QUEUE"
+
+# temporal-lua carries this checkout's modules (make bench rebuilds it); no user init code.
+unset LUA_INIT LUA_INIT_5_4
+
 out=(--out-dir "$ROOT/bench/results" --readme "$ROOT/bench/README.md")
 [ "${1:-}" = "--smoke" ] && out=(--out-dir "$TB")
-"$PY" "$ROOT/bench/bench.py" \
-  --address "$ADDRESS" --namespace default \
+# exec: the server and the worker become the driver's own children (it sees how they end and
+# restarts them); it stops them when it exits, so this script's cleanup is no longer needed.
+trap - EXIT INT TERM
+exec "$PY" "$ROOT/bench/bench.py" \
+  --address "$ADDRESS" --namespace default --manage-server --work-dir "$TB" \
   --server-pid "$SERVER_PID" --worker-pid "$WORKER_PID" --worker-task-queue "$WORKER_TASK_QUEUE" \
   --temporal-lua "$TEMPORAL_LUA" --python "$PY" "${anchors[@]}" "${out[@]}" "$@"

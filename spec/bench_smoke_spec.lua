@@ -213,3 +213,108 @@ describe("bench smoke run", function()
     png:close()
   end)
 end)
+
+-- The bench survives its dev server: bench/run.sh starts its own server and worker and execs
+-- the driver, which owns them. A test hook sends the server SIGSEGV just before the first
+-- attempt of temporal-lua's latency sample (which also needs the worker: execute_workflow runs
+-- an activity on it); the Go runtime prints its crash report and exits, as in the real
+-- crashes. The driver must record the death, restart the server and the worker on the same
+-- port, run the sample again and end with the sample's result in the report.
+describe("bench smoke run whose dev server is killed mid-run", function()
+  local results, md, out_dir
+
+  setup(function()
+    out_dir = os.tmpname()
+    os.remove(out_dir)
+    assert(os.execute("mkdir -p " .. helper.shell_quote(out_dir)))
+    local ok, _, err, code = helper.run({
+      from_root("bench/run.sh"), "--smoke", "--phases", "latency",
+      "--kill-server-before", "latency/lua/0/SEGV", "--out-dir", out_dir,
+    }, { BENCH_GO = "0", BENCH_TB = out_dir .. "/tb" })
+    assert(ok, ("bench/run.sh --smoke exited %s:\n%s"):format(tostring(code), err))
+    local p = io.popen("ls " .. helper.shell_quote(out_dir) .. "/*.json")
+    local path = p:read("l")
+    p:close()
+    assert(path, "no results file in " .. out_dir)
+    local f = assert(io.open(path, "rb"))
+    results = json.decode(f:read("a"))
+    f:close()
+    f = assert(io.open(out_dir .. "/latest.md", "rb"))
+    md = f:read("a")
+    f:close()
+  end)
+
+  teardown(function()
+    if out_dir then os.execute("rm -rf " .. helper.shell_quote(out_dir)) end
+  end)
+
+  local function alive(pid)
+    local f = io.open(("/proc/%d/stat"):format(pid), "rb")
+    if not f then return false end
+    local state = f:read("a"):match("%) (%S)")
+    f:close()
+    return state ~= "Z"
+  end
+
+  it("records the server's death: when, where, how it ended, its RSS, and the restart", function()
+    assert.is_true(results.server.managed)
+    assert.equals(1, #results.server.events)
+    local ev = results.server.events[1]
+    assert.equals("server died", ev.kind)
+    assert.equals("exit status 2", ev.status)  -- the Go runtime's exit after a fatal signal
+    assert.truthy(ev.log_crash:find("^SIGSEGV: segmentation violation"), ev.log_crash:sub(1, 200))
+    assert.equals("latency", ev.phase)
+    assert.equals("lua", ev.client)
+    assert.equals(0, ev.rep)
+    assert.equals(1, ev.attempt)
+    assert.is_true(ev.rss_kib_before > 0)
+    assert.is_string(ev.time)
+    assert.is_true(ev.restarted)
+    assert.is_true(ev.new_pid ~= ev.pid)
+    -- the attempt it took down is recorded as failed because of it
+    local f = results.failures[1]
+    assert.equals(1, #results.failures)
+    assert.equals("lua", f.client)
+    assert.equals(1, f.attempt)
+    assert.equals(0, f.server_event)
+    assert.truthy(f.reason:find("server died: exit status 2", 1, true))
+  end)
+
+  it("runs the sample again against the restarted server and worker: nothing is missing", function()
+    assert.equals(0, #results.missing)
+    local ev = results.server.events[1]
+    local epochs = {}
+    for _, e in ipairs(results.server.epochs) do epochs[math.tointeger(e.n)] = e end
+    local ops = {}
+    for _, r in ipairs(results.runs) do
+      if r.workload == "latency" and r.client == "lua" then
+        ops[r.op] = r
+        -- it ran against the server started after the death
+        assert.equals(ev.new_pid, epochs[math.tointeger(r.server_epoch)].pid)
+        local want = r.op == "execute" and results.config.latency.execute_count or results.config.latency.count
+        assert.equals(want, r.calls)
+      end
+    end
+    -- execute_workflow ran an activity on the restarted worker
+    for _, op in ipairs({ "describe", "query", "signal", "execute" }) do
+      assert.is_table(ops[op], op)
+    end
+    local py = 0
+    for _, r in ipairs(results.runs) do
+      if r.workload == "latency" and r.client == "python" then py = py + 1 end
+    end
+    assert.equals(4, py)
+  end)
+
+  it("reports the event and the retried sample, and stops every server and worker it started", function()
+    assert.truthy(md:find("Unplanned events", 1, true))
+    assert.truthy(md:find("server died (exit status 2", 1, true))
+    assert.truthy(md:find("its log (the crash report): `SIGSEGV: segmentation violation", 1, true))
+    assert.truthy(md:find("the sample was run again and has its result", 1, true))
+    assert.truthy(md:find("Retried samples (1 failed attempts", 1, true))
+    assert.is_nil(md:find("Missing samples", 1, true))
+    for _, e in ipairs(results.server.epochs) do
+      assert.is_false(alive(math.tointeger(e.pid)), "server pid " .. tostring(e.pid))
+    end
+  end)
+end)
