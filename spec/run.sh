@@ -92,12 +92,13 @@ fi
 # luarocks), 5.4 child processes under valgrind or a 5.4 C host (memory, hosts_close,
 # hosts_loop, hosts_examples, hosts_asan), skynet (its own Lua 5.4), fuzz harnesses (C), the
 # test bed itself, and hardening (written with 5.4 operators; the C core it checks is shared).
-# hosts_luv hung in uv.run after the whole LuaJIT list (2 runs of 3) before set_host asked
-# for the relayed mode itself (fc996a5); since then 4 of 4 such runs passed, so it is back.
+# hosts_luv passes under LuaJIT alone, but after the whole LuaJIT list in one busted process
+# its first test hangs in uv.run now and then (2 of 3 runs once; later 1 of ~7, the busted
+# process idle in epoll_wait): not in the list until that is understood.
 LUAJIT_SPECS=(foundation json protobuf converter failure connection connection_retry
   connection_keepalive connection_interceptor workflow workflow_interceptor schedule activity
   operations parity luajit nginx runtime_lazy activity_worker metrics encryption hosts_cqueues
-  hosts_scheduler hosts_luv)
+  hosts_scheduler)
 LUAJIT_SPECS+=(nginx_activity)  # Lua activities served by nginx (examples/openresty/activities.conf)
 passes="lua54 luajit"
 case ${1:-} in
