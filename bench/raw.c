@@ -29,6 +29,12 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What temporal-lua does before its first grpc_init (src/runtime.c): Debian's abseil is
+ * built without NDEBUG and runs its debug-only mutex deadlock detector on every lock
+ * inside gRPC; temporal-lua switches it off, so the floor program does too (a weak
+ * reference: absent with another abseil build, nothing changes then). */
+extern void _ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE(int) __attribute__((weak));
+
 static double mono(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -254,6 +260,8 @@ int main(int argc, char **argv) {
   if (concurrency < 1) concurrency = 1;
   if (concurrency > count) concurrency = count;
 
+  if (_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE)
+    _ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE(0);
   grpc_init();
   /* temporal-lua's channel arguments for a plaintext target with default options
    * (src/channel.c): max receive size, reconnect backoff, no proxy from the environment. */
