@@ -80,6 +80,24 @@ static void *poller_main(void *arg) {
   return NULL;
 }
 
+/* Debian builds abseil without NDEBUG, so every absl::Mutex lock inside gRPC also runs
+ * abseil's debug-only deadlock detector (DeadlockCheck and its lock-graph lookups, on lock
+ * and on unlock): ~400 instructions a lock, ~11 locks a GetSystemInfo and ~36 a start
+ * (~4k and ~13k instructions, measured with callgrind). Release builds of abseil - the
+ * one inside the grpcio wheel the Python SDK runs on - never run it. It is switched off
+ * (abseil's own setting, kIgnore = 0) before gRPC is first initialised. A weak reference
+ * to Debian's symbol: with another abseil build (another inline namespace) it is absent
+ * and nothing changes. */
+extern void _ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE(int) __attribute__((weak));
+
+static void absl_release_mode(void) {
+  static int done;
+  if (done) return;
+  done = 1;
+  if (_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE)
+    _ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE(0);
+}
+
 /* Takes a reference to the process-wide part (gRPC initialised with the first state). */
 static const char *shared_acquire(void) {
   const char *err = NULL;
@@ -88,6 +106,7 @@ static const char *shared_acquire(void) {
     err = "temporal: gRPC objects do not survive fork(); load the module in a process that did not inherit it";
   } else {
     if (shared.users == 0) {
+      absl_release_mode();
       grpc_init();
       shared.pid = getpid();
     }
