@@ -45,10 +45,41 @@ client:close()
 print("script ok")
 ]=]
 
-local function write_script()
+-- Direct mode, completions one at a time (each call alone in flight beside results the
+-- server holds): the runtime stops polling for more after each one (src/runtime.c,
+-- drain_wanted). Then the held results are released together: every one must still be
+-- delivered, to the task that waits for it.
+local DRAIN_SCRIPT = [=[
+local temporal = require("temporal")
+local core = temporal.core
+local address, namespace, task_queue, prefix = ...
+local client = temporal.connect(address, { namespace = namespace })
+local K = 6
+local handles, tasks = {}, {}
+for i = 1, K do
+  handles[i] = client:start_workflow("WaitForSignal", { id = prefix .. i, task_queue = task_queue })
+end
+for i = 1, K do tasks[i] = temporal.spawn(function() return handles[i]:result() end) end
+temporal.step(0)
+print("held", core.inflight())
+for _ = 1, 40 do assert(client.workflow_service:get_system_info{}.server_version) end
+local early = 0
+for i = 1, K do if tasks[i]:done() then early = early + 1 end end
+print("done before the signals", early)
+for i = K, 1, -1 do handles[i]:signal("approve", i) end
+for i = 1, K do
+  local r = tasks[i]:wait()
+  print("result", i, r[1][1])
+end
+print("relayed", tostring(core.runtime_info().relayed), "in flight", core.inflight())
+client:close()
+print("script ok")
+]=]
+
+local function write_script(text)
   local path = os.tmpname()
   local f = assert(io.open(path, "w"))
-  f:write(SCRIPT)
+  f:write(text or SCRIPT)
   f:close()
   return path
 end
@@ -89,5 +120,18 @@ describe("runtime modes", function()
     check(out)
     assert.matches("ERROR SUMMARY: 0 errors", err)
     assert.matches("definitely lost: 0 bytes", err)
+  end)
+
+  it("completions taken one at a time, then released together: each reaches its task", function()
+    local path = write_script(DRAIN_SCRIPT)
+    local ok, out, err = helper.run({ "lua5.4", path, helper.address, helper.namespace, helper.task_queue,
+      helper.unique_id("drain") .. "-" })
+    os.remove(path)
+    assert.is_true(ok, out .. err)
+    assert.matches("held\t6\n", out, 1, true)
+    assert.matches("done before the signals\t0\n", out, 1, true)
+    for i = 1, 6 do assert.matches(("result\t%d\t%d\n"):format(i, i), out, 1, true) end
+    assert.matches("relayed\tfalse\tin flight\t0\n", out, 1, true)
+    assert.matches("script ok", out)
   end)
 end)

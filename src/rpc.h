@@ -33,6 +33,7 @@ typedef struct tl_runtime {
   pid_t pid;
   int acquired;                     /* holds a reference to the process-wide part */
   int closed;
+  int drain_skip, drain_misses;     /* direct mode: waits left without the drain poll; empty drains in a row */
 } tl_runtime;
 
 /* One unary call; its heap memory is the completion tag, so it lives until the

@@ -80,6 +80,24 @@ static void *poller_main(void *arg) {
   return NULL;
 }
 
+/* Debian builds abseil without NDEBUG, so every absl::Mutex lock inside gRPC also runs
+ * abseil's debug-only deadlock detector (DeadlockCheck and its lock-graph lookups, on lock
+ * and on unlock): ~400 instructions a lock, ~11 locks a GetSystemInfo and ~36 a start
+ * (~4k and ~13k instructions, measured with callgrind). Release builds of abseil - the
+ * one inside the grpcio wheel the Python SDK runs on - never run it. It is switched off
+ * (abseil's own setting, kIgnore = 0) before gRPC is first initialised. A weak reference
+ * to Debian's symbol: with another abseil build (another inline namespace) it is absent
+ * and nothing changes. */
+extern void _ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE(int) __attribute__((weak));
+
+static void absl_release_mode(void) {
+  static int done;
+  if (done) return;
+  done = 1;
+  if (_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE)
+    _ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE(0);
+}
+
 /* Takes a reference to the process-wide part (gRPC initialised with the first state). */
 static const char *shared_acquire(void) {
   const char *err = NULL;
@@ -88,6 +106,7 @@ static const char *shared_acquire(void) {
     err = "temporal: gRPC objects do not survive fork(); load the module in a process that did not inherit it";
   } else {
     if (shared.users == 0) {
+      absl_release_mode();
       grpc_init();
       shared.pid = getpid();
     }
@@ -201,10 +220,37 @@ static gpr_timespec deadline_in(double seconds) {
   return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros((int64_t)(seconds * 1e6), GPR_TIMESPAN));
 }
 
+/* After the completion it waited for, take_direct polls once more for whatever else is
+ * queued already. Where gRPC's queue is empty, that poll is a whole round of gRPC's poller
+ * (an epoll_wait(0) and its bookkeeping: ~5k instructions, as much as the wait itself) for
+ * nothing - the case when responses arrive one at a time (a server slower than this
+ * thread): one such poll per call. So after two such polls in a row the next waits skip
+ * it, 1, 2, 4 .. TL_DRAIN_SKIP_MAX of them between two tries; a try that finds a
+ * completion ends the skipping. A skipped completion is not lost: it stays queued, and
+ * the next wait takes it from the queue without polling. */
+#define TL_DRAIN_SKIP_MAX 16
+
+static int drain_wanted(tl_runtime *rt) {
+  if (rt->drain_skip == 0) return 1;
+  rt->drain_skip--;
+  return 0;
+}
+
+static void drain_result(tl_runtime *rt, int found) {
+  if (found) {
+    rt->drain_misses = 0;
+  } else if (++rt->drain_misses >= 2) {
+    int gap = rt->drain_misses - 2 < 4 ? 1 << (rt->drain_misses - 2) : TL_DRAIN_SKIP_MAX;
+    rt->drain_skip = gap;
+    if (rt->drain_misses > 6) rt->drain_misses = 6;
+  }
+}
+
 /* Direct: waits on the own queue until `deadline` for a completion, then takes whatever
- * else is there already; returns them as a list, each marked done. */
+ * else is there already (see drain_wanted); returns them as a list, each marked done. */
 static tl_call *take_direct(tl_runtime *rt, gpr_timespec deadline) {
   tl_call *head = NULL, *tail = NULL;
+  int n = 0, draining = 0;
   grpc_event ev = grpc_completion_queue_next(rt->own, deadline, NULL);
   while (ev.type == GRPC_OP_COMPLETE) {
     tl_call *c = ev.tag;
@@ -213,9 +259,12 @@ static tl_call *take_direct(tl_runtime *rt, gpr_timespec deadline) {
     if (tail) tail->next_done = c; else head = c;
     tail = c;
     mark_done(rt, c);
+    n++;
     if (rt->ninflight == 0) break;  /* nothing more can be there */
+    if (n == 1 && !(draining = drain_wanted(rt))) break;
     ev = grpc_completion_queue_next(rt->own, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
   }
+  if (draining) drain_result(rt, n > 1);
   return head;
 }
 
