@@ -324,6 +324,21 @@ static size_t json_utf8_decode(const unsigned char *s, size_t n, unsigned long *
   return 0;
 }
 
+/* The first byte from p on (before end) that is not plain string content (json_plain_in:
+ * a quote, a backslash, a control character or a non-ASCII byte), or end: 8 bytes a step. */
+static inline const char *json_skip_plain(const char *p, const char *end) {
+  for (;;) {
+    uint64_t m;
+    if (end - p < 8) {
+      while (p < end && json_plain_in[(unsigned char)*p]) p++;
+      return p;
+    }
+    m = json_special8(json_load8(p));
+    if (m) return p + json_first_special(p, m);
+    p += 8;
+  }
+}
+
 /* ---------------------------------------------------------------- numbers */
 
 /* Digits of ax (finite, > 0) rounded to `precision` significant digits by printf, which
@@ -1383,19 +1398,7 @@ static void json_decode_string_rest(json_decoder *d, const char *p);
  * json_decode_string_rest from the first such byte. */
 static inline void json_decode_string(json_decoder *d) {
   const char *p = d->p, *end = d->end;
-  for (;;) {
-    uint64_t m;
-    if (end - p < 8) {
-      while (p < end && json_plain_in[(unsigned char)*p]) p++;
-      break;
-    }
-    m = json_special8(json_load8(p));
-    if (m) {
-      p += json_first_special(p, m);
-      break;
-    }
-    p += 8;
-  }
+  p = json_skip_plain(p, end);
   if (p < end && *p == '"') {
     lua_pushlstring(d->L, d->p, (size_t)(p - d->p));
     d->p = p + 1;
@@ -1412,19 +1415,7 @@ static void json_decode_string_rest(json_decoder *d, const char *p) {
   /* Fast path: no escapes, the string is a slice of the input. */
   for (;;) {
     unsigned char c;
-    for (;;) {
-      uint64_t m;
-      if (end - p < 8) {
-        while (p < end && json_plain_in[(unsigned char)*p]) p++;
-        break;
-      }
-      m = json_special8(json_load8(p));
-      if (m) {
-        p += json_first_special(p, m);
-        break;
-      }
-      p += 8;
-    }
+    p = json_skip_plain(p, end);
     if (p >= end) break;
     c = (unsigned char)*p;
     if (c < 0x80) break; /* the closing quote, an escape or a control character */
@@ -1729,19 +1720,7 @@ static int json_decode_key(json_decoder *d) {
   const char *p = d->p, *end = d->end;
   size_t len;
   unsigned h;
-  for (;;) {
-    uint64_t m;
-    if (end - p < 8) {
-      while (p < end && json_plain_in[(unsigned char)*p]) p++;
-      break;
-    }
-    m = json_special8(json_load8(p));
-    if (m) {
-      p += json_first_special(p, m);
-      break;
-    }
-    p += 8;
-  }
+  p = json_skip_plain(p, end);
   len = (size_t)(p - d->p);
   if (p >= end || *p != '"' || len == 0 || len > JSON_KEY_MAX) {
     json_decode_string(d); /* escapes, UTF-8, the empty key, long keys: the general path */

@@ -498,6 +498,26 @@ static void value_from_lua(lua_State *L, int idx, const ProtobufCFieldDescriptor
   }
 }
 
+/* The length of the list (a Lua sequence) at idx for a repeated field: a sequence only,
+ * other keys mean the caller passed a map or a message by mistake. Both encoders use it. */
+static lua_Integer list_length(lua_State *L, int idx, const path_frame *path) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  lua_Integer keys = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING)
+        path_error(L, path, "expected a list, found key '%s'", lua_tostring(L, -1));
+      path_error(L, path, "expected a list (keys 1..n without holes)");
+    }
+    keys++;
+    lua_pop(L, 1);
+  }
+  if (keys != n) path_error(L, path, "expected a list (keys 1..n without holes)");
+  return n;
+}
+
 static size_t value_size(const ProtobufCFieldDescriptor *fd) {
   switch (fd->type) {
   case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
@@ -554,21 +574,7 @@ static void repeated_from_lua(lua_State *L, int idx, const ProtobufCFieldDescrip
     *array = entries;
     return;
   }
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-  /* A sequence only: other keys mean the caller passed a map or a message by mistake. */
-  lua_Integer keys = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) == LUA_TSTRING)
-        path_error(L, path, "expected a list, found key '%s'", lua_tostring(L, -1));
-      path_error(L, path, "expected a list (keys 1..n without holes)");
-    }
-    keys++;
-    lua_pop(L, 1);
-  }
-  if (keys != n) path_error(L, path, "expected a list (keys 1..n without holes)");
+  lua_Integer n = list_length(L, idx, path);
   char *items = arena_need(L, a, (n ? (size_t)n : 1) * elem);
   for (lua_Integer i = 1; i <= n; i++) {
     path_frame f = { path, NULL, i };
@@ -906,20 +912,7 @@ static void enc_repeated(pb_enc *e, int idx, const ProtobufCFieldDescriptor *fd,
     }
     return;
   }
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
-  lua_Integer keys = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) {
-      lua_pop(L, 1);
-      if (lua_type(L, -1) == LUA_TSTRING)
-        path_error(L, path, "expected a list, found key '%s'", lua_tostring(L, -1));
-      path_error(L, path, "expected a list (keys 1..n without holes)");
-    }
-    keys++;
-    lua_pop(L, 1);
-  }
-  if (keys != n) path_error(L, path, "expected a list (keys 1..n without holes)");
+  lua_Integer n = list_length(L, idx, path);
   if (n == 0) return;
   int packed = (fd->flags & PROTOBUF_C_FIELD_FLAG_PACKED) != 0;
   size_t at = 0;
