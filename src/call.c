@@ -58,16 +58,23 @@ void tl_call_free(tl_call *c) {
   free(c);
 }
 
-/* A Call object at idx, checked against the metatable every Call function keeps as its
- * first upvalue (no registry lookup by name); luaL_checkudata for the error. */
-static call_ud *check_call(lua_State *L, int idx) {
+/* The userdata at idx when its metatable is the running C function's upvalue `up` (no
+ * registry lookup by name), else NULL. */
+static void *udata_with_mt(lua_State *L, int idx, int up) {
   void *p = lua_touserdata(L, idx);
   if (p && lua_getmetatable(L, idx)) {
-    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    int same = lua_rawequal(L, -1, lua_upvalueindex(up));
     lua_pop(L, 1);
     if (same) return p;
   }
-  return luaL_checkudata(L, idx, TL_CALL_MT);
+  return NULL;
+}
+
+/* A Call object at idx, checked against the metatable every Call function keeps as its
+ * first upvalue; luaL_checkudata for the error. */
+static call_ud *check_call(lua_State *L, int idx) {
+  call_ud *u = udata_with_mt(L, idx, 1);
+  return u ? u : luaL_checkudata(L, idx, TL_CALL_MT);
 }
 
 static int call_gc(lua_State *L) {
@@ -195,10 +202,7 @@ static int find_method(const char *service, const char *method, const ProtobufCS
 static int l_unary(lua_State *L) {
   /* Fewer arguments must not let the objects pushed below stand in for the metadata. */
   lua_settop(L, 7);
-  tl_channel *ch = lua_touserdata(L, 1);
-  /* the Channel metatable is the third upvalue: no registry lookup by name */
-  if (!ch || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(3))) ch = NULL;
-  lua_settop(L, 7);
+  tl_channel *ch = udata_with_mt(L, 1, 3);  /* the Channel metatable is the third upvalue */
   if (!ch || !ch->channel) ch = tl_channel_check(L, 1);  /* raises the error */
   const char *service = luaL_checkstring(L, 2);
   const char *method = luaL_checkstring(L, 3);

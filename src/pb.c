@@ -637,6 +637,24 @@ static int wkt_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor 
   return 0;
 }
 
+static const ProtobufCFieldDescriptor *enc_field(const ProtobufCMessageDescriptor *d, const char *name);
+
+/* The field of d named by the key under the value on top of the stack (a table walk's
+ * key), or an error naming the key: through the encoder's cache (cached) or protobuf-c's
+ * own lookup (the reference path). */
+static const ProtobufCFieldDescriptor *key_field(lua_State *L, const ProtobufCMessageDescriptor *d,
+                                                 const path_frame *path, int cached) {
+  if (lua_type(L, -2) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    path_error(L, path, "unexpected %s key in %s (fields are named by strings)", luaL_typename(L, -1), d->name);
+  }
+  const char *name = lua_tostring(L, -2);
+  const ProtobufCFieldDescriptor *fd =
+      cached ? enc_field(d, name) : protobuf_c_message_descriptor_get_field_by_name(d, name);
+  if (!fd) path_error(L, path, "unknown field '%s' in %s", name, d->name);
+  return fd;
+}
+
 static ProtobufCMessage *message_from_lua(lua_State *L, int idx, const ProtobufCMessageDescriptor *d,
                                           tl_arena *a, const path_frame *path, int depth) {
   if (depth > TL_PB_MAX_DEPTH) path_error(L, path, "nesting deeper than %d", TL_PB_MAX_DEPTH);
@@ -649,13 +667,7 @@ static ProtobufCMessage *message_from_lua(lua_State *L, int idx, const ProtobufC
     path_error(L, path, "expected a table (%s), got %s", d->name, type_name_at(L, idx));
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      lua_pop(L, 1);
-      path_error(L, path, "unexpected %s key in %s (fields are named by strings)", luaL_typename(L, -1), d->name);
-    }
-    const char *name = lua_tostring(L, -2);
-    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(d, name);
-    if (!fd) path_error(L, path, "unknown field '%s' in %s", name, d->name);
+    const ProtobufCFieldDescriptor *fd = key_field(L, d, path, 0);
     path_frame f = { path, fd->name, 0 };
     if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
       repeated_from_lua(L, -1, fd, msg, a, &f, depth);
@@ -1027,13 +1039,7 @@ static void enc_message(pb_enc *e, int idx, const ProtobufCMessageDescriptor *d,
   int sorted = 1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      lua_pop(L, 1);
-      path_error(L, path, "unexpected %s key in %s (fields are named by strings)", luaL_typename(L, -1), d->name);
-    }
-    const char *name = lua_tostring(L, -2);
-    const ProtobufCFieldDescriptor *fd = enc_field(d, name);
-    if (!fd) path_error(L, path, "unknown field '%s' in %s", name, d->name);
+    const ProtobufCFieldDescriptor *fd = key_field(L, d, path, 1);
     unsigned fi = (unsigned)(fd - d->fields);
     if (fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
       for (unsigned k = 0; k < n; k++) {

@@ -312,12 +312,6 @@ local function park(waiter_setup)
   if not ok then error(err, 0) end
 end
 
---- Checks that the running code can wait (before anything is sent): raises an error
--- naming `what` and the context where it can neither yield nor block.
-function M.check_can_wait(what)
-  wait_mode(what)
-end
-
 --- Waits for a call object from core.unary; returns what call:result() returns. `mode` and
 -- `task`: what wait_mode returned for the caller before it started the call (the call is
 -- then known to be in flight: a call is only marked done while completions are taken).

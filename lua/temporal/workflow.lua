@@ -452,12 +452,7 @@ end
 -- Sends a start request (StartWorkflowExecution or SignalWithStart): the new handle, or
 -- WorkflowAlreadyStartedError / RPCError.
 send_start = function(self, method, req, rpc_opts, workflow, signal)
-  local ok, resp
-  if rpc_opts.rpc_timeout == nil and rpc_opts.rpc_metadata == nil then  -- rpc()'s common case, one call less
-    ok, resp = pcall(methods._rpc, self, WS, method, req, RETRY_ONLY)
-  else
-    ok, resp = pcall(rpc, self, method, req, rpc_opts)
-  end
+  local ok, resp = pcall(rpc, self, method, req, rpc_opts)
   if not ok then
     if errors.is(resp, "RPCError") and resp.status == "ALREADY_EXISTS" then
       error(already_started(resp, req.workflow_id, workflow) or resp, 0)
@@ -470,7 +465,7 @@ send_start = function(self, method, req, rpc_opts, workflow, signal)
   if first == nil or first == "" then
     first = (signal == nil or resp.started) and resp.run_id or nil
   end
-  return core.fields_handle(WorkflowHandle, self, req.workflow_id, nil, resp.run_id, first, resp)  -- new_handle's
+  return new_handle(self, req.workflow_id, nil, resp.run_id, first, resp)
 end
 
 -- The rpc() options of a call made without interceptors: the call's options themselves,
@@ -490,14 +485,15 @@ end
 -- takes the full path below, which raises the same errors in the same order as always.
 local function is_name(v) return type(v) == "string" and v ~= "" end
 local function is_duration(v) return type(v) == "number" and v >= 0 and v ~= math.huge end  -- NaN: false
+local function is_args(v)
+  if type(v) ~= "table" then return false end
+  local n = v.n
+  return n == nil or (compat.math_type(n) == "integer" and n >= 0)
+end
 local FAST_START = {
   id = is_name,
   task_queue = is_name,
-  args = function(v)
-    if type(v) ~= "table" then return false end
-    local n = v.n
-    return n == nil or (compat.math_type(n) == "integer" and n >= 0)
-  end,
+  args = is_args,
   execution_timeout = is_duration, run_timeout = is_duration, task_timeout = is_duration,
   start_delay = is_duration, rpc_timeout = is_duration,
   cron_schedule = function(v) return type(v) == "string" end,
@@ -521,18 +517,13 @@ local function fast_start_ok(opts)
   if keys_within(opts, SIMPLE_START) then
     local id, task_queue, args = opts.id, opts.task_queue, opts.args
     if id == nil or id == "" or task_queue == nil or task_queue == "" then return false end
-    local n = args and args.n
-    return n == nil or (compat.math_type(n) == "integer" and n >= 0)
+    return args == nil or is_args(args)
   end
   if type(opts) ~= "table" or getmetatable(opts) ~= nil then return false end
   local id, task_queue = opts.id, opts.task_queue
   if type(id) ~= "string" or id == "" or type(task_queue) ~= "string" or task_queue == "" then return false end
   for k, v in next, opts do  -- no metatable: next is what pairs would call
-    if k == "args" then
-      if type(v) ~= "table" then return false end
-      local n = v.n
-      if n ~= nil and not (compat.math_type(n) == "integer" and n >= 0) then return false end
-    elseif k ~= "id" and k ~= "task_queue" then
+    if k ~= "id" and k ~= "task_queue" then
       local ok = FAST_START[k]
       if ok == nil or not ok(v) then return false end
     end
